@@ -1,0 +1,1 @@
+"""Root conftest for the project's own tests (the plugin itself loads through its entry point)."""

@@ -1,0 +1,39 @@
+"""The reference backend: the model's own PyTorch code (timm/torchvision), local weights, fp32."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..baselines import ModelEntry
+from ..dataset import Dataset
+from ..errors import BackendError
+from ..weights import find_weights
+from . import Backend, RunOptions, class_scores, iter_batches
+
+
+class ReferenceBackend(Backend):
+    name = "reference"
+    precisions = ("fp32",)
+
+    def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
+        lookup = find_weights(entry, options.weights_dir)
+        return None if lookup.path else lookup.skip_reason(entry)
+
+    def scores(self, entry: ModelEntry, precision: str, dataset: Dataset,
+               options: RunOptions) -> np.ndarray:
+        try:
+            import torch
+        except ImportError:
+            raise BackendError("the reference backend needs PyTorch: "
+                               "pip install 'pytest-vaccbench[torch]'") from None
+        from ..models import build_model
+
+        weights = find_weights(entry, options.weights_dir).path
+        model = build_model(entry, weights)
+        torch.set_num_threads(options.threads)
+        batch_size = entry.batch_size or options.batch_size
+        outputs = []
+        with torch.inference_mode():
+            for batch in iter_batches(dataset.samples, entry.preprocess, batch_size, options.workers):
+                outputs.append(model(torch.from_numpy(batch)).float().numpy())
+        return class_scores(np.concatenate(outputs), entry)

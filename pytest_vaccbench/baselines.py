@@ -1,0 +1,259 @@
+"""Baselines: one YAML file per model family (see baselines/SCHEMA.md) -> ModelEntry objects.
+
+Files are read with ruamel.yaml so that errors carry line numbers and so that
+`--update-baselines` can rewrite a file keeping its comments, key order and layout.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import MarkedYAMLError
+
+from .errors import BaselineError, VaccbenchError
+from .preprocess import PreprocessSpec
+
+LIBRARIES = ("timm", "torchvision", "torchscript")
+DEFAULT_TOLERANCE = {"top1": 0.5, "top5": 0.5}
+MODEL_SECTIONS = ("models", "extra_models")
+REQUIRED_MODEL_FIELDS = ("name", "source", "library", "arch", "input_size")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    top1: float
+    top5: float
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where a model's weights come from; None fields fall back to the naming rule."""
+
+    file: str | None = None  # a file name in --weights-dir, or an absolute path
+    package: str | None = None  # an installed Python package that ships the file
+    key_map: str = "names"  # names | by-order (tensors in order, names ignored)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    family: str
+    key: str  # <source>-<name>: unique in the family, part of the test id
+    name: str
+    sources: tuple[str, ...]
+    library: str | None
+    arch: str | None
+    input_size: int
+    preprocess: PreprocessSpec
+    tolerance: Tolerance
+    baseline_path: Path
+    line: int
+    section: str = "models"
+    weights: WeightsSpec = field(default_factory=WeightsSpec)
+    num_classes: int = 1000
+    batch_size: int | None = None
+    deploy: str | None = None  # "reparameterize": evaluate timm's fused deploy form
+    published: Mapping[str, Any] | None = None
+    expected: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def test_name(self) -> str:
+        return f"{self.family}/{self.key}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.baseline_path}:{self.line} ({self.section}.{self.key})"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    path: Path
+    paper: str
+    preprocess: PreprocessSpec
+    models: dict[str, ModelEntry]
+
+
+def _yaml() -> YAML:
+    yaml = YAML()  # round-trip: keeps comments, order and flow style
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a syntax error names the file and the line."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BaselineError(f"cannot read: {exc.strerror}", path) from None
+    try:
+        return _yaml().load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise BaselineError(f"YAML syntax error: {exc.problem or exc.context}", path, line) from None
+
+
+def _line(node: Any, key: str | None = None, default: int = 1) -> int:
+    if isinstance(node, CommentedMap):
+        try:
+            return (node.lc.key(key)[0] if key is not None else node.lc.line) + 1
+        except (KeyError, TypeError):
+            return node.lc.line + 1
+    return default
+
+
+def _tolerance(raw: Any, base: Mapping[str, float], path: Path, line: int) -> Tolerance:
+    merged = dict(base)
+    if raw is not None:
+        if not isinstance(raw, Mapping) or set(raw) - {"top1", "top5"}:
+            raise BaselineError("tolerance must be {top1: points, top5: points}", path, line)
+        merged.update({k: float(v) for k, v in raw.items()})
+    return Tolerance(float(merged["top1"]), float(merged["top5"]))
+
+
+def _weights(raw: Any, path: Path, line: int) -> WeightsSpec:
+    if raw is None:
+        return WeightsSpec()
+    if isinstance(raw, str):
+        return WeightsSpec(file=raw)
+    if isinstance(raw, Mapping) and not set(raw) - {"file", "package", "key_map"}:
+        spec = WeightsSpec(file=raw.get("file"), package=raw.get("package"),
+                           key_map=raw.get("key_map", "names"))
+        if spec.key_map not in ("names", "by-order"):
+            raise BaselineError(f"weights.key_map must be names or by-order, not {spec.key_map!r}",
+                                path, line)
+        return spec
+    raise BaselineError("weights must be a file name or {file, package, key_map}", path, line)
+
+
+def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str, Any],
+           path: Path) -> ModelEntry:
+    line = _line(raw)
+    if not isinstance(raw, Mapping):
+        raise BaselineError(f"model {key!r} must be a mapping of fields", path, line)
+    missing = [f for f in REQUIRED_MODEL_FIELDS if f not in raw]
+    if missing:
+        raise BaselineError(f"model {key!r} is missing field(s) {', '.join(missing)} "
+                            f"(required: {', '.join(REQUIRED_MODEL_FIELDS)})", path, line)
+    library = raw["library"]
+    if library is not None and library not in LIBRARIES:
+        raise BaselineError(f"model {key!r}: library {library!r} is not one of {LIBRARIES}",
+                            path, _line(raw, "library", line))
+    sources = raw["source"]
+    sources = tuple(sources) if isinstance(sources, list) else (str(sources),)
+    try:
+        spec: PreprocessSpec = defaults["preprocess"]
+        if raw.get("preprocess"):
+            spec = spec.with_overrides(raw["preprocess"])
+    except VaccbenchError as exc:
+        raise BaselineError(f"model {key!r}: {exc}", path, _line(raw, "preprocess", line)) from None
+    expected = raw.get("expected") or {}
+    if not isinstance(expected, Mapping):
+        raise BaselineError(f"model {key!r}: expected must map dataset -> backend/precision -> "
+                            "{top1, top5}", path, _line(raw, "expected", line))
+    return ModelEntry(
+        family=family, key=str(key), name=str(raw["name"]), sources=sources, library=library,
+        arch=raw["arch"], input_size=int(raw["input_size"]), preprocess=spec,
+        tolerance=_tolerance(raw.get("tolerance"), defaults["tolerance"], path, line),
+        baseline_path=path, line=line, section=section,
+        weights=_weights(raw.get("weights"), path, _line(raw, "weights", line)),
+        num_classes=int(raw.get("num_classes", 1000)), batch_size=raw.get("batch_size"),
+        deploy=raw.get("deploy", defaults.get("deploy")), published=raw.get("published"),
+        expected=expected)
+
+
+def load_family(path: str | Path) -> Family:
+    path = Path(path)
+    data = read_yaml(path)
+    if not isinstance(data, Mapping):
+        raise BaselineError("a baseline file must be a mapping with family, preprocess, models", path)
+    for required in ("family", "preprocess", "models"):
+        if required not in data:
+            raise BaselineError(f"missing top-level field `{required}`", path)
+    family = str(data["family"])
+    try:
+        spec = PreprocessSpec.from_mapping(data["preprocess"])
+    except (VaccbenchError, TypeError) as exc:
+        raise BaselineError(f"preprocess: {exc}", path, _line(data, "preprocess")) from None
+    defaults = {"preprocess": spec, "deploy": data.get("deploy"),
+                "tolerance": {**DEFAULT_TOLERANCE, **(data.get("tolerance") or {})}}
+    models: dict[str, ModelEntry] = {}
+    for section in MODEL_SECTIONS:
+        raw_models = data.get(section) or {}
+        if not isinstance(raw_models, Mapping):
+            raise BaselineError(f"`{section}` must map model keys to fields", path, _line(data, section))
+        for key, raw in raw_models.items():
+            if key in models:
+                raise BaselineError(f"model {key!r} appears twice", path, _line(raw))
+            models[str(key)] = _model(family, section, str(key), raw, defaults, path)
+    return Family(family, path, str(data.get("paper", "")), spec, models)
+
+
+def load_families(directory: str | Path, names: Iterable[str] | None = None) -> list[Family]:
+    """All `*.yaml` baselines in a folder (or the named ones), sorted by family name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BaselineError("baselines folder does not exist", directory)
+    files = sorted(directory.glob("*.yaml"))
+    if names is not None:
+        wanted = list(names)
+        by_stem = {f.stem: f for f in files}
+        unknown = [n for n in wanted if n not in by_stem]
+        if unknown:
+            raise BaselineError(f"no baseline file for famil{'y' if len(unknown) == 1 else 'ies'} "
+                                f"{unknown}; available: {sorted(by_stem)}", directory)
+        files = [by_stem[n] for n in wanted]
+    return [load_family(f) for f in files]
+
+
+def update_file(path: Path, results: Iterable[tuple[str, str, str, Mapping[str, Any]]]) -> list[str]:
+    """Write measured results into one baseline file, atomically.
+
+    `results` holds (model key, dataset name, "backend/precision", values). Only those
+    entries change; the rest of the file keeps its comments and layout. The new text is
+    written to a temporary file in the same folder and moved over the old one, so a reader
+    (or a crash) sees the old file or the new one, never half of one.
+    Returns "model dataset backend/precision" for each entry written.
+    """
+    data = read_yaml(path)
+    changed = []
+    for key, dataset, run, values in results:
+        section = next((s for s in MODEL_SECTIONS if key in (data.get(s) or {})), None)
+        if section is None:
+            raise BaselineError(f"model {key!r} is not in this file any more", path)
+        model = data[section][key]
+        if model.get("expected") is None:
+            model["expected"] = CommentedMap()
+        per_dataset = model["expected"].setdefault(dataset, CommentedMap())
+        entry = CommentedMap(values)
+        entry.fa.set_flow_style()
+        per_dataset[run] = entry
+        changed.append(f"{key} {dataset} {run}")
+    buffer = io.StringIO()
+    _yaml().dump(data, buffer)
+    atomic_write(path, buffer.getvalue())
+    return changed
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that no reader ever sees a partial file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

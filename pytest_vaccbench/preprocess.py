@@ -1,0 +1,201 @@
+"""Preprocessing: image file -> normalised CHW float32 tensor, exactly as the model expects.
+
+Two steps, kept apart on purpose:
+- `load_crop`: decode, resize, crop -> uint8 HWC RGB. This is the expensive, cacheable part.
+- `normalize`: uint8 HWC -> float32 CHW, (x / 255 - mean) / std in float32, as
+  torchvision's ToTensor + Normalize compute it.
+
+With library "pil" the geometry follows torchvision.transforms on PIL images:
+Resize(int) keeps the aspect ratio with the short side at `resize` (long side truncated
+to int), Resize((h, w)) squares, CenterCrop rounds the offset and pads with zeros when the
+image is smaller than the crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ImageDecodeError, VaccbenchError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+RESIZE_MODES = ("short-side", "square")
+LIBRARIES = ("pil", "cv2")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Every choice that moves accuracy, stated explicitly."""
+
+    resize: int
+    crop: int | None = None
+    resize_mode: str = "short-side"
+    interpolation: str = "bilinear"
+    library: str = "pil"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    channel_order: str = "RGB"
+    crop_offset: tuple[int, int] | None = None  # fixed (x, y); None = centre crop
+
+    def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise VaccbenchError(f"resize_mode {self.resize_mode!r} is not one of {RESIZE_MODES}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise VaccbenchError(f"interpolation {self.interpolation!r} is not one of {INTERPOLATIONS}")
+        if self.library not in LIBRARIES:
+            raise VaccbenchError(f"library {self.library!r} is not one of {LIBRARIES}")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise VaccbenchError(f"channel_order {self.channel_order!r} is not RGB or BGR")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise VaccbenchError("mean and std need three values (one per channel)")
+
+    @property
+    def output_size(self) -> int:
+        return self.crop if self.crop else self.resize
+
+    def geometry_key(self) -> str:
+        """What decides the uint8 crop: the key of the preprocessed-image cache."""
+        return (f"{self.library}-{self.interpolation}-{self.resize_mode}{self.resize}"
+                f"-crop{self.crop}-off{self.crop_offset}-{self.channel_order}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "PreprocessSpec":
+        known = {"resize", "crop", "resize_mode", "interpolation", "library", "mean", "std",
+                 "channel_order", "crop_offset"}
+        unknown = set(data) - known
+        if unknown:
+            raise VaccbenchError(f"unknown preprocess keys {sorted(unknown)}; known: {sorted(known)}")
+        if "resize" not in data:
+            raise VaccbenchError("preprocess needs `resize`")
+        kwargs = dict(data)
+        for key in ("mean", "std"):
+            if key in kwargs:
+                kwargs[key] = tuple(float(v) for v in kwargs[key])
+        if kwargs.get("crop_offset") is not None:
+            kwargs["crop_offset"] = tuple(int(v) for v in kwargs["crop_offset"])
+        return cls(**kwargs)
+
+    def to_mapping(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"resize": self.resize, "resize_mode": self.resize_mode,
+                               "crop": self.crop, "interpolation": self.interpolation,
+                               "library": self.library, "mean": list(self.mean),
+                               "std": list(self.std)}
+        if self.channel_order != "RGB":
+            out["channel_order"] = self.channel_order
+        if self.crop_offset is not None:
+            out["crop_offset"] = list(self.crop_offset)
+        return out
+
+    def with_overrides(self, data: Mapping[str, Any]) -> "PreprocessSpec":
+        merged = {**self.to_mapping(), **data}
+        return PreprocessSpec.from_mapping(merged)
+
+
+def resized_size(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int]:
+    """(width, height) after the resize step, with torchvision's rounding."""
+    if spec.resize_mode == "square":
+        return spec.resize, spec.resize
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = spec.resize, int(spec.resize * long / short)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int]:
+    """(left, top) of the crop, torchvision's CenterCrop rounding or a fixed offset."""
+    size = spec.crop
+    assert size is not None
+    if spec.crop_offset is not None:
+        return spec.crop_offset
+    return int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+
+
+def decode_rgb(path: str | Path) -> "Any":
+    """Open an image as a PIL RGB image; grayscale, CMYK, palette and RGBA are converted."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not a readable image (corrupt or unknown format)", path) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"cannot decode image: {exc}", path) from None
+
+
+_PIL_FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+
+
+def _load_crop_pil(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
+    img = decode_rgb(path)
+    size = resized_size(img.width, img.height, spec)
+    if size != (img.width, img.height):
+        img = img.resize(size, _PIL_FILTERS[spec.interpolation])
+    arr = np.asarray(img, dtype=np.uint8)
+    return _crop(arr, spec)
+
+
+def _load_crop_cv2(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ImageDecodeError("OpenCV cannot decode this image (corrupt or unknown format)", path)
+    arr = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    height, width = arr.shape[:2]
+    size = resized_size(width, height, spec)
+    if size != (width, height):
+        flags = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR,
+                 "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4,
+                 "box": cv2.INTER_AREA, "hamming": cv2.INTER_AREA}
+        arr = cv2.resize(arr, size, interpolation=flags[spec.interpolation])
+    return _crop(arr, spec)
+
+
+def _crop(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    if not spec.crop:
+        return np.ascontiguousarray(arr)
+    size = spec.crop
+    height, width = arr.shape[:2]
+    if height < size or width < size:  # torchvision pads with zeros, then crops the centre
+        pad_h, pad_w = max(size - height, 0), max(size - width, 0)
+        top, left = pad_h // 2, pad_w // 2
+        arr = np.pad(arr, ((top, pad_h - top), (left, pad_w - left), (0, 0)))
+        height, width = arr.shape[:2]
+    left, top = crop_box(width, height, spec)
+    out = arr[top:top + size, left:left + size]
+    if out.shape[:2] != (size, size):
+        raise VaccbenchError(f"crop {size} at ({left}, {top}) does not fit an image of {width}x{height}")
+    return np.ascontiguousarray(out)
+
+
+def load_crop(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
+    """Decode, resize and crop one image: uint8 array (H, W, 3) in RGB order."""
+    loader = _load_crop_pil if spec.library == "pil" else _load_crop_cv2
+    return loader(path, spec)
+
+
+def normalize(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 (N, H, W, 3) RGB -> float32 (N, 3, H, W), in the spec's channel order."""
+    x = batch.astype(np.float32) / np.float32(255.0)
+    x = (x - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
+    x = x.transpose(0, 3, 1, 2)
+    if spec.channel_order == "BGR":
+        x = x[:, ::-1]
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def preprocess(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
+    """One image -> float32 (3, H, W): the model's input."""
+    return normalize(load_crop(path, spec)[None], spec)[0]
+
+
+__all__ = ["PreprocessSpec", "load_crop", "normalize", "preprocess", "decode_rgb",
+           "resized_size", "crop_box", "IMAGENET_MEAN", "IMAGENET_STD"]

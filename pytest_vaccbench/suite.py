@@ -1,0 +1,66 @@
+"""Suite files: what to run. `suites/*.yaml` select families, models, backends and precisions.
+
+```yaml
+baselines: ../baselines          # folder of baseline YAMLs, relative to this file
+families: all                    # or [mobilenet_v2, repvgg]
+models: ["*"]                    # glob patterns over model keys, e.g. ["timm-*"]
+backends: [reference]            # default when --backend is not given
+precisions: [fp32]               # default when --precision is not given
+```
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .baselines import BaselineError, Family, ModelEntry, load_families, read_yaml
+
+KNOWN_KEYS = {"baselines", "families", "models", "backends", "precisions", "description"}
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    baselines: Path
+    families: tuple[str, ...] | None  # None = every file in the folder
+    models: tuple[str, ...]
+    backends: tuple[str, ...]
+    precisions: tuple[str, ...]
+
+
+def _names(value: Any, path: Path, key: str) -> tuple[str, ...] | None:
+    if value in (None, "all"):
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise BaselineError(f"`{key}` must be `all` or a list of names", path)
+
+
+def load_suite(path: str | Path) -> Suite:
+    path = Path(path)
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise BaselineError("a suite file must be a mapping (baselines, families, models, ...)", path)
+    unknown = set(data) - KNOWN_KEYS
+    if unknown:
+        raise BaselineError(f"unknown suite keys {sorted(unknown)}; known: {sorted(KNOWN_KEYS)}", path)
+    return Suite(
+        path=path,
+        baselines=(path.parent / data.get("baselines", "../baselines")).resolve(),
+        families=_names(data.get("families"), path, "families"),
+        models=_names(data.get("models"), path, "models") or ("*",),
+        backends=_names(data.get("backends"), path, "backends") or ("reference",),
+        precisions=_names(data.get("precisions"), path, "precisions") or ("fp32",),
+    )
+
+
+def select_models(suite: Suite, baselines_dir: Path | None = None) -> list[ModelEntry]:
+    """Models of the suite, in family then table order."""
+    families: list[Family] = load_families(baselines_dir or suite.baselines, suite.families)
+    return [entry for family in families for entry in family.models.values()
+            if any(fnmatch.fnmatchcase(entry.key, pattern) for pattern in suite.models)]
