@@ -35,8 +35,12 @@ def topk(scores: np.ndarray, k: int = 5) -> np.ndarray:
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -part_scores), axis=1)
-    return np.take_along_axis(part, order, axis=1).astype(np.int32)
-
+    result = np.take_along_axis(part, order, axis=1)
+    # argpartition picks arbitrary members of a tie at the k-th place: redo those rows stably
+    tied = (scores >= part_scores.min(axis=1, keepdims=True)).sum(axis=1) > k
+    if tied.any():
+        result[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
+    return result.astype(np.int32)
 
 def accuracy(predictions: np.ndarray, labels: Sequence[int]) -> Accuracy:
     """Top-1 and top-5 counts from (N, >=5) predictions and N labels."""

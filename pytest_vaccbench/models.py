@@ -92,14 +92,17 @@ def load_weights(model: Any, state: dict[str, Any], entry: ModelEntry, path: Pat
                 raise BackendError(f"by-order load: {src} has shape {tuple(have.shape)} but "
                                    f"{name} needs {tuple(want.shape)}", path)
         state = dict(zip(target.keys(), state.values()))
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    if missing or result.unexpected_keys:
+    target = model.state_dict()
+    missing = [k for k in target if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in target]
+    wrong_shape = [f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in state.items()
+                   if k in target and tuple(v.shape) != tuple(target[k].shape)]
+    if missing or unexpected or wrong_shape:
         raise BackendError(f"weights do not match {entry.library} {entry.arch}: "
+                           f"{len(wrong_shape)} of other shape (e.g. {wrong_shape[:2]}), "
                            f"{len(missing)} missing (e.g. {missing[:3]}), "
-                           f"{len(result.unexpected_keys)} unexpected "
-                           f"(e.g. {result.unexpected_keys[:3]})", path)
-
+                           f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})", path)
+    model.load_state_dict(state, strict=False)
 
 def to_deploy_form(model: Any, entry: ModelEntry) -> Any:
     """RepVGG-style models are evaluated fused (one 3x3 conv per block), as deployed."""
