@@ -104,7 +104,7 @@ class SuiteFile(pytest.File):
 
 
 def _skip(reason: str) -> None:
-    """Skip reported at the test's suite file, not at this line (as pytest's skip marks do)."""
+    """Skip reported at the model's baseline entry, not at this line (as pytest's skip marks do)."""
     raise pytest.skip.Exception(reason, _use_item_location=True)
 
 
@@ -127,7 +127,8 @@ class AccuracyItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.name
+        """Skips and failures point at the model's entry in its baseline file."""
+        return self.case.entry.baseline_path, self.case.entry.line - 1, self.name
 
 
 @dataclass
