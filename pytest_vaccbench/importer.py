@@ -106,7 +106,7 @@ _NAV_LINE = re.compile(r"skip to content|latest commit|history|file metadata and
 _SECTION = re.compile(r"model arch|pre-?processing|model info|deploy|模型性能", re.I)
 _TITLE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
 _PAPER = re.compile(r"(?P<label>[A-Za-z][^:：]{0,60}): (?P<title>\S.*)")
-_SOURCE_SPLIT = re.compile(r"<br\s*/?>|[,/、]|\s+", re.I)
+_SOURCE_SPLIT = re.compile(r"</?br\s*/?>|[,/、]|\s+", re.I)
 
 
 def _plain(line: str) -> str:
@@ -188,6 +188,7 @@ def _row(columns: tuple[Column, ...], cells: Mapping[str, str], line: int,
         problems.append(Problem(line, f"table row without a model {'name' if not name else 'source'}"
                                       f": skipped ({' | '.join(cells.values())})"))
         return None
+    label = f"{'/'.join(sources)} {name}"
     values: dict[str, Decimal | None] = {}
     for column in columns:
         if column.kind not in VALUE_COLUMNS:
@@ -196,11 +197,11 @@ def _row(columns: tuple[Column, ...], cells: Mapping[str, str], line: int,
         try:
             values[column.kind] = None if raw is None else _value(raw)
         except ValueError:
-            problems.append(Problem(line, f"{name}: {column.label} {raw!r} is not a number; left null"))
+            problems.append(Problem(line, f"{label}: {column.label} {raw!r} is not a number; left null"))
             values[column.kind] = None
             continue
         if raw is not None and values[column.kind] is None:
-            problems.append(Problem(line, f"{name}: no {column.label} value; left null"))
+            problems.append(Problem(line, f"{label}: no {column.label} value; left null"))
     return TableRow(line, name, sources, values)
 
 
@@ -209,7 +210,7 @@ def _pipe_table(lines: list[str], start: int, columns: tuple[Column, ...],
     rows, i = [], start + 1
     while i < len(lines) and "|" in lines[i]:
         cells = _pipe_cells(lines[i])
-        if all(re.fullmatch(r":?-{3,}:?", c) for c in cells if c):
+        if all(re.fullmatch(r":?-+:?", c) for c in cells if c):
             i += 1
             continue
         if len(cells) < len(columns):
@@ -346,12 +347,19 @@ def _interpolation(node: ast.expr) -> str:
     elif isinstance(node, ast.Name):
         name = node.id
     else:
-        value = ast.literal_eval(node)
+        value = _literal(node)
         name = _PIL_CODES.get(value, str(value)) if isinstance(value, int) else str(value)
     name = name.lower()
     if name not in INTERPOLATIONS:
         raise ValueError(f"interpolation {name!r} is not one of {INTERPOLATIONS}")
     return name
+
+
+def _literal(node: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ValueError(f"{ast.unparse(node)} is not a literal value") from None
 
 
 def _square(value: Any, what: str) -> int:
@@ -387,7 +395,7 @@ def parse_transforms(text: str) -> tuple[PreprocessSpec | None, list[Problem]]:
             args = list(call.args)
             kwargs = {k.arg: k.value for k in call.keywords}
             if name == "Resize":
-                size = ast.literal_eval(kwargs.get("size") or args[0])
+                size = _literal(kwargs.get("size") or args[0])
                 short_side = isinstance(size, int) or len(size) == 1  # torchvision: [n] is short-side
                 step = {"resize": _square(size, "Resize size"),
                         "resize_mode": "short-side" if short_side else "square"}
@@ -395,10 +403,10 @@ def parse_transforms(text: str) -> tuple[PreprocessSpec | None, list[Problem]]:
                 if interp is not None:
                     step["interpolation"] = _interpolation(interp)
             elif name == "CenterCrop":
-                step = {"crop": _square(ast.literal_eval(kwargs.get("size") or args[0]), "CenterCrop size")}
+                step = {"crop": _square(_literal(kwargs.get("size") or args[0]), "CenterCrop size")}
             elif name == "Normalize":
-                mean = ast.literal_eval(kwargs.get("mean") or args[0])
-                std = ast.literal_eval(kwargs.get("std") or args[1])
+                mean = _literal(kwargs.get("mean") or args[0])
+                std = _literal(kwargs.get("std") or args[1])
                 step = {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
             else:
                 problems.append(Problem(line, f"transforms.{name} is not a step of the evaluation "
@@ -739,11 +747,13 @@ def merge_baseline(data: CommentedMap, family: str, readme: Readme, models: list
     if readme.preprocess is not None:
         _update(data["preprocess"], readme.preprocess.to_mapping(), "preprocess.", result.changed)
     elif not data["preprocess"]:
-        raise VaccbenchError("no torchvision.transforms list with a Resize in the README, and no "
-                             f"`preprocess` in {result.path}: write the family's preprocess block by hand, "
-                             "then import again", readme.path)
+        unread = [str(p.line) for p in readme.problems if "transforms." in p.message]
+        raise VaccbenchError("no torchvision.transforms list with a Resize the importer can read"
+                             + (f" (lines {', '.join(unread)} are not literal values)" if unread else "")
+                             + f", and no `preprocess` in {result.path}: write the family's preprocess "
+                             "block by hand, then import again", readme.path)
     else:
-        result.problems.append(Problem(None, "no torchvision.transforms list found: `preprocess` kept"))
+        result.problems.append(Problem(None, "no preprocessing read from the README: `preprocess` kept"))
     previous = None
     for model in models:
         section = next((s for s in MODEL_SECTIONS if model.key in (data.get(s) or {})), None)

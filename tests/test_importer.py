@@ -169,8 +169,8 @@ JOINED = """
 - [ResNet: Deep Residual Learning for Image Recognition](https://arxiv.org/abs/1512.03385)
 
 | model | source | top1 | top5 | flops(G) | params(M) | input size |
-|:---:|:---:|:---:|:---:|:---:|:---:|:---:|
-| RepVGG-A0 | official<br>mmcls | 72.41 | 90.50 | 1.4 | 8.30 | 224 |
+| :---: | :--: | :--: | :--: | :---: | :----: | :--------: |
+| RepVGG-A0 |[official](https://github.com/DingXiaoH/RepVGG) <br/>[mmcls](https://x/repvgg)</br>| 72.41 | 90.50 | 1.4 | 8.30 | 224 |
 | mobilenetv2 | timm | 72.956 | 91.010 | 0.328 | 3.500 | 224 |
 | mobilenetv2 | torchvision | 71.878 | 90.286 | 0.328 | 3.505 | 224 |
 """
@@ -274,8 +274,8 @@ def test_a_missing_cell_is_reported_with_its_line_and_left_null():
     assert [r.name for r in readme.rows] == ["resnet50", "resnet18", "resnet34"]
     assert readme.rows[0].cells["top5"] is None and readme.rows[1].cells["params"] is None
     messages = {(p.line, p.message) for p in readme.problems}
-    assert (3, "resnet50: no top5 value; left null") in messages
-    assert (4, "resnet18: no params(M) value; left null") in messages
+    assert (3, "timm resnet50: no top5 value; left null") in messages
+    assert (4, "timm resnet18: no params(M) value; left null") in messages
     assert any(line == 5 and "4 cells for 7 columns" in m and "flops(G), params(M), input size" in m
                for line, m in messages)
     models, _ = map_models(readme, alias_only)
@@ -389,6 +389,11 @@ def test_resize_forms():
     assert spec is None
     assert [p.line for p in problems] == [2, 3]
     assert "only a square size" in problems[0].message and "RandomHorizontalFlip" in problems[1].message
+    spec, problems = parse_transforms("transforms.Resize(scale_size)\ntransforms.CenterCrop(224)")
+    assert spec is None
+    assert [(p.line, p.message) for p in problems] == [
+        (1, "cannot read transforms.Resize(scale_size): scale_size is not a literal value; ignored"),
+        (2, "the transforms list has no Resize: preprocessing not imported")]
 
 
 # --- merging into an existing file, and the command ------------------------------------------
@@ -484,7 +489,7 @@ def test_merge_updates_readme_fields_adds_rows_in_order_and_keeps_the_rest(tmp_p
     assert "changed timm-mobilenetv2_100.published.top1: 72.9 -> 73.0" in captured.out
     assert "changed preprocess.interpolation: bicubic -> bilinear" in captured.out
     assert "2 added" in captured.out and "1 kept that are no README row" in captured.out
-    assert f"{readme}:15: warning: resnet18: no top5 value; left null" in captured.err
+    assert f"{readme}:15: warning: timm resnet18: no top5 value; left null" in captured.err
     assert f"{out}:29: warning: models.timm-gone is no row of the README: kept" in captured.err
     assert len(load_family(out).models) == 5
 
