@@ -230,53 +230,47 @@ def _pipe_table(lines: list[str], start: int, columns: tuple[Column, ...],
 
 def _space_table(lines: list[str], start: int, columns: tuple[Column, ...],
                  problems: list[Problem]) -> tuple[ModelTable, int]:
-    """Rows of GitHub-page text: `name source... value...`, a row possibly spread over lines
-    (a cell with several sources puts each on its own line; the values follow on the last)."""
-    value_columns = [c for c in columns if c.kind in VALUE_COLUMNS or c.kind == "unknown"]
-    n_values = len(value_columns)
+    """Rows of GitHub-page text: `name source... cell...`, one token per cell after the sources.
+    A row may spread over lines: a cell with several sources puts each on its own line (the
+    markdown's <br>), and the remaining cells follow on the last one."""
+    if [c.kind for c in columns[:2]] != ["name", "source"]:
+        problems.append(Problem(start + 1, "a space-separated table must start with the model and "
+                                           "source columns: not read"))
+        return ModelTable(start + 1, columns, ()), start + 1
+    rest = columns[2:]
     rows: list[TableRow] = []
-    pending: list[tuple[int, list[str]]] = []  # (line, tokens) of the row being read
+    pending: list[tuple[int, str]] = []  # (line, token) of the row being read
 
-    def trailing_values(tokens: list[str]) -> int:
-        count = 0
-        for token in reversed(tokens):
-            if not _is_value(token):
-                break
-            count += 1
-        return count
+    def fits() -> bool:
+        tail = pending[len(pending) - len(rest):]
+        return len(pending) >= len(rest) + 2 and all(
+            _is_value(token) for column, (_, token) in zip(rest, tail) if column.kind != "unknown")
 
     def finish() -> None:
-        if not pending:
-            return
-        line = pending[0][0]
-        tokens = [t for _, part in pending for t in part]
-        text = "  /  ".join(" ".join(part) for _, part in pending)
+        tokens = [token for _, token in pending]
+        if fits():
+            cut = len(tokens) - len(rest)
+            cells = {"name": tokens[0], "source": " ".join(tokens[1:cut]),
+                     **{c.kind: token for c, token in zip(rest, tokens[cut:])}}
+            row = _row(columns, cells, pending[0][0], problems)
+            rows.extend([row] if row else [])
+        else:
+            problems.append(Problem(pending[0][0], f"cannot read table row {' '.join(tokens)!r}: expected "
+                                                   f"{' | '.join(c.label for c in columns)} (numbers where "
+                                                   "numbers go, a cell missing?); skipped"))
         pending.clear()
-        found = trailing_values(tokens)
-        if found != n_values or len(tokens) - found < 2:
-            heads = ", ".join(c.label for c in value_columns)
-            problems.append(Problem(line, f"cannot read table row {text!r}: expected a name, a source and "
-                                          f"{n_values} values ({heads}), found {found} values; skipped"))
-            return
-        cells = {"name": tokens[0], "source": " ".join(tokens[1:len(tokens) - n_values])}
-        cells.update({c.kind: t for c, t in zip(value_columns, tokens[len(tokens) - n_values:])})
-        row = _row(columns, cells, line, problems)
-        if row:
-            rows.append(row)
 
     i = start + 1
     while i < len(lines) and _plain(lines[i]):
         tokens = _plain(lines[i]).split()
-        if pending:
-            so_far = [t for _, part in pending for t in part]
-            complete = trailing_values(so_far) >= n_values and len(so_far) > n_values
-            more_sources = trailing_values(so_far) == 0 and len(tokens) == 1
-            continues = more_sources or all(_is_value(t) for t in tokens)
-            if complete or not continues:
-                finish()
-        pending.append((i + 1, tokens))
+        more_sources = (len(tokens) == 1 and not _is_value(tokens[0])
+                        and not any(_is_value(token) for _, token in pending[1:]))
+        if pending and (fits() or not (more_sources or _is_value(tokens[0]))):
+            finish()
+        pending.extend((i + 1, token) for token in tokens)
         i += 1
-    finish()
+    if pending:
+        finish()
     return ModelTable(start + 1, columns, tuple(rows)), i
 
 

@@ -228,6 +228,16 @@ def test_sources_on_separate_lines_of_github_page_text():
     assert readme.problems == []
 
 
+def test_github_page_text_with_a_text_column_after_the_numbers():
+    readme = parse_readme("模型 源码 top1 top5 flops(G) params(M) input size dataset\n"
+                          "cspresnet50 timm 79.582 94.704 10.038 21.576 256 imagenet\n"
+                          "cspresnet50 mmcls\nppcls\n79.55 94.68 6.96 21.62 256 imagenet\n")
+    assert [(r.sources, r.cells["input_size"], r.line) for r in readme.rows] == [
+        (("timm",), 256, 2), (("mmcls", "ppcls"), 256, 3)]
+    assert [(p.line, p.message) for p in readme.problems] == [
+        (1, "table column(s) ['dataset'] unknown: their values are ignored")]
+
+
 @pytest.mark.parametrize("heading, kind, unit", [
     ("flops(G)", "flops", "G"), ("flops(M)", "flops", "M"), ("FLOPs (B)", "flops", "B"),
     ("GFLOPs", "flops", "G"), ("params(M)", "params", None), ("Params(M)", "params", None),
@@ -294,8 +304,9 @@ resnet34 timm 73.3 91.4 3.6 21.8 two-two-four
     assert [r.name for r in readme.rows] == ["resnet18"]
     lines = [p.line for p in readme.problems]
     assert lines == [3, 5]
-    assert "cannot read table row 'resnet50 timm 80.4 4.1 25.6 224'" in readme.problems[0].message
-    assert "found 4 values" in readme.problems[0].message
+    assert readme.problems[0].message == (
+        "cannot read table row 'resnet50 timm 80.4 4.1 25.6 224': expected 模型 | 源码 | top1 | top5 | "
+        "flops(G) | params(M) | input size (numbers where numbers go, a cell missing?); skipped")
 
 
 def test_a_readme_without_a_table_is_an_error_naming_the_file(tmp_path):
