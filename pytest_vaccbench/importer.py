@@ -103,7 +103,7 @@ MISSING = {"", "-", "–", "—", "/", "n/a", "na", "none", "null"}
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)%?|(\d+)\s*[x×*]\s*\d+")
 _NAV_LINE = re.compile(r"skip to content|latest commit|history|file metadata and controls|readme\.md|"
                        r"raw|blame|\d+ lines \(\d+ loc\) · [\d.]+ \w+", re.I)
-_SECTION = re.compile(r"model arch|pre-?processing|model info|deploy|模型性能", re.I)
+_SECTION = re.compile(r"code source|model arch|pre-?processing|model info|deploy|模型性能", re.I)
 _TITLE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
 _PAPER = re.compile(r"(?P<label>[A-Za-z][^:：]{0,60}): (?P<title>\S.*)")
 _SOURCE_SPLIT = re.compile(r"</?br\s*/?>|[,/、]|\s+", re.I)
@@ -313,7 +313,7 @@ def _head(lines: list[str]) -> tuple[str | None, str | None]:
             break
         if title is None and paper is None and _TITLE.fullmatch(text):
             title = text
-        elif paper is None and (match := _PAPER.fullmatch(text)) and text.isascii():
+        elif paper is None and (match := _PAPER.fullmatch(text)) and match["label"].isascii():
             paper = match["title"] if "_" in match["label"] else text
     return title, paper
 
