@@ -521,6 +521,9 @@ def test_command_errors_name_the_file(tmp_path, capsys):
     readme = write(tmp_path, "no table\n")
     assert main(["import-readme", str(readme), "-o", str(tmp_path / "x.yaml")]) == 2
     assert f"vaccbench import-readme: error: {readme}: no model table found" in capsys.readouterr().err
+    missing = tmp_path / "missing.md"
+    assert main(["import-readme", str(missing)]) == 2
+    assert f"{missing}: cannot read: No such file or directory" in capsys.readouterr().err
     table = write(tmp_path, "| model | source | top1 |\n|---|---|---|\n| a | timm | 1.0 |\n", "T.md")
     with pytest.raises(VaccbenchError, match="does not match the output file name x.yaml"):
         import_readme(table, tmp_path / "x.yaml", family="y", check=alias_only)
