@@ -27,3 +27,14 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_seeds() -> Path:
+    """The seed READMEs the committed baselines were written from: $VACCBENCH_SEEDS, else
+    `seeds/` beside the test data (../shared/seeds)."""
+    path = Path(os.environ.get("VACCBENCH_SEEDS", shared_data_dir().parent / "seeds"))
+    if len(list(path.glob("00[0234]_*.txt"))) < 4:
+        pytest.skip(f"seed READMEs not found at {path} (set VACCBENCH_SEEDS to the folder holding "
+                    "000_*.txt ... 004_*.txt)")
+    return path
