@@ -145,6 +145,10 @@ class VaccbenchSession:
         self.config = config
         opt = config.getoption
         self.update = bool(opt("update_baselines"))
+        if self.update and opt("limit") and not opt("dataset_name"):
+            raise pytest.UsageError(
+                "--update-baselines with --limit would record a subset's figures under the whole "
+                "dataset's name; add --dataset-name NAME to record the subset under its own name")
         self.baselines_dir = Path(opt("baselines")).resolve() if opt("baselines") else None
         cache = opt("vaccbench_cache") or os.environ.get("VACCBENCH_CACHE") or "~/.cache/vaccbench"
         weights = opt("weights_dir") or os.environ.get("VACCBENCH_WEIGHTS") or "weights"

@@ -155,3 +155,9 @@ def test_unknown_backend_and_dataset_are_clear(project: pytest.Pytester) -> None
     result.stdout.fnmatch_lines(["*unknown backend 'tensorrt'; available: *reference*"])
     result = project.runpytest("suites", "-k", "efficientnet", "--dataset=/no/such/folder")
     result.stdout.fnmatch_lines(["*/no/such/folder: dataset folder does not exist*"])
+
+
+def test_update_with_limit_needs_its_own_dataset_name(project: pytest.Pytester) -> None:
+    result = project.runpytest("suites", "--update-baselines", "--limit=2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--update-baselines with --limit would record a subset*--dataset-name*"])
