@@ -71,6 +71,8 @@ def colour_model(path: Path, centroids: dict[int, tuple[int, int, int]], classes
 
 def export_onnx(entry: object, weights: Path | None, path: Path) -> Path:
     """A baseline entry's PyTorch model (real weights, or random init) as a 1x3xNxN ONNX graph."""
+    import warnings
+
     import torch
 
     from pytest_vaccbench.models import build_model
@@ -78,7 +80,8 @@ def export_onnx(entry: object, weights: Path | None, path: Path) -> Path:
     model = build_model(entry, weights)  # type: ignore[arg-type]
     size = entry.input_size  # type: ignore[attr-defined]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, on purpose
         torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(path), dynamo=False,
                           opset_version=13, input_names=["input"], output_names=["output"])
     return path
