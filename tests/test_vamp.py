@@ -210,6 +210,17 @@ def test_missing_model_or_vdsp_file_fails_when_the_baseline_expects_results(proj
         "*vdsp_params JSON not found for */legacy/c1001/colours1001: looked for */models/colours.json"])
 
 
+def test_vdsp_output_size_must_match_the_compiled_input(project: Project) -> None:
+    vdsp = project.models / "vdsp_params" / "stub-colours-vdsp_params.json"
+    config = json.loads(vdsp.read_text())
+    config["OpConfig"].update(OimageWidth=24, OimageHeight=24)
+    vdsp.write_text(json.dumps(config))
+    result = project.run("--precision=fp16", "-k", "stub-colours and not 1001")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*stub-colours-vdsp_params.json makes 24x24 inputs, but the compiled "
+                                 "model */stub-colours-fp16-none-3_32_32-vacc/stub-colours takes 32x32"])
+
+
 def test_devices_are_spread_over_xdist_workers(project: Project) -> None:
     pytest.importorskip("xdist")
     log = project.root / "vamp-calls.jsonl"
