@@ -19,7 +19,7 @@ import pytest
 
 from . import dataset as dataset_mod
 from .backends import Backend, RunOptions, get_backend
-from .baselines import update_file
+from .baselines import ModelEntry, update_file
 from .errors import VaccbenchError
 from .gate import expectation_for, judge
 from .preprocess import PreprocessSpec
@@ -104,35 +104,46 @@ class SuiteFile(pytest.File):
             suite = load_suite(self.path)
             entries = select_models(suite, session.baselines_dir)
             override = session.preprocess_override()
-            backends = _split(self.config.getoption("backend")) or suite.backends
-            requested = _split(self.config.getoption("precision"))
-            impls = {name: _backend_or_none(name) for name in backends}
-            plan = [(entry, name, impls[name].precisions_for(entry, requested, session.options)
-                     if impls[name] else requested) for entry in entries for name in backends]
         except VaccbenchError as exc:
             raise self.CollectError(str(exc)) from None
-        for entry, backend, precisions in plan:
-            impl = impls[backend]
-            own = override is None or (impl is not None and impl.preprocesses_on_device)
-            for precision in precisions or suite.precisions:
-                if own:
-                    case = Case(entry, backend, precision)
-                else:
-                    case = Case(replace(entry, preprocess=override[1]), backend, precision,
-                                override[0])
-                item = AccuracyItem.from_parent(self, name=case.id, case=case)
-                size = case.entry.preprocess.output_size
-                if case.variant and size != entry.input_size:
-                    item.add_marker(pytest.mark.skip(reason=f"--preprocess gives {size}x{size} "
-                                                     f"images; {entry.key} takes {entry.input_size}"))
-                for marker in {"vaccbench", entry.family, backend, *entry.sources}:
-                    if marker.isidentifier():
-                        self.config.addinivalue_line("markers", f"{marker}: pytest-vaccbench")
-                        item.add_marker(marker)
-                yield item
+        backends = _split(self.config.getoption("backend")) or suite.backends
+        requested = _split(self.config.getoption("precision"))
+        for entry in entries:
+            for backend in backends:
+                for precision in self._precisions(entry, backend, requested) or suite.precisions:
+                    case = _case(entry, backend, precision, override)
+                    item = AccuracyItem.from_parent(self, name=case.id, case=case)
+                    size = case.entry.preprocess.output_size
+                    if case.variant and size != entry.input_size:
+                        item.add_marker(pytest.mark.skip(reason=f"--preprocess gives {size}x{size} "
+                                                         f"images; {entry.key} takes {entry.input_size}"))
+                    for marker in {"vaccbench", entry.family, backend, *entry.sources}:
+                        if marker.isidentifier():
+                            self.config.addinivalue_line("markers", f"{marker}: pytest-vaccbench")
+                            item.add_marker(marker)
+                    yield item
+
+    def _precisions(self, entry: ModelEntry, backend: str,
+                    requested: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """--precision, or what the backend finds for this model (vamp: its compiled models)."""
+        impl = _backend_or_none(backend)
+        session: VaccbenchSession = self.config.pluginmanager.get_plugin("vaccbench-session")
+        try:
+            return impl.precisions_for(entry, requested, session.options) if impl else requested
+        except VaccbenchError as exc:
+            raise self.CollectError(str(exc)) from None
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         return str(excinfo.value)
+
+
+def _case(entry: ModelEntry, backend: str, precision: str,
+          override: tuple[str, PreprocessSpec] | None) -> Case:
+    """--preprocess replaces the preprocessing of the backends that preprocess on the CPU."""
+    impl = _backend_or_none(backend)
+    if override is None or (impl is not None and impl.preprocesses_on_device):
+        return Case(entry, backend, precision)
+    return Case(replace(entry, preprocess=override[1]), backend, precision, override[0])
 
 
 def _backend_or_none(name: str) -> Backend | None:

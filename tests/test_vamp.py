@@ -210,6 +210,26 @@ def test_missing_model_or_vdsp_file_fails_when_the_baseline_expects_results(proj
         "*vdsp_params JSON not found for */legacy/c1001/colours1001: looked for */models/colours.json"])
 
 
+@pytest.mark.parametrize("block, message", [
+    ("{modle: legacy/c1001/colours1001}", "`vamp:` of stub-colours1001 must be a mapping (or a list "
+                                          "of them) with `model` and optional vdsp_params, precision, shape"),
+    ("{model: legacy/c1001/colours1001}", "`vamp:` of stub-colours1001: no `precision`, and the folder "
+                                          "name 'c1001' does not say it*"),
+    ("{model: x/y, precision: fp16, shape: [224, 224]}", "`vamp.shape` of stub-colours1001 must be "
+                                                         "[[]channels, height, width]"),
+])
+def test_a_bad_vamp_block_is_a_collection_error_naming_the_line(project: Project, block: str,
+                                                                message: str) -> None:
+    baseline = project.root / "baselines" / "stub.yaml"
+    text = baseline.read_text()
+    start = text.index("    vamp: {model: legacy")
+    end = text.index("    expected:", start)
+    baseline.write_text(text[:start] + f"    vamp: {block}\n" + text[end:])
+    result = project.run()
+    result.stdout.fnmatch_lines([f"*/baselines/stub.yaml:20: {message}"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
 def test_vdsp_output_size_must_match_the_compiled_input(project: Project) -> None:
     vdsp = project.models / "vdsp_params" / "stub-colours-vdsp_params.json"
     config = json.loads(vdsp.read_text())

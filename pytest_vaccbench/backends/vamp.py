@@ -121,6 +121,12 @@ def parse_model_dir(name: str) -> tuple[str, str, int | None] | None:
     return match["name"], precision, int(match["h"]) if match["h"] == match["w"] else None
 
 
+def _line(entry: ModelEntry, node: Any) -> int:
+    """The baseline line of a `vamp:` block (ruamel keeps it), else the model's."""
+    line = getattr(getattr(node, "lc", None), "line", None)
+    return line + 1 if line is not None else entry.line
+
+
 def _blocks(entry: ModelEntry) -> list[Mapping[str, Any]]:
     raw = entry.vamp
     if raw is None:
@@ -131,25 +137,26 @@ def _blocks(entry: ModelEntry) -> list[Mapping[str, Any]]:
                 set(block) - {"model", "vdsp_params", "precision", "shape"}:
             raise VaccbenchError(f"`vamp:` of {entry.key} must be a mapping (or a list of them) with "
                                  "`model` and optional vdsp_params, precision, shape",
-                                 entry.baseline_path, entry.line)
+                                 entry.baseline_path, _line(entry, block))
     return blocks
 
 
 def _from_block(entry: ModelEntry, block: Mapping[str, Any], root: Path | None) -> CompiledModel:
     base = root or entry.baseline_path.parent
-    origin = f"{entry.baseline_path.name}:{entry.line}"
+    line = _line(entry, block)
+    origin = f"{entry.baseline_path.name}:{line}"
     prefix = (base / str(block["model"])).resolve()
     parsed = parse_model_dir(prefix.parent.name)
     precision = block.get("precision") or (parsed[1] if parsed else None)
     if precision is None:
         raise VaccbenchError(f"`vamp:` of {entry.key}: no `precision`, and the folder name "
                              f"{prefix.parent.name!r} does not say it (<name>-int8-percentile-3_224_224-vacc)",
-                             entry.baseline_path, entry.line)
+                             entry.baseline_path, line)
     shape = block.get("shape")
     if shape is not None and (not isinstance(shape, list) or len(shape) != 3
                               or not all(isinstance(d, int) for d in shape)):
         raise VaccbenchError(f"`vamp.shape` of {entry.key} must be [channels, height, width]",
-                             entry.baseline_path, entry.line)
+                             entry.baseline_path, line)
     shape = tuple(shape) if shape else None
     size = shape[1] if shape and shape[1] == shape[2] else (parsed[2] if parsed else None)
     if block.get("vdsp_params"):
