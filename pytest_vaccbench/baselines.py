@@ -60,6 +60,7 @@ class ModelEntry:
     batch_size: int | None = None
     deploy: str | None = None  # "reparameterize": evaluate timm's fused deploy form
     published: Mapping[str, Any] | None = None
+    vamp: Any = None  # where the compiled model is: read by backends/vamp.py
     expected: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
     @property
@@ -170,7 +171,7 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
         weights=_weights(raw.get("weights"), path, _line(raw, "weights", line)),
         num_classes=int(raw.get("num_classes", 1000)), batch_size=raw.get("batch_size"),
         deploy=raw.get("deploy", defaults.get("deploy")), published=raw.get("published"),
-        expected=expected)
+        vamp=raw.get("vamp"), expected=expected)
 
 
 def load_family(path: str | Path) -> Family:

@@ -11,20 +11,22 @@ import json
 import os
 import shlex
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from . import dataset as dataset_mod
-from .backends import RunOptions, get_backend
-from .baselines import update_file
+from .backends import Backend, RunOptions, get_backend
+from .baselines import ModelEntry, update_file
 from .errors import VaccbenchError
 from .gate import expectation_for, judge
+from .preprocess import PreprocessSpec
 from .report import summary_lines
 from .run import Case, Result, evaluate
 from .suite import load_suite, select_models
+from .vdsp import preprocess_option
 
 PROPERTY = "vaccbench"
 
@@ -59,6 +61,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--batch-size", type=int, default=32, metavar="N", help="inference batch size")
     group.addoption("--threads", type=int, default=None, metavar="N",
                     help="inference threads (default: all cores, divided among xdist workers)")
+    group.addoption("--preprocess", default=None, metavar="vdsp:JSON",
+                    help="CPU backends: replace each model's preprocessing by an emulation of the "
+                         "accelerator's vdsp_params JSON; recorded as <precision>+vdsp-<name>")
+    group.addoption("--vamp-bin", default=None, metavar="CMD",
+                    help="the vamp runner, a path or command line (default: vamp on PATH)")
+    group.addoption("--vamp-root", default=None, metavar="DIR",
+                    help="compiled models named <name>-<int8-percentile|fp16-none>-3_H_W-vacc/<name>")
+    group.addoption("--vamp-timeout", type=float, default=3600.0, metavar="S",
+                    help="seconds one vamp run may take before it is killed (default: 3600)")
+    group.addoption("--vamp-instances", type=int, default=1, metavar="N", help="vamp -i (default 1)")
+    group.addoption("--vamp-processes", type=int, default=1, metavar="N", help="vamp -p (default 1)")
+    group.addoption("--vamp-batch", type=int, default=1, metavar="N", help="vamp -b (default 1)")
+    group.addoption("--vamp-args", default=None, metavar="ARGS",
+                    help="more vamp arguments, e.g. '--hwconfig hw.json'")
+    group.addoption("--devices", default=None, metavar="IDS",
+                    help="accelerator ids for vamp -d, e.g. 0,1,2,3: xdist worker gwN uses the "
+                         "(N mod count)-th")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,23 +103,55 @@ class SuiteFile(pytest.File):
         try:
             suite = load_suite(self.path)
             entries = select_models(suite, session.baselines_dir)
+            override = session.preprocess_override()
         except VaccbenchError as exc:
             raise self.CollectError(str(exc)) from None
         backends = _split(self.config.getoption("backend")) or suite.backends
-        precisions = _split(self.config.getoption("precision")) or suite.precisions
+        requested = _split(self.config.getoption("precision"))
         for entry in entries:
             for backend in backends:
-                for precision in precisions:
-                    case = Case(entry, backend, precision)
+                for precision in self._precisions(entry, backend, requested) or suite.precisions:
+                    case = _case(entry, backend, precision, override)
                     item = AccuracyItem.from_parent(self, name=case.id, case=case)
+                    size = case.entry.preprocess.output_size
+                    if case.variant and size != entry.input_size:
+                        item.add_marker(pytest.mark.skip(reason=f"--preprocess gives {size}x{size} "
+                                                         f"images; {entry.key} takes {entry.input_size}"))
                     for marker in {"vaccbench", entry.family, backend, *entry.sources}:
                         if marker.isidentifier():
                             self.config.addinivalue_line("markers", f"{marker}: pytest-vaccbench")
                             item.add_marker(marker)
                     yield item
 
+    def _precisions(self, entry: ModelEntry, backend: str,
+                    requested: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """--precision, or what the backend finds for this model (vamp: its compiled models)."""
+        impl = _backend_or_none(backend)
+        session: VaccbenchSession = self.config.pluginmanager.get_plugin("vaccbench-session")
+        try:
+            return impl.precisions_for(entry, requested, session.options) if impl else requested
+        except VaccbenchError as exc:
+            raise self.CollectError(str(exc)) from None
+
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         return str(excinfo.value)
+
+
+def _case(entry: ModelEntry, backend: str, precision: str,
+          override: tuple[str, PreprocessSpec] | None) -> Case:
+    """--preprocess replaces the preprocessing of the backends that preprocess on the CPU."""
+    impl = _backend_or_none(backend)
+    if override is None or (impl is not None and impl.preprocesses_on_device):
+        return Case(entry, backend, precision)
+    return Case(replace(entry, preprocess=override[1]), backend, precision, override[0])
+
+
+def _backend_or_none(name: str) -> Backend | None:
+    """The backend, or None for an unknown name (its tests then fail with the known names)."""
+    try:
+        return get_backend(name)
+    except VaccbenchError:
+        return None
 
 
 def _skip(reason: str) -> None:
@@ -154,12 +205,24 @@ class VaccbenchSession:
         weights = opt("weights_dir") or os.environ.get("VACCBENCH_WEIGHTS") or "weights"
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
         threads = opt("threads") or max(1, (os.cpu_count() or 1) // workers)
+        vamp = ("vamp_bin", "vamp_root", "vamp_timeout", "vamp_instances", "vamp_processes",
+                "vamp_batch", "vamp_args", "devices")
         self.options = RunOptions(weights_dir=Path(weights).expanduser().resolve(),
                                   cache_dir=Path(cache).expanduser().resolve(),
-                                  batch_size=opt("batch_size"), threads=threads, workers=threads)
+                                  batch_size=opt("batch_size"), threads=threads, workers=threads,
+                                  extra={**{name: opt(name) for name in vamp},
+                                         "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER")})
+        self._override: tuple[str, PreprocessSpec] | None = None
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
         self.reported: list[Reported] = []
         self.updated: list[str] = []
+
+    def preprocess_override(self) -> tuple[str, PreprocessSpec] | None:
+        """--preprocess=vdsp:FILE as (variant name, spec), or None."""
+        value = self.config.getoption("preprocess")
+        if value and self._override is None:
+            self._override = preprocess_option(value)
+        return self._override
 
     # -- running one test ---------------------------------------------------------------
     def dataset(self) -> dataset_mod.Dataset:
@@ -181,7 +244,9 @@ class VaccbenchSession:
                 f"--precision={item.case.precision}"]
         for flag, name in (("--dataset", "dataset"), ("--labels", "labels"),
                            ("--dataset-name", "dataset_name"), ("--weights-dir", "weights_dir"),
-                           ("--limit", "limit"), ("--baselines", "baselines")):
+                           ("--limit", "limit"), ("--baselines", "baselines"),
+                           ("--preprocess", "preprocess"), ("--vamp-bin", "vamp_bin"),
+                           ("--vamp-root", "vamp_root")):
             if opt(name) is not None:
                 args.append(f"{flag}={opt(name)}")
         return shlex.join([*args, "--update-baselines"])
@@ -196,10 +261,10 @@ class VaccbenchSession:
         if reason:
             _skip(reason)
         data = self.dataset()
-        expected = expectation_for(case.entry, data, case.backend, case.precision)
+        expected = expectation_for(case.entry, data, case.backend, case.run_precision)
         if expected is None and not self.update:
             _skip(f"no baseline for {case.entry.key} on dataset {data.name!r} with "
-                  f"{case.backend}/{case.precision} in {case.entry.baseline_path.name}; "
+                  f"{case.backend}/{case.run_precision} in {case.entry.baseline_path.name}; "
                   f"record one with: {self.update_command(item)}")
         result = evaluate(case, data, self.options)
         payload = {"result": json.loads(result.to_json()),

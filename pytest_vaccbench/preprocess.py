@@ -2,8 +2,8 @@
 
 Two steps, kept apart on purpose:
 - `load_crop`: decode, resize, crop -> uint8 HWC RGB. This is the expensive, cacheable part.
-- `normalize`: uint8 HWC -> float32 CHW, (x / 255 - mean) / std in float32, as
-  torchvision's ToTensor + Normalize compute it.
+- `normalize`: uint8 HWC -> float32 CHW, (x / pixel_scale - mean) / std in float32; with
+  the default pixel_scale 255 this is what torchvision's ToTensor + Normalize compute.
 
 With library "pil" the geometry follows torchvision.transforms on PIL images:
 Resize(int) keeps the aspect ratio with the short side at `resize` (long side truncated
@@ -42,6 +42,8 @@ class PreprocessSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     channel_order: str = "RGB"
     crop_offset: tuple[int, int] | None = None  # fixed (x, y); None = centre crop
+    pixel_scale: float = 255.0  # x / pixel_scale before mean/std; 1 = mean/std in 0..255 units
+    decoder: str | None = None  # pil | cv2 when it differs from `library` (the accelerator: cv2)
 
     def __post_init__(self) -> None:
         if self.resize_mode not in RESIZE_MODES:
@@ -50,10 +52,14 @@ class PreprocessSpec:
             raise VaccbenchError(f"interpolation {self.interpolation!r} is not one of {INTERPOLATIONS}")
         if self.library not in LIBRARIES:
             raise VaccbenchError(f"library {self.library!r} is not one of {LIBRARIES}")
+        if self.decoder not in (None, *LIBRARIES):
+            raise VaccbenchError(f"decoder {self.decoder!r} is not one of {LIBRARIES}")
         if self.channel_order not in ("RGB", "BGR"):
             raise VaccbenchError(f"channel_order {self.channel_order!r} is not RGB or BGR")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise VaccbenchError("mean and std need three values (one per channel)")
+        if self.pixel_scale <= 0 or any(s == 0 for s in self.std):
+            raise VaccbenchError("pixel_scale and std must be non-zero")
 
     @property
     def output_size(self) -> int:
@@ -61,13 +67,14 @@ class PreprocessSpec:
 
     def geometry_key(self) -> str:
         """What decides the uint8 crop: the key of the preprocessed-image cache."""
-        return (f"{self.library}-{self.interpolation}-{self.resize_mode}{self.resize}"
+        decoder = f"{self.decoder}decode-" if self.decoder not in (None, self.library) else ""
+        return (f"{decoder}{self.library}-{self.interpolation}-{self.resize_mode}{self.resize}"
                 f"-crop{self.crop}-off{self.crop_offset}-{self.channel_order}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "PreprocessSpec":
         known = {"resize", "crop", "resize_mode", "interpolation", "library", "mean", "std",
-                 "channel_order", "crop_offset"}
+                 "channel_order", "crop_offset", "pixel_scale", "decoder"}
         unknown = set(data) - known
         if unknown:
             raise VaccbenchError(f"unknown preprocess keys {sorted(unknown)}; known: {sorted(known)}")
@@ -90,6 +97,10 @@ class PreprocessSpec:
             out["channel_order"] = self.channel_order
         if self.crop_offset is not None:
             out["crop_offset"] = list(self.crop_offset)
+        if self.pixel_scale != 255.0:
+            out["pixel_scale"] = self.pixel_scale
+        if self.decoder is not None:
+            out["decoder"] = self.decoder
         return out
 
     def with_overrides(self, data: Mapping[str, Any]) -> "PreprocessSpec":
@@ -132,23 +143,27 @@ def decode_rgb(path: str | Path) -> "Any":
 _PIL_FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
 
 
-def _load_crop_pil(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
-    img = decode_rgb(path)
+def _resize_crop_pil(img: Any, spec: PreprocessSpec) -> np.ndarray:
     size = resized_size(img.width, img.height, spec)
     if size != (img.width, img.height):
         img = img.resize(size, _PIL_FILTERS[spec.interpolation])
-    arr = np.asarray(img, dtype=np.uint8)
-    return _crop(arr, spec)
+    return _crop(np.asarray(img, dtype=np.uint8), spec)
 
 
-def _load_crop_cv2(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
+def decode_cv2_rgb(path: str | Path) -> np.ndarray:
+    """Decode with OpenCV (as the accelerator's tools do), BGR -> RGB: uint8 (H, W, 3)."""
     import cv2
 
     data = np.fromfile(str(path), dtype=np.uint8)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise ImageDecodeError("OpenCV cannot decode this image (corrupt or unknown format)", path)
-    arr = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _resize_crop_cv2(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    import cv2
+
     height, width = arr.shape[:2]
     size = resized_size(width, height, spec)
     if size != (width, height):
@@ -176,15 +191,28 @@ def _crop(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def resize_crop(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Resize and crop an already decoded uint8 (H, W, 3) RGB image, with the spec's library."""
+    if spec.library == "pil":
+        from PIL import Image
+
+        return _resize_crop_pil(Image.fromarray(rgb), spec)
+    return _resize_crop_cv2(rgb, spec)
+
+
 def load_crop(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
     """Decode, resize and crop one image: uint8 array (H, W, 3) in RGB order."""
-    loader = _load_crop_pil if spec.library == "pil" else _load_crop_cv2
-    return loader(path, spec)
+    if (spec.decoder or spec.library) == "pil":
+        return resize_crop(np.asarray(decode_rgb(path)), spec)
+    return resize_crop(decode_cv2_rgb(path), spec)
 
 
 def normalize(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """uint8 (N, H, W, 3) RGB -> float32 (N, 3, H, W), in the spec's channel order."""
-    x = batch.astype(np.float32) / np.float32(255.0)
+    """uint8 (N, H, W, 3) RGB -> float32 (N, 3, H, W), in the spec's channel order.
+
+    mean and std are given in RGB order whatever the channel order (as in the baselines).
+    """
+    x = batch.astype(np.float32) / np.float32(spec.pixel_scale)
     x = (x - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
     x = x.transpose(0, 3, 1, 2)
     if spec.channel_order == "BGR":
@@ -197,5 +225,5 @@ def preprocess(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
     return normalize(load_crop(path, spec)[None], spec)[0]
 
 
-__all__ = ["PreprocessSpec", "load_crop", "normalize", "preprocess", "decode_rgb",
-           "resized_size", "crop_box", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["PreprocessSpec", "load_crop", "resize_crop", "normalize", "preprocess", "decode_rgb",
+           "decode_cv2_rgb", "resized_size", "crop_box", "IMAGENET_MEAN", "IMAGENET_STD"]

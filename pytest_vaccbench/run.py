@@ -27,10 +27,16 @@ class Case:
     entry: ModelEntry
     backend: str
     precision: str
+    variant: str | None = None  # e.g. vdsp-<name>: --preprocess replaced the model's own
+
+    @property
+    def run_precision(self) -> str:
+        """The precision as results record it: `fp32`, or `fp32+vdsp-<name>` for a variant."""
+        return f"{self.precision}+{self.variant}" if self.variant else self.precision
 
     @property
     def id(self) -> str:
-        return f"{self.entry.test_name}[{self.backend}-{self.precision}]"
+        return f"{self.entry.test_name}[{self.backend}-{self.run_precision}]"
 
 
 @dataclass
@@ -100,7 +106,7 @@ def machine() -> str:
 def predictions_path(cache_dir: Path, case: Case, dataset: Dataset, fingerprint: str) -> Path:
     e = case.entry
     return (cache_dir / "predictions" / e.family / e.key /
-            f"{case.backend}-{case.precision}" / f"{dataset.name}-{fingerprint}.npz")
+            f"{case.backend}-{case.run_precision}" / f"{dataset.name}-{fingerprint}.npz")
 
 
 def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
@@ -118,6 +124,6 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, top5=preds.astype(np.int16), labels=np.asarray(dataset.labels, dtype=np.int16),
              files=np.asarray([s.path.name for s in dataset.samples]))
-    return Result(case.entry.family, case.entry.key, case.backend, case.precision, dataset.name,
+    return Result(case.entry.family, case.entry.key, case.backend, case.run_precision, dataset.name,
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
                   str(case.entry.baseline_path))

@@ -24,6 +24,7 @@ from ..preprocess import PreprocessSpec, load_crop, normalize
 
 BUILTIN = {
     "reference": "pytest_vaccbench.backends.reference:ReferenceBackend",
+    "vamp": "pytest_vaccbench.backends.vamp:VampBackend",
 }
 
 
@@ -42,6 +43,15 @@ class RunOptions:
 class Backend(ABC):
     name: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]
+    preprocesses_on_device: ClassVar[bool] = False  # True: --preprocess does not apply
+
+    def precisions_for(self, entry: ModelEntry, requested: tuple[str, ...] | None,
+                       options: RunOptions) -> tuple[str, ...] | None:
+        """Precisions to collect for `entry`; `requested` is --precision (None when not given).
+
+        None means the suite file's precisions.
+        """
+        return requested
 
     def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
         """Why this case cannot run here (missing weights, tool, device), or None."""

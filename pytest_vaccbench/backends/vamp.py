@@ -1,0 +1,394 @@
+"""The vamp backend: the accelerator's own runner (`vamp`, the vendor's binary) as a subprocess.
+
+Contract (the model zoo's accuracy run): the images as npz files (prep.write_npz, the zoo's
+image2npz), a datalist of their paths, then
+    vamp -m <model prefix> --vdsp_params <json> -i I -p P -b B [-d DEVICE] [-s [3,H,W]]
+         --datalist <datalist> --path_output <folder>
+which writes `output_000000.npz`, `output_000001.npz`, ... in datalist order, each with
+`output_0` = the class probabilities of one image ((1, C) or (C,), C = 1000 or 1001).
+Outputs are matched to images by position in the datalist and scored by class INDEX.
+
+Where the compiled models are (first match wins):
+1. a `vamp:` block in the model's baseline entry, one mapping or a list of them:
+   `{model: <prefix>, vdsp_params: <json>, precision: int8-percentile, shape: [3, 224, 224]}`;
+   relative paths are relative to --vamp-root, else to the baseline file's folder; without
+   `precision` it is read from the model folder's name (below).
+2. under --vamp-root, the zoo's naming `<name>-<dtype>-<calibration>-3_<h>_<w>-vacc/<name>`,
+   where <name> is the model key, else its arch, else its README name (so one compiled
+   model can match several entries that share an arch; a `vamp:` block disambiguates).
+   Its vdsp_params JSON: `<key>-vdsp_params.json` in the model folder, in
+   `<vamp-root>/vdsp_params/`, or in <vamp-root>; else `vdsp_params.json` in the model folder.
+The precision is the compiled model's: `fp16` (fp16-none) or `int8-<calibration>`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..baselines import ModelEntry
+from ..dataset import Dataset
+from ..errors import BackendError, VaccbenchError
+from . import Backend, RunOptions, class_scores
+
+CALIBRATIONS = ("percentile", "max", "kl_divergence", "mse")
+PRECISIONS = ("fp16", *(f"int8-{c}" for c in CALIBRATIONS))
+UNCOMPILED = "uncompiled"  # the precision of the one (skipped) test of a model with no compiled model
+MODEL_DIR_RE = re.compile(r"^(?P<name>.+)-(?P<dtype>fp16|int8)-(?P<calib>[A-Za-z0-9_]+)"
+                          r"-(?P<c>\d+)_(?P<h>\d+)_(?P<w>\d+)-vacc$")
+STDERR_TAIL_LINES = 20
+DEFAULT_TIMEOUT = 3600.0
+
+
+class VampError(BackendError):
+    """vamp failed: crashed, hung, or wrote outputs that break the file contract."""
+
+
+@dataclass(frozen=True)
+class VampSettings:
+    """The vamp options of a session (from RunOptions.extra, filled by the plugin)."""
+
+    command: tuple[str, ...]  # --vamp-bin, split like a shell command line
+    root: Path | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    instances: int = 1
+    processes: int = 1
+    batch_size: int = 1
+    device: int | None = None
+    extra_args: tuple[str, ...] = ()
+
+    @classmethod
+    def from_options(cls, extra: Mapping[str, Any]) -> "VampSettings":
+        command = tuple(shlex.split(extra.get("vamp_bin") or "vamp"))
+        if not command:
+            raise VaccbenchError("--vamp-bin is empty")
+        root = extra.get("vamp_root")
+        return cls(command=command, root=Path(root).expanduser().resolve() if root else None,
+                   timeout=float(extra.get("vamp_timeout") or DEFAULT_TIMEOUT),
+                   instances=int(extra.get("vamp_instances") or 1),
+                   processes=int(extra.get("vamp_processes") or 1),
+                   batch_size=int(extra.get("vamp_batch") or 1),
+                   device=device_for_worker(extra.get("devices"), extra.get("xdist_worker")),
+                   extra_args=tuple(shlex.split(extra.get("vamp_args") or "")))
+
+    def executable(self) -> str | None:
+        """The binary's full path, or None when it is not there."""
+        return shutil.which(self.command[0])
+
+
+def device_for_worker(devices: str | None, worker: str | None) -> int | None:
+    """`--devices 0,1,2,3`: xdist worker gwN runs on devices[N % len]; no xdist: devices[0]."""
+    if not devices:
+        return None
+    try:
+        ids = [int(d) for d in devices.split(",") if d.strip()]
+    except ValueError:
+        raise VaccbenchError(f"--devices {devices!r}: expected device ids like 0,1,2,3") from None
+    if not ids:
+        raise VaccbenchError(f"--devices {devices!r}: no device id given")
+    index = int(worker[2:]) if worker and worker.startswith("gw") and worker[2:].isdigit() else 0
+    return ids[index % len(ids)]
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    prefix: Path  # the value of -m
+    precision: str
+    vdsp_params: Path | None  # None: not found (looked_for says where)
+    shape: tuple[int, ...] | None  # the baseline's `shape`, passed as -s
+    input_size: int | None  # the compiled input's height = width (folder name or shape), if known
+    origin: str  # where it was found, for messages
+    looked_for: tuple[str, ...] = ()
+
+
+def parse_model_dir(name: str) -> tuple[str, str, int | None] | None:
+    """`mobilenet_v2-int8-percentile-3_224_224-vacc` -> (mobilenet_v2, int8-percentile, 224)."""
+    match = MODEL_DIR_RE.match(name)
+    if not match:
+        return None
+    precision = "fp16" if match["dtype"] == "fp16" else f"int8-{match['calib']}"
+    return match["name"], precision, int(match["h"]) if match["h"] == match["w"] else None
+
+
+def _line(entry: ModelEntry, node: Any) -> int:
+    """The baseline line of a `vamp:` block (ruamel keeps it), else the model's."""
+    line = getattr(getattr(node, "lc", None), "line", None)
+    return line + 1 if line is not None else entry.line
+
+
+def _blocks(entry: ModelEntry) -> list[Mapping[str, Any]]:
+    raw = entry.vamp
+    if raw is None:
+        return []
+    blocks = list(raw) if isinstance(raw, list) else [raw]
+    for block in blocks:
+        if not isinstance(block, Mapping) or "model" not in block or \
+                set(block) - {"model", "vdsp_params", "precision", "shape"}:
+            raise VaccbenchError(f"`vamp:` of {entry.key} must be a mapping (or a list of them) with "
+                                 "`model` and optional vdsp_params, precision, shape",
+                                 entry.baseline_path, _line(entry, block))
+    return blocks
+
+
+def _from_block(entry: ModelEntry, block: Mapping[str, Any], root: Path | None) -> CompiledModel:
+    base = root or entry.baseline_path.parent
+    line = _line(entry, block)
+    origin = f"{entry.baseline_path.name}:{line}"
+    prefix = (base / str(block["model"])).resolve()
+    parsed = parse_model_dir(prefix.parent.name)
+    precision = block.get("precision") or (parsed[1] if parsed else None)
+    if precision is None:
+        raise VaccbenchError(f"`vamp:` of {entry.key}: no `precision`, and the folder name "
+                             f"{prefix.parent.name!r} does not say it (<name>-int8-percentile-3_224_224-vacc)",
+                             entry.baseline_path, line)
+    shape = block.get("shape")
+    if shape is not None and (not isinstance(shape, list) or len(shape) != 3
+                              or not all(isinstance(d, int) for d in shape)):
+        raise VaccbenchError(f"`vamp.shape` of {entry.key} must be [channels, height, width]",
+                             entry.baseline_path, line)
+    shape = tuple(shape) if shape else None
+    size = shape[1] if shape and shape[1] == shape[2] else (parsed[2] if parsed else None)
+    if block.get("vdsp_params"):
+        vdsp = (base / str(block["vdsp_params"])).resolve()
+        return CompiledModel(prefix, str(precision), vdsp if vdsp.is_file() else None, shape, size,
+                             origin, (str(vdsp),))
+    return replace(_with_vdsp(entry, prefix, str(precision), size, root, origin), shape=shape)
+
+
+def _with_vdsp(entry: ModelEntry, prefix: Path, precision: str, input_size: int | None,
+               root: Path | None, origin: str) -> CompiledModel:
+    name = f"{entry.key}-vdsp_params.json"
+    candidates = [prefix.parent / name]
+    if root:
+        candidates += [root / "vdsp_params" / name, root / name]
+    candidates.append(prefix.parent / "vdsp_params.json")
+    found = next((c for c in candidates if c.is_file()), None)
+    return CompiledModel(prefix, precision, found, None, input_size, origin,
+                         tuple(map(str, candidates)))
+
+
+def _names(entry: ModelEntry) -> list[str]:
+    return list(dict.fromkeys(n for n in (entry.key, entry.arch, entry.name) if n))
+
+
+def find_compiled(entry: ModelEntry, settings: VampSettings) -> list[CompiledModel]:
+    """Every compiled model of this entry: the baseline's `vamp:` blocks, else --vamp-root."""
+    blocks = _blocks(entry)
+    if blocks:
+        return [_from_block(entry, block, settings.root) for block in blocks]
+    if settings.root is None or not settings.root.is_dir():
+        return []
+    folders = [(d, parse_model_dir(d.name)) for d in sorted(settings.root.iterdir()) if d.is_dir()]
+    for name in _names(entry):
+        found = [_with_vdsp(entry, folder / name, parsed[1], parsed[2], settings.root, str(folder))
+                 for folder, parsed in folders if parsed and parsed[0] == name]
+        if found:
+            return found
+    return []
+
+
+def _where_looked(entry: ModelEntry, settings: VampSettings) -> str:
+    if settings.root is None:
+        return (f"no --vamp-root given and no `vamp:` block for {entry.key} in "
+                f"{entry.baseline_path}:{entry.line}")
+    pattern = " or ".join(f"{n}-<fp16|int8>-<calibration>-3_<h>_<w>-vacc/{n}" for n in _names(entry))
+    return f"looked in {settings.root} for {pattern}"
+
+
+def expects_vamp(entry: ModelEntry, precision: str) -> bool:
+    """Whether the baseline records vamp results at this precision (for any dataset)."""
+    return any(f"vamp/{precision}" in (runs or {}) for runs in entry.expected.values())
+
+
+class VampBackend(Backend):
+    name = "vamp"
+    precisions = (*PRECISIONS, UNCOMPILED)
+    preprocesses_on_device = True  # the vdsp_params JSON, on the accelerator
+
+    def precisions_for(self, entry: ModelEntry, requested: tuple[str, ...] | None,
+                       options: RunOptions) -> tuple[str, ...] | None:
+        """Without --precision: the precisions compiled for this model, and those its baseline
+        expects (so that a compiled model that went missing fails instead of vanishing)."""
+        if requested:
+            return requested
+        settings = VampSettings.from_options(options.extra)
+        found = {m.precision for m in find_compiled(entry, settings)}
+        found |= {run.split("/", 1)[1] for runs in entry.expected.values()
+                  for run in (runs or {}) if run.startswith("vamp/")}
+        return tuple(sorted(found)) or (UNCOMPILED,)
+
+    def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
+        settings = VampSettings.from_options(options.extra)
+        if settings.executable() is None:
+            return (f"vamp binary not found: {settings.command[0]!r} is not an executable on PATH; "
+                    "run on a machine with a VastAI accelerator and its SDK, or pass --vamp-bin")
+        if precision == UNCOMPILED:
+            return f"no compiled model for {entry.test_name}: {_where_looked(entry, settings)}"
+        compiled = find_compiled(entry, settings)
+        if any(m.precision == precision for m in compiled) or expects_vamp(entry, precision):
+            return None  # a baseline that expects it makes a missing model a failure, not a skip
+        have = ", ".join(f"{m.precision} ({m.prefix})" for m in compiled) or "none"
+        return (f"no {precision} compiled model for {entry.test_name} (compiled: {have}); "
+                f"{_where_looked(entry, settings)}")
+
+    def scores(self, entry: ModelEntry, precision: str, dataset: Dataset,
+               options: RunOptions) -> np.ndarray:
+        from ..prep import write_datalist, write_npz
+        from ..vdsp import load_vdsp
+
+        settings = VampSettings.from_options(options.extra)
+        model = next((m for m in find_compiled(entry, settings) if m.precision == precision), None)
+        if model is None:
+            raise VampError(f"{entry.baseline_path.name} expects vamp/{precision} results for "
+                            f"{entry.key}, but there is no {precision} compiled model: "
+                            f"{_where_looked(entry, settings)}")
+        check_model_files(model)
+        spec = load_vdsp(model.vdsp_params)  # type: ignore[arg-type]  # a broken file fails here
+        if model.input_size and spec.output_size != model.input_size:
+            raise VampError(f"{model.vdsp_params} makes {spec.output_size}x{spec.output_size} "
+                            f"inputs, but the compiled model {model.prefix} takes "
+                            f"{model.input_size}x{model.input_size}")
+        inputs = options.cache_dir / "vamp-npz" / f"{dataset.name}-{dataset.fingerprint()}"
+        npz = write_npz([s.path for s in dataset.samples], inputs, options.workers)
+        datalist = inputs / "npz_datalist.txt"
+        write_datalist(npz.paths, datalist)
+        runs = options.cache_dir / "vamp-runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{entry.key}-{precision}-", dir=runs))
+        output = run_dir / "output"
+        output.mkdir()
+        command = vamp_command(settings, model, datalist, output)
+        run_vamp(command, settings.timeout, run_dir)
+        probabilities = read_outputs(output, len(npz.paths), run_dir)
+        try:
+            scores = class_scores(probabilities, entry)
+        except BackendError as exc:
+            raise VampError(f"{exc}; vamp's outputs are in {output}") from None
+        shutil.rmtree(run_dir, ignore_errors=True)  # kept when anything failed, for a look
+        return scores
+
+
+def check_model_files(model: CompiledModel) -> None:
+    """The compiled model (prefix.so/.json/.params, or any prefix.*) and its vdsp JSON exist."""
+    prefix = model.prefix
+    if not prefix.parent.is_dir() or not (prefix.exists() or any(prefix.parent.glob(f"{prefix.name}.*"))):
+        raise VampError(f"compiled model not found: no {prefix.name}.* files in {prefix.parent} "
+                        f"(from {model.origin})", prefix)
+    if model.vdsp_params is None or not model.vdsp_params.is_file():
+        raise VampError(f"vdsp_params JSON not found for {prefix}: looked for "
+                        f"{', '.join(model.looked_for)}")
+
+
+def vamp_command(settings: VampSettings, model: CompiledModel, datalist: Path,
+                 output: Path) -> list[str]:
+    """The accuracy-run command line, as the model zoo documents it."""
+    command = [*settings.command, "-m", str(model.prefix), "--vdsp_params", str(model.vdsp_params),
+               "-i", str(settings.instances), "-p", str(settings.processes),
+               "-b", str(settings.batch_size)]
+    if settings.device is not None:
+        command += ["-d", str(settings.device)]
+    if model.shape:
+        command += ["-s", "[" + ",".join(str(d) for d in model.shape) + "]"]
+    return [*command, "--datalist", str(datalist), "--path_output", str(output),
+            *settings.extra_args]
+
+
+def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace").rstrip().splitlines()
+    except OSError:
+        return "  (no output)"
+    return "\n".join(f"  | {line}" for line in text[-lines:]) or "  (empty)"
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL, to vamp's whole process group: it and every child it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:  # the group is gone: nothing left running
+        proc.wait()
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_vamp(command: Sequence[str], timeout: float, run_dir: Path) -> None:
+    """Run vamp in its own process group; its stdout/stderr go to files in `run_dir`."""
+    stdout, stderr = run_dir / "vamp.stdout.log", run_dir / "vamp.stderr.log"
+    (run_dir / "vamp.command.txt").write_text(shlex.join(command) + "\n")
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        try:
+            proc = subprocess.Popen(list(command), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise VampError(f"cannot start vamp ({shlex.join(command[:1])}): {exc.strerror}") from None
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise VampError(f"vamp did not finish within {timeout:g} s (--vamp-timeout); it and its "
+                            f"child processes were killed.\n  command: {shlex.join(command)}\n"
+                            f"last lines of its stderr ({stderr}):\n{_tail(stderr)}") from None
+        except BaseException:  # Ctrl-C, pytest-timeout: leave no vamp running
+            _kill_group(proc)
+            raise
+    _kill_group(proc)  # children it left behind
+    if code != 0:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise VampError(f"vamp {how}.\n  command: {shlex.join(command)}\n"
+                        f"last lines of its stderr ({stderr}):\n{_tail(stderr)}")
+
+
+def read_outputs(folder: Path, count: int, run_dir: Path) -> np.ndarray:
+    """`output_000000.npz` ... -> (count, classes) float32, in datalist order."""
+    stderr = run_dir / "vamp.stderr.log"
+
+    def problem(message: str, path: Path | None = None) -> VampError:
+        return VampError(f"{message}\nlast lines of vamp's stderr ({stderr}):\n{_tail(stderr)}", path)
+
+    expected = [f"output_{i:06d}.npz" for i in range(count)]
+    present = {p.name for p in folder.glob("output_*.npz")}
+    missing = [n for n in expected if n not in present]
+    extra = sorted(present - set(expected))
+    if missing or extra:
+        listed = missing or extra
+        raise problem(f"vamp wrote {len(present)} output files for {count} inputs in {folder}: "
+                      f"{'missing' if missing else 'unexpected'} {', '.join(listed[:5])}"
+                      f"{' ...' if len(listed) > 5 else ''}")
+    rows: list[np.ndarray] = []
+    for name in expected:
+        path = folder / name
+        try:
+            with np.load(path) as data:
+                if "output_0" not in data.files:
+                    raise problem(f"no `output_0` in this output (keys: {data.files})", path)
+                array = np.asarray(data["output_0"], dtype=np.float32)
+        except (OSError, ValueError) as exc:
+            raise problem(f"cannot read vamp output: {exc}", path) from None
+        shape = array.shape
+        if array.ndim == 2 and shape[0] == 1:
+            array = array[0]
+        if array.ndim != 1 or (rows and array.shape != rows[0].shape):
+            want = f"(1, {rows[0].size}) like the outputs before it" if rows else "(1, classes) or (classes,)"
+            raise problem(f"output_0 has shape {shape}, expected {want}: one image's class "
+                          "scores per output file", path)
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise problem(f"output_0 holds {bad} NaN/inf values of {array.size}", path)
+        rows.append(array)
+    return np.stack(rows)
+

@@ -1,0 +1,217 @@
+"""Data tools for the accelerator's workflow: `vaccbench prep folders` and `vaccbench prep npz`.
+
+- npz inputs, as the model zoo's image2npz writes them: each image decoded with OpenCV,
+  BGR -> RGB, transposed to CHW, uint8, at its ORIGINAL size (the accelerator's vdsp op
+  resizes, crops and normalises), saved uncompressed with `numpy.savez` under the single
+  key `input_0` as `<target>/<parent folder name>/<stem>.npz`; the datalist holds one
+  absolute npz path per line. The vamp backend writes its inputs with the same functions.
+- class folders: a flat val folder + `val_label.txt` -> `<target>/<wnid>/<image>`, by hard
+  link where the file system allows it (else a copy). Re-running is a no-op; a different
+  file already at a target path stops the run before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import filecmp
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .baselines import atomic_write
+from .cli import command
+from .dataset import IMAGE_SUFFIXES, imagenet_classes, resolve
+from .errors import DatasetError, ImageDecodeError
+from .preprocess import decode_cv2_rgb
+
+NPZ_KEY = "input_0"
+
+
+def npz_array(image: str | Path) -> np.ndarray:
+    """One image as image2npz stores it: uint8 (3, H, W) RGB at the original size."""
+    return np.ascontiguousarray(decode_cv2_rgb(image).transpose(2, 0, 1))
+
+
+def npz_path(image: Path, target: Path) -> Path:
+    return target / image.parent.name / f"{image.stem}.npz"
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a temporary file in the same folder, so a crash leaves no partial file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """One writer per npz folder (xdist workers share it); others wait, then find it done."""
+    import fcntl
+
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class NpzResult:
+    paths: tuple[Path, ...]  # one per image, in the images' order
+    written: int  # how many were new (the rest were already there)
+
+
+def write_npz(images: Sequence[Path], target: Path, workers: int = 1) -> NpzResult:
+    """image2npz for `images`, in their order; existing npz files are kept (a cache).
+
+    Every image is tried before an error is raised, so the message lists all unreadable ones.
+    """
+    paths = [npz_path(Path(i), target) for i in images]
+    seen: dict[Path, Path] = {}
+    for image, path in zip(images, paths):
+        if path in seen:
+            raise DatasetError(f"{image} and {seen[path]} would both be written to {path} "
+                               "(same folder name and stem)")
+        seen[path] = Path(image)
+    target.mkdir(parents=True, exist_ok=True)
+    for folder in {p.parent for p in paths}:
+        folder.mkdir(exist_ok=True)
+
+    def convert(job: tuple[Path, Path]) -> ImageDecodeError | bool:
+        image, path = job
+        if path.exists():
+            return False
+        try:
+            array = npz_array(image)
+        except ImageDecodeError as exc:
+            return exc
+        _write_atomic(path, lambda handle: np.savez(handle, **{NPZ_KEY: array}))
+        return True
+
+    with _folder_lock(target), ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        outcomes = list(pool.map(convert, zip(map(Path, images), paths)))
+    errors = [o for o in outcomes if isinstance(o, ImageDecodeError)]
+    if errors:
+        listed = "\n  ".join(str(e) for e in errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise ImageDecodeError(f"{len(errors)} unreadable image(s), no npz written for them:\n"
+                               f"  {listed}{more}")
+    return NpzResult(tuple(paths), sum(o is True for o in outcomes))
+
+
+def write_datalist(paths: Sequence[Path], datalist: Path) -> None:
+    """The datalist vamp reads: one absolute npz path per line, in dataset order."""
+    datalist.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(datalist, "".join(f"{Path(p).resolve()}\n" for p in paths))
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Every image under `folder`, recursively, sorted by relative path (as image2npz walks)."""
+    if not folder.is_dir():
+        raise DatasetError("image folder does not exist", folder)
+    found = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda p: p.relative_to(folder).as_posix())
+    if not found:
+        raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under this folder", folder)
+    return found
+
+
+@dataclass(frozen=True)
+class FolderResult:
+    linked: int
+    copied: int
+    present: int
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return os.path.samefile(a, b) or filecmp.cmp(a, b, shallow=False)
+
+
+def class_folders(dataset: str | Path, target: Path, labels: str | None = None,
+                  copy: bool = False) -> FolderResult:
+    """Flat val folder + label file -> `<target>/<wnid>/<image>`, hard-linked where possible."""
+    data = resolve(str(dataset), labels)
+    if data.layout != "flat":
+        raise DatasetError(f"expected a flat folder with a label file, found the {data.layout} "
+                           "layout", data.root)
+    wnids = [w for w, _ in imagenet_classes()]
+    jobs = [(s.path, target / wnids[s.label] / s.path.name) for s in data.samples]
+    conflicts = [dst for src, dst in jobs if dst.exists() and not _same_file(src, dst)]
+    if conflicts:
+        shown = "\n  ".join(str(c) for c in conflicts[:10])
+        raise DatasetError(f"{len(conflicts)} target file(s) already exist with other content; "
+                           f"nothing was written or removed:\n  {shown}", target)
+    linked = copied = present = 0
+    for src, dst in jobs:
+        if dst.exists():
+            present += 1
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not copy:
+            try:
+                os.link(src, dst)
+                linked += 1
+                continue
+            except OSError:  # another file system, or links not allowed: copy instead
+                pass
+        with open(src, "rb") as source:
+            _write_atomic(dst, lambda handle: shutil.copyfileobj(source, handle))
+        shutil.copystat(src, dst)
+        copied += 1
+    return FolderResult(linked, copied, present)
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="prep_command", required=True)
+    folders = sub.add_parser("folders", help="flat val folder + val_label.txt -> wnid class folders",
+                             description=class_folders.__doc__)
+    folders.add_argument("dataset", help="flat folder of images (val_label.txt beside it or above)")
+    folders.add_argument("target", help="folder to create <wnid>/<image> in")
+    folders.add_argument("--labels", default=None, help="label file `<image> <class index>`")
+    folders.add_argument("--copy", action="store_true", help="copy instead of hard-linking")
+    folders.set_defaults(prep_handler=_folders)
+    npz = sub.add_parser("npz", help="images -> vamp npz inputs + datalist (the zoo's image2npz)",
+                         description=write_npz.__doc__)
+    npz.add_argument("dataset", help="folder of images, walked recursively")
+    npz.add_argument("target", help="folder for <parent folder>/<stem>.npz")
+    npz.add_argument("--datalist", default=None,
+                     help="datalist file to write (default: <target>/npz_datalist.txt)")
+    npz.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads")
+    npz.set_defaults(prep_handler=_npz)
+
+
+@command("prep", "prepare data for the accelerator: class folders, vamp npz inputs", _configure)
+def _prep(args: argparse.Namespace) -> int:
+    return args.prep_handler(args)
+
+
+def _folders(args: argparse.Namespace) -> int:
+    result = class_folders(args.dataset, Path(args.target), args.labels, args.copy)
+    print(f"{args.target}: {result.linked} hard-linked, {result.copied} copied, "
+          f"{result.present} already there")
+    return 0
+
+
+def _npz(args: argparse.Namespace) -> int:
+    images = find_images(Path(args.dataset))
+    target = Path(args.target)
+    result = write_npz(images, target, args.workers)
+    datalist = Path(args.datalist) if args.datalist else target / "npz_datalist.txt"
+    write_datalist(result.paths, datalist)
+    print(f"{target}: {result.written} npz written, {len(images) - result.written} already there; "
+          f"datalist {datalist} ({len(images)} lines)")
+    return 0

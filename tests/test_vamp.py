@@ -1,0 +1,335 @@
+"""The vamp backend, end to end through the test double of the vendor's runner (tests/vamp_stub.py).
+
+The stand-in compiled model is a hand-built nearest-colour classifier, and the dataset is
+solid-colour images with known labels, so every expected number is known by construction:
+6 of 8 images are labelled with their colour's class (top1 = 75.0) and one more has its
+label among the 5 nearest colours (top5 = 87.5). Any mix-up of input/output order, of class
+indices or of the 1001-class offset changes these numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_vaccbench.backends.vamp import (VampError, device_for_worker, parse_model_dir,
+                                            read_outputs, run_vamp)
+from pytest_vaccbench.errors import VaccbenchError
+
+sys.path.insert(0, str(Path(__file__).parent))
+import vamp_standin  # noqa: E402
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("onnxruntime")
+# imported here, before any pytester fixture snapshots sys.modules: onnx's native module
+# cannot be imported a second time in one process
+pytest.importorskip("onnx")
+
+CENTROIDS = {1: (220, 20, 20), 100: (20, 200, 30), 300: (30, 40, 210), 500: (230, 220, 40),
+             700: (40, 210, 220), 999: (200, 50, 200)}
+# (colour class, label, width, height): the last two are labelled off their colour on purpose
+IMAGES = [(1, 1, 50, 40), (100, 100, 64, 48), (300, 300, 40, 40), (500, 500, 33, 61),
+          (700, 700, 45, 45), (999, 999, 70, 36), (1, 999, 52, 52), (100, 42, 48, 64)]
+VDSP = {"OpType": "FUSION_OP_RGB_RESIZE_CVTCOLOR_CROP_NORM_TENSOR",
+        "OpConfig": {"IimageFormat": "RGB_PLANAR", "IimageWidth": 40, "IimageHeight": 40,
+                     "OimageWidth": 32, "OimageHeight": 32, "CropX": 4, "CropY": 4,
+                     "ResizeWidth": 40, "ResizeHeight": 40, "IimageWidthPitch": 40,
+                     "IimageHeightPitch": 40, "Mean": [0, 0, 0], "Std": [1, 1, 1],
+                     "NormaType": "EQUAL", "ColorCvtCode": "NO_CHANGE", "ResizeType": "BILINEAR_CV"}}
+BASELINE = """\
+family: stub
+preprocess: {resize: 40, resize_mode: square, crop: 32, library: cv2}
+models:
+  stub-colours:
+    name: colours
+    source: stub
+    library:
+    arch:
+    input_size: 32
+    expected:
+      colours:
+        vamp/int8-percentile: {top1: 75.0, top5: 87.5}
+        vamp/fp16: {top1: 75.0, top5: 87.5}
+  stub-colours1001:
+    name: colours with a background class
+    source: stub
+    library:
+    arch:
+    input_size: 32
+    vamp: {model: legacy/c1001/colours1001, vdsp_params: colours.json, precision: int8-max,
+           shape: [3, 32, 32]}
+    expected:
+      colours:
+        vamp/int8-max: {top1: 75.0, top5: 87.5}
+  stub-notcompiled:
+    name: nothing compiled
+    source: stub
+    library:
+    arch:
+    input_size: 32
+"""
+
+
+class Project:
+    """A pytester project: suites/, baselines/, the colours dataset and --vamp-root models/."""
+
+    def __init__(self, pytester: pytest.Pytester) -> None:
+        self.pytester = pytester
+        self.root = pytester.path
+        images = self.root / "colours" / "images"
+        images.mkdir(parents=True)
+        rows = []
+        for i, (colour, label, width, height) in enumerate(IMAGES):
+            name = f"ILSVRC2012_val_{i + 1:08d}.png"
+            pixels = np.zeros((height, width, 3), dtype=np.uint8)
+            pixels[:] = CENTROIDS[colour][::-1]  # written as BGR
+            cv2.imwrite(str(images / name), pixels)
+            rows.append(f"{name} {label}")
+        (self.root / "colours" / "val_label.txt").write_text("\n".join(rows) + "\n")
+        vdsp = self.root / "colours.json"
+        vdsp.write_text(json.dumps(VDSP))
+        onnx = vamp_standin.colour_model(self.root / "export" / "colours.onnx", CENTROIDS)
+        self.models = self.root / "models"
+        self.prefixes = vamp_standin.install(self.models, "stub-colours", onnx, vdsp,
+                                             ["int8-percentile", "fp16"], 32)
+        shifted = {k + 1: c for k, c in CENTROIDS.items()}  # index 0 = background
+        vamp_standin.colour_model(self.models / "legacy" / "c1001" / "colours1001.onnx", shifted, 1001)
+        (self.models / "colours.json").write_text(json.dumps(VDSP))
+        pytester.makefile(".yaml", **{"suites/vamp": "baselines: ../baselines\nbackends: [vamp]\n"})
+        (self.root / "baselines").mkdir()
+        (self.root / "baselines" / "stub.yaml").write_text(BASELINE)
+
+    def args(self, *extra: str) -> list[str]:
+        return ["suites", "-p", "no:cacheprovider", "-rs", f"--vamp-bin={vamp_standin.stub_command()}",
+                f"--vamp-root={self.models}", f"--dataset={self.root / 'colours' / 'images'}",
+                f"--vaccbench-cache={self.root / 'cache'}", *extra]
+
+    def run(self, *extra: str) -> pytest.RunResult:
+        return self.pytester.runpytest(*self.args(*extra))
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> Project:
+    return Project(pytester)
+
+
+def test_gate_passes_through_the_stand_in(project: Project) -> None:
+    result = project.run()
+    result.assert_outcomes(passed=3, skipped=1)
+    out = result.stdout.str()
+    for run in ("vamp/int8-percentile", "vamp/fp16", "vamp/int8-max"):
+        assert any(run in line and "75.000  75.000  +0.000  87.500" in line and "passed" in line
+                   for line in out.splitlines()), (run, out)
+    result.stdout.fnmatch_lines(["SKIPPED [[]1] suites/vamp.yaml:1: no compiled model for "
+                                 "stub/stub-notcompiled: looked in */models for stub-notcompiled-"
+                                 "<fp16|int8>-<calibration>-3_<h>_<w>-vacc/stub-notcompiled*"])
+
+
+def test_precision_comes_from_the_compiled_models(project: Project) -> None:
+    result = project.pytester.runpytest(*project.args("--collect-only", "-q"))
+    ids = {line.split("::", 1)[1] for line in result.stdout.lines if "::" in line}
+    assert ids == {"stub/stub-colours[vamp-fp16]", "stub/stub-colours[vamp-int8-percentile]",
+                   "stub/stub-colours1001[vamp-int8-max]", "stub/stub-notcompiled[vamp-uncompiled]"}
+    result = project.run("--precision=int8-kl_divergence", "-k", "stub-colours and not 1001")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no int8-kl_divergence compiled model for stub/stub-colours "
+                                 "(compiled: fp16 (*), int8-percentile (*)*"])
+
+
+def test_missing_binary_skips_every_vamp_test(project: Project) -> None:
+    result = project.pytester.runpytest(*project.args("--vamp-bin=/nonexistent/vamp"))
+    result.assert_outcomes(skipped=4)
+    result.stdout.fnmatch_lines(["*SKIPPED [[]4]*vamp binary not found: '/nonexistent/vamp' is not an "
+                                 "executable on PATH*--vamp-bin*"])
+
+
+@pytest.mark.parametrize("mode, lines", [
+    ("crash", ["*vamp exited with code 3.", "*command: * -m */stub-colours-int8-percentile-3_32_32-vacc/"
+               "stub-colours --vdsp_params * -i 1 -p 1 -b 1 --datalist *npz_datalist.txt --path_output *",
+               "last lines of its stderr (*vamp.stderr.log):",
+               "  | [[]vamp] error: VACC runtime: stream 1 exceeded its memory pool (code 0x2f)"]),
+    ("few", ["*vamp wrote 7 output files for 8 inputs in *: missing output_000007.npz",
+             "last lines of vamp's stderr (*vamp.stderr.log):"]),
+    ("many", ["*vamp wrote 9 output files for 8 inputs in *: unexpected output_000008.npz"]),
+    ("shape", ["*output_000000.npz: output_0 has shape (3, 1000), expected (1, classes) or (classes,)*"]),
+    ("nan", ["*output_000000.npz: output_0 holds 10 NaN/inf values of 1000"]),
+])
+def test_each_failure_of_vamp_has_its_message(project: Project, monkeypatch: pytest.MonkeyPatch,
+                                              mode: str, lines: list[str]) -> None:
+    monkeypatch.setenv("VAMP_STUB_FAIL", mode)
+    result = project.run("--precision=int8-percentile", "-k", "stub-colours and not 1001")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*_ stub/stub-colours[[]vamp-int8-percentile[]] _*", *lines])
+    assert "Traceback" not in result.stdout.str()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in state
+
+
+def test_a_hanging_vamp_is_killed_with_its_children(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    child_file = project.root / "child.pid"
+    monkeypatch.setenv("VAMP_STUB_FAIL", "hang")
+    monkeypatch.setenv("VAMP_STUB_CHILD", str(child_file))
+    start = time.monotonic()
+    result = project.run("--precision=int8-percentile", "-k", "stub-colours and not 1001",
+                         "--vamp-timeout=3")
+    assert time.monotonic() - start < 30
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*vamp did not finish within 3 s (--vamp-timeout); it and its child "
+                                 "processes were killed.", "*| [[]vamp] waiting for the device ..."])
+    child = int(child_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def test_missing_model_or_vdsp_file_fails_when_the_baseline_expects_results(project: Project) -> None:
+    (project.prefixes[0].parent / "stub-colours.onnx").unlink()  # int8-percentile folder, now empty
+    (project.models / "colours.json").unlink()  # the 1001 model's vdsp_params
+    project.prefixes[1].with_suffix(".onnx").rename(project.root / "moved.onnx")  # fp16 folder
+    (project.prefixes[1].parent).rmdir()
+    result = project.run("-k", "stub-colours")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines_random([
+        "*compiled model not found: no stub-colours.* files in */stub-colours-int8-percentile-3_32_32-vacc*",
+        "*stub.yaml expects vamp/fp16 results for stub-colours, but there is no fp16 compiled model: "
+        "looked in */models for stub-colours-<fp16|int8>-<calibration>-3_<h>_<w>-vacc/stub-colours*",
+        "*vdsp_params JSON not found for */legacy/c1001/colours1001: looked for */models/colours.json"])
+
+
+@pytest.mark.parametrize("block, message", [
+    ("{modle: legacy/c1001/colours1001}", "`vamp:` of stub-colours1001 must be a mapping (or a list "
+                                          "of them) with `model` and optional vdsp_params, precision, shape"),
+    ("{model: legacy/c1001/colours1001}", "`vamp:` of stub-colours1001: no `precision`, and the folder "
+                                          "name 'c1001' does not say it*"),
+    ("{model: x/y, precision: fp16, shape: [224, 224]}", "`vamp.shape` of stub-colours1001 must be "
+                                                         "[[]channels, height, width]"),
+])
+def test_a_bad_vamp_block_is_a_collection_error_naming_the_line(project: Project, block: str,
+                                                                message: str) -> None:
+    baseline = project.root / "baselines" / "stub.yaml"
+    text = baseline.read_text()
+    start = text.index("    vamp: {model: legacy")
+    end = text.index("    expected:", start)
+    baseline.write_text(text[:start] + f"    vamp: {block}\n" + text[end:])
+    result = project.run()
+    result.stdout.fnmatch_lines([f"*/baselines/stub.yaml:20: {message}"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_vdsp_output_size_must_match_the_compiled_input(project: Project) -> None:
+    vdsp = project.models / "vdsp_params" / "stub-colours-vdsp_params.json"
+    config = json.loads(vdsp.read_text())
+    config["OpConfig"].update(OimageWidth=24, OimageHeight=24)
+    vdsp.write_text(json.dumps(config))
+    result = project.run("--precision=fp16", "-k", "stub-colours and not 1001")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*stub-colours-vdsp_params.json makes 24x24 inputs, but the compiled "
+                                 "model */stub-colours-fp16-none-3_32_32-vacc/stub-colours takes 32x32"])
+
+
+def test_devices_are_spread_over_xdist_workers(project: Project) -> None:
+    pytest.importorskip("xdist")
+    log = project.root / "vamp-calls.jsonl"
+    env = {"VAMP_STUB_LOG": str(log)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        result = project.pytester.runpytest_subprocess(*project.args("-n", "2", "--devices", "4,7",
+                                                                     "-k", "stub-colours"))
+    finally:
+        for key, value in old.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    result.assert_outcomes(passed=3)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 3
+    for call in calls:
+        assert call["device"] == [4, 7][int(call["worker"][2:]) % 2]
+        assert call["argv"][call["argv"].index("-d") + 1] == str(call["device"])
+
+
+def test_preprocess_option_relabels_cpu_backends_only(project: Project) -> None:
+    zoo = Path(__file__).parents[1] / "pytest_vaccbench" / "data" / "vdsp" / "timm-mobilenetv2_100-vdsp_params.json"
+    result = project.run("--backend=vamp,reference", f"--preprocess=vdsp:{zoo}", "-k", "stub-colours and not 1001")
+    out = result.stdout.str()
+    assert "stub/stub-colours                            vamp/int8-percentile" in out  # vamp: its own
+    result.stdout.fnmatch_lines(["*SKIPPED*--preprocess gives 224x224 images; stub-colours takes 32"])
+    collected = project.pytester.runpytest(*project.args("--backend=reference", "--collect-only", "-q",
+                                                         f"--preprocess=vdsp:{zoo}"))
+    assert "suites/vamp.yaml::stub/stub-colours[reference-fp32+vdsp-timm-mobilenetv2_100]" in collected.stdout.str()
+    bad = project.run("--preprocess=torchvision")
+    assert "--preprocess=torchvision: expected vdsp:<vdsp_params JSON file>" in bad.stdout.str()
+
+
+def test_outputs_are_read_in_datalist_order_by_index(tmp_path: Path) -> None:
+    rows = np.eye(1000, dtype=np.float32)[[5, 3, 999]]
+    np.savez(tmp_path / "output_000000.npz", output_0=rows[0][None])  # (1, 1000)
+    np.savez(tmp_path / "output_000001.npz", output_0=rows[1])  # (1000,)
+    np.savez(tmp_path / "output_000002.npz", output_0=rows[2].astype(np.float16)[None])
+    np.testing.assert_array_equal(read_outputs(tmp_path, 3, tmp_path).argmax(axis=1), [5, 3, 999])
+    np.savez(tmp_path / "output_000002.npz", output_0=np.ones((1, 1001), dtype=np.float32))
+    with pytest.raises(VampError, match=r"output_000002.npz: output_0 has shape \(1, 1001\), "
+                                        r"expected \(1, 1000\) like the outputs before it"):
+        read_outputs(tmp_path, 3, tmp_path)
+    np.savez(tmp_path / "output_000002.npz", other=rows[2])
+    with pytest.raises(VampError, match=r"no `output_0` in this output \(keys: \['other'\]\)"):
+        read_outputs(tmp_path, 3, tmp_path)
+
+
+def test_run_vamp_kills_the_process_group_on_timeout(tmp_path: Path) -> None:
+    script = f"sleep 60 & echo $! > {tmp_path}/child; echo starting >&2; sleep 60"
+    start = time.monotonic()
+    with pytest.raises(VampError, match=r"did not finish within 1 s[\s\S]*\| starting"):
+        run_vamp(["sh", "-c", script], 1, tmp_path)
+    assert time.monotonic() - start < 10
+    child = int((tmp_path / "child").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+    with pytest.raises(VampError, match="was killed by signal 9"):
+        run_vamp(["sh", "-c", "kill -9 $$"], 10, tmp_path)
+    with pytest.raises(VampError, match="cannot start vamp"):
+        run_vamp([str(tmp_path / "absent")], 10, tmp_path)
+    run_vamp([sys.executable, "-c", "print('ok')"], 10, tmp_path)
+    assert (tmp_path / "vamp.stdout.log").read_text() == "ok\n"
+
+
+@pytest.mark.parametrize("name, parsed", [
+    ("mobilenet_v2-int8-percentile-3_224_224-vacc", ("mobilenet_v2", "int8-percentile", 224)),
+    ("ghostnet_100-int8-kl_divergence-3_224_224-vacc", ("ghostnet_100", "int8-kl_divergence", 224)),
+    ("RepVGG_B1g4-fp16-none-3_224_224-vacc", ("RepVGG_B1g4", "fp16", 224)),
+    ("timm-tf_inception_v3-int8-max-3_299_299-vacc", ("timm-tf_inception_v3", "int8-max", 299)),
+    ("odd-fp16-none-3_224_256-vacc", ("odd", "fp16", None)),
+    ("mobilenet_v2", None), ("mobilenet_v2-int8-percentile-3_224_224", None),
+])
+def test_model_folder_names(name: str, parsed: tuple | None) -> None:
+    assert parse_model_dir(name) == parsed
+
+
+def test_device_for_worker() -> None:
+    assert device_for_worker(None, "gw3") is None
+    assert device_for_worker("2", None) == 2
+    assert [device_for_worker("0,1,2,3", f"gw{n}") for n in range(6)] == [0, 1, 2, 3, 0, 1]
+    with pytest.raises(VaccbenchError, match="expected device ids like 0,1,2,3"):
+        device_for_worker("0,a", "gw0")
+
+
+def test_stub_refuses_a_missing_model(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(vamp_standin.STUB), "-m", str(tmp_path / "absent"),
+                           "--vdsp_params", "x.json", "--datalist", "d", "--path_output", "o"],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "cannot load model" in done.stderr
