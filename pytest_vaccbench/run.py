@@ -9,6 +9,7 @@ import datetime as _dt
 import json
 import platform
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -129,11 +130,14 @@ def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
                                  result.fingerprint)
         if not path.is_file():
             continue
-        with np.load(path) as ref, np.load(result.predictions) as run:
-            if not np.array_equal(ref["labels"], run["labels"]):
-                return Paired(None, note=f"the fp32 predictions {path} have other labels than "
-                                         "this run: not compared")
-            compared = agreement(run["top5"][:, 0], ref["top5"][:, 0], run["labels"])
+        try:
+            with np.load(path) as ref, np.load(result.predictions) as run:
+                if not np.array_equal(ref["labels"], run["labels"]):
+                    return Paired(None, note=f"the fp32 predictions {path} have other labels "
+                                             "than this run: not compared")
+                compared = agreement(run["top5"][:, 0], ref["top5"][:, 0], run["labels"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # being written, or damaged
+            return Paired(None, note=f"cannot read the fp32 predictions {path} ({exc}): not compared")
         name = f"{backend}/fp32" + ("" if key == e.key else f" of {key}")
         return Paired(compared, name, str(path))
     return Paired(None, note=f"no fp32 predictions of {e.family}/{key} on {result.dataset} "

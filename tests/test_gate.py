@@ -294,3 +294,17 @@ def test_a_model_stored_int8_pairs_with_its_float_model(tmp_path, mobilenet_entr
     save_predictions(twin, [1, 2, 3, 4], [1, 2, 3, 0])  # a stale file: other labels
     paired = paired_with_fp32(result, case, tmp_path)
     assert paired.agreement is None and "other labels than this run" in paired.note
+
+
+def test_an_unreadable_fp32_predictions_file_skips_only_the_comparison(tmp_path, mobilenet_entries) -> None:
+    from pytest_vaccbench.run import Case, paired_with_fp32
+
+    entry = mobilenet_entries["timm-mobilenetv2_100"]
+    base = tmp_path / "predictions" / "mobilenet_v2" / "timm-mobilenetv2_100"
+    run = save_predictions(base / "onnxruntime-int8-max" / "ds-fp1.npz", [1, 2, 3, 4], [1, 2, 3, 4])
+    (base / "reference-fp32").mkdir(parents=True)
+    (base / "reference-fp32" / "ds-fp1.npz").write_bytes(b"PK\x03\x04 half written")
+    paired = paired_with_fp32(make_result(entry, "onnxruntime", "int8-max", run),
+                              Case(entry, "onnxruntime", "int8-max"), tmp_path)
+    assert paired.agreement is None
+    assert paired.note.startswith(f"cannot read the fp32 predictions {base / 'reference-fp32' / 'ds-fp1.npz'}")
