@@ -233,7 +233,8 @@ def _paired_line(paired: Paired, details: Mapping[str, Any], confidence: float) 
     if paired.agreement is None:
         return f"  paired: {paired.note}"
     a, (lo, hi) = paired.agreement, details["agreement_interval"]
-    interval = "the whole dataset" if lo == hi else f"{confidence:.0%} interval {lo:.3f}-{hi:.3f}"
+    interval = ("exact: the whole dataset" if lo == hi else
+                f"{confidence:.0%} interval {lo:.3f}-{hi:.3f}")
     p = a.mcnemar_p
     reading = ("no significant accuracy difference" if p >= 1 - confidence else
                "run significantly " + ("worse" if a.reference_only > a.run_only else "better"))

@@ -132,7 +132,7 @@ def test_paired_numbers_in_the_message_and_details() -> None:
                     Images("ds", 100, 100, "f"), UPDATE, paired=paired(90, b=6, c=4))
     assert verdict.passed
     assert ("paired with onnxruntime/fp32 on the same 100 images: top-1 agreement 90.000% "
-            "(90/100, the whole dataset; min_agreement 75%); fp32 right & run wrong 6, "
+            "(90/100, exact: the whole dataset; min_agreement 75%); fp32 right & run wrong 6, "
             "fp32 wrong & run right 4: exact McNemar p=0.754") in verdict.message
     p = verdict.details["paired"]
     assert (p["agreement"], p["reference_only_correct"], p["run_only_correct"]) == (90.0, 6, 4)

@@ -162,7 +162,7 @@ def test_paired_agreement_below_min_agreement_fails(project: pytest.Pytester) ->
     result.stdout.fnmatch_lines([
         "*top-1 agreement with fake/fp32 is 80.000%, below the "
         "baseline's min_agreement 90% (n=100)*",
-        "*paired with fake/fp32 on the same 100 images: top-1 agreement 80.000% (80/100, the "
+        "*paired with fake/fp32 on the same 100 images: top-1 agreement 80.000% (80/100, exact: the "
         "whole dataset; min_agreement 90%)*"
         "fp32 right & run wrong 0, fp32 wrong & run right 0: exact McNemar p=1*"])
 
