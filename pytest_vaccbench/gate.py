@@ -196,9 +196,10 @@ def sampling_allowance(correct: int, want: float, expected: Expectation, images:
         return 0.0
     population = max(images.total, expected.n or 0, images.n)
     got = 100.0 * correct / images.n
-    lo, hi = wilson_interval(correct, images.n, confidence, population)
-    measured_side = hi - got if want > got else got - lo
-    baseline_side = 0.0
+    measured_side = baseline_side = 0.0
+    if images.n < population:
+        lo, hi = wilson_interval(correct, images.n, confidence, population)
+        measured_side = hi - got if want > got else got - lo
     if expected.n and expected.n < population:
         base_lo, base_hi = wilson_interval(round(want * expected.n / 100), expected.n,
                                            confidence, population)
@@ -276,6 +277,11 @@ def _sampling_note(expected: Expectation, images: Images, confidence: float) -> 
     base = f"n={expected.n}" if expected.n else "the whole dataset"
     if expected.fingerprint:
         base += f", fingerprint {expected.fingerprint}"
+    if images.n == images.total and expected.n in (None, images.total):
+        return (f"  images: the {images.n} images of {images.dataset or 'the dataset'} (fingerprint "
+                f"{images.fingerprint}) are not those the baseline was measured on ({base}); "
+                "no sampling allowance applies to a whole dataset. If the dataset changed, "
+                "re-record the baseline")
     return (f"  sampling: measured n={images.n} of the {images.total} images of "
             f"{images.dataset or 'the dataset'} (fingerprint {images.fingerprint}); the baseline "
             f"was measured on {base}. The allowed difference adds the {confidence:.0%} sampling "

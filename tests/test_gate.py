@@ -308,3 +308,11 @@ def test_an_unreadable_fp32_predictions_file_skips_only_the_comparison(tmp_path,
                               Case(entry, "onnxruntime", "int8-max"), tmp_path)
     assert paired.agreement is None
     assert paired.note.startswith(f"cannot read the fp32 predictions {base / 'reference-fp32' / 'ds-fp1.npz'}")
+
+
+def test_a_changed_dataset_of_the_same_size_is_named_not_excused() -> None:
+    verdict = judge(Accuracy(650, 500, 600), expect(79.385, 94.769, n=650, fingerprint="old"),
+                    Images("val-subset", 650, 650, "new"), UPDATE)
+    assert verdict.kind == "regression" and "+ sampling" not in verdict.message
+    assert ("images: the 650 images of val-subset (fingerprint new) are not those the baseline "
+            "was measured on (n=650, fingerprint old)") in verdict.message
