@@ -24,6 +24,7 @@ LIBRARIES = ("timm", "torchvision", "torchscript")
 DEFAULT_TOLERANCE = {"top1": 0.5, "top5": 0.5}
 MODEL_SECTIONS = ("models", "extra_models")
 REQUIRED_MODEL_FIELDS = ("name", "source", "library", "arch", "input_size")
+NATIVE_PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class ModelEntry:
     num_classes: int = 1000
     batch_size: int | None = None
     deploy: str | None = None  # "reparameterize": evaluate timm's fused deploy form
+    precision: str = "fp32"  # the precision the weights are stored in: int8 = already quantized
+    float_model: str | None = None  # key of the same network in float, for paired comparisons
+    min_agreement: float | None = None  # % top-1 agreement with fp32 a non-fp32 build must keep
     published: Mapping[str, Any] | None = None
     vamp: Any = None  # where the compiled model is: read by backends/vamp.py
     expected: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
@@ -159,6 +163,17 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
             spec = spec.with_overrides(raw["preprocess"])
     except VaccbenchError as exc:
         raise BaselineError(f"model {key!r}: {exc}", path, _line(raw, "preprocess", line)) from None
+    precision = str(raw.get("precision", "fp32"))
+    if precision not in NATIVE_PRECISIONS:
+        raise BaselineError(f"model {key!r}: precision {precision!r} is not one of "
+                            f"{NATIVE_PRECISIONS} (the precision its weights are stored in)",
+                            path, _line(raw, "precision", line))
+    min_agreement = raw.get("min_agreement")
+    if min_agreement is not None and (isinstance(min_agreement, bool) or not
+                                      isinstance(min_agreement, (int, float)) or
+                                      not 0 < min_agreement <= 100):
+        raise BaselineError(f"model {key!r}: min_agreement must be a percentage in (0, 100], "
+                            f"got {min_agreement!r}", path, _line(raw, "min_agreement", line))
     expected = raw.get("expected") or {}
     if not isinstance(expected, Mapping):
         raise BaselineError(f"model {key!r}: expected must map dataset -> backend/precision -> "
@@ -170,8 +185,10 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
         baseline_path=path, line=line, section=section,
         weights=_weights(raw.get("weights"), path, _line(raw, "weights", line)),
         num_classes=int(raw.get("num_classes", 1000)), batch_size=raw.get("batch_size"),
-        deploy=raw.get("deploy", defaults.get("deploy")), published=raw.get("published"),
-        vamp=raw.get("vamp"), expected=expected)
+        deploy=raw.get("deploy", defaults.get("deploy")), precision=precision,
+        float_model=None if raw.get("float_model") is None else str(raw["float_model"]),
+        min_agreement=None if min_agreement is None else float(min_agreement),
+        published=raw.get("published"), vamp=raw.get("vamp"), expected=expected)
 
 
 def load_family(path: str | Path) -> Family:
@@ -198,6 +215,10 @@ def load_family(path: str | Path) -> Family:
             if key in models:
                 raise BaselineError(f"model {key!r} appears twice", path, _line(raw))
             models[str(key)] = _model(family, section, str(key), raw, defaults, path)
+    for entry in models.values():
+        if entry.float_model is not None and entry.float_model not in models:
+            raise BaselineError(f"model {entry.key!r}: float_model {entry.float_model!r} is not a "
+                                f"model of this file", path, entry.line)
     return Family(family, path, str(data.get("paper", "")), spec, models)
 
 

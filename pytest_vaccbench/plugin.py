@@ -21,10 +21,11 @@ from . import dataset as dataset_mod
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry, update_file
 from .errors import VaccbenchError
-from .gate import expectation_for, judge
+from .gate import Images, expectation_for, judge, needs_paired
 from .preprocess import PreprocessSpec
 from .report import summary_lines
-from .run import Case, Result, evaluate
+from .metrics import Accuracy
+from .run import Case, Result, evaluate, paired_with_fp32
 from .suite import load_suite, select_models
 from .vdsp import preprocess_option
 
@@ -58,6 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vaccbench-cache", default=None, metavar="DIR",
                     help="cache of exported models and predictions (default: $VACCBENCH_CACHE or "
                          "~/.cache/vaccbench)")
+    group.addoption("--confidence", type=float, default=0.95, metavar="P",
+                    help="confidence level of the sampling allowance and agreement intervals "
+                         "(default 0.95)")
     group.addoption("--batch-size", type=int, default=32, metavar="N", help="inference batch size")
     group.addoption("--threads", type=int, default=None, metavar="N",
                     help="inference threads (default: all cores, divided among xdist workers)")
@@ -200,6 +204,9 @@ class VaccbenchSession:
             raise pytest.UsageError(
                 "--update-baselines with --limit would record a subset's figures under the whole "
                 "dataset's name; add --dataset-name NAME to record the subset under its own name")
+        self.confidence = float(opt("confidence"))
+        if not 0 < self.confidence < 1:
+            raise pytest.UsageError(f"--confidence must be between 0 and 1, got {self.confidence}")
         self.baselines_dir = Path(opt("baselines")).resolve() if opt("baselines") else None
         cache = opt("vaccbench_cache") or os.environ.get("VACCBENCH_CACHE") or "~/.cache/vaccbench"
         weights = opt("weights_dir") or os.environ.get("VACCBENCH_WEIGHTS") or "weights"
@@ -256,7 +263,7 @@ class VaccbenchSession:
         backend = get_backend(case.backend)
         if case.precision not in backend.precisions:
             _skip(f"backend {case.backend} has no precision {case.precision} "
-                        f"(it has {', '.join(backend.precisions)})")
+                  f"(it has {', '.join(backend.precisions)})")
         reason = backend.skip_reason(case.entry, case.precision, self.options)
         if reason:
             _skip(reason)
@@ -267,19 +274,23 @@ class VaccbenchSession:
                   f"{case.backend}/{case.run_precision} in {case.entry.baseline_path.name}; "
                   f"record one with: {self.update_command(item)}")
         result = evaluate(case, data, self.options)
+        paired = (paired_with_fp32(result, case, self.options.cache_dir)
+                  if needs_paired(case.backend, case.run_precision) else None)
+        verdict = judge(Accuracy(result.n, result.correct1, result.correct5),
+                        None if self.update else expected,
+                        Images(data.name, result.n, data.total, result.fingerprint),
+                        self.update_command(item), paired=paired,
+                        build=f"{case.backend}/{case.run_precision}", confidence=self.confidence)
         payload = {"result": json.loads(result.to_json()),
                    "expected": None if expected is None else
                    {"top1": expected.top1, "top5": expected.top5, "origin": expected.origin,
-                    "tol1": expected.tolerance.top1, "tol5": expected.tolerance.top5}}
+                    "tol1": expected.tolerance.top1, "tol5": expected.tolerance.top5},
+                   "gate": {**verdict.details, "message": verdict.message}}
         item.user_properties.append((PROPERTY, json.dumps(payload)))
-        if self.update or expected is None:
-            return
-        from .metrics import Accuracy
-
-        verdict = judge(Accuracy(result.n, result.correct1, result.correct5), expected,
-                        self.update_command(item))
         if not verdict.passed:
             raise GateFailure(verdict.message)
+        if verdict.message:  # shown for passed tests with -rP
+            item.add_report_section("call", "vaccbench gate", verdict.message)
 
     # -- controller side: collect results from reports, write baselines, print ---------
     @pytest.hookimpl

@@ -9,6 +9,7 @@ import datetime as _dt
 import json
 import platform
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from . import __version__
 from .backends import RunOptions, get_backend
 from .baselines import ModelEntry
 from .dataset import Dataset
-from .metrics import accuracy, topk
+from .gate import Paired
+from .metrics import accuracy, agreement, topk
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,50 @@ def machine() -> str:
     return cpu
 
 
+def _predictions_file(cache_dir: Path, family: str, key: str, backend: str, precision: str,
+                      dataset_name: str, fingerprint: str) -> Path:
+    return (cache_dir / "predictions" / family / key / f"{backend}-{precision}" /
+            f"{dataset_name}-{fingerprint}.npz")
+
+
 def predictions_path(cache_dir: Path, case: Case, dataset: Dataset, fingerprint: str) -> Path:
     e = case.entry
-    return (cache_dir / "predictions" / e.family / e.key /
-            f"{case.backend}-{case.run_precision}" / f"{dataset.name}-{fingerprint}.npz")
+    return _predictions_file(cache_dir, e.family, e.key, case.backend, case.run_precision,
+                             dataset.name, fingerprint)
+
+
+def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
+    """Compare a run image by image with the saved fp32 run of the same network, same images.
+
+    The same network is the entry's `float_model` when it names one (a model stored in int8),
+    else the entry itself. The fp32 run preferred is the same backend's (only the precision
+    differs), then reference/fp32 (the model's own code), then any other backend's. Nothing
+    is re-run: without saved fp32 predictions for this dataset fingerprint, the note says so.
+    """
+    e = case.entry
+    key = e.float_model or e.key
+    root = cache_dir / "predictions" / e.family / key
+    backends = [case.backend, "reference", *sorted(p.name[:-len("-fp32")] for p in root.glob("*-fp32"))]
+    for backend in dict.fromkeys(backends):
+        if key == e.key and (backend, "fp32") == (case.backend, case.run_precision):
+            continue
+        path = _predictions_file(cache_dir, e.family, key, backend, "fp32", result.dataset,
+                                 result.fingerprint)
+        if not path.is_file():
+            continue
+        try:
+            with np.load(path) as ref, np.load(result.predictions) as run:
+                if not np.array_equal(ref["labels"], run["labels"]):
+                    return Paired(None, note=f"the fp32 predictions {path} have other labels "
+                                             "than this run: not compared")
+                compared = agreement(run["top5"][:, 0], ref["top5"][:, 0], run["labels"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # being written, or damaged
+            return Paired(None, note=f"cannot read the fp32 predictions {path} ({exc}): not compared")
+        name = f"{backend}/fp32" + ("" if key == e.key else f" of {key}")
+        return Paired(compared, name, str(path))
+    return Paired(None, note=f"no fp32 predictions of {e.family}/{key} on {result.dataset} "
+                             f"(fingerprint {result.fingerprint}, n={result.n}) in {root}: paired "
+                             "comparison skipped; run the same images with --precision=fp32 first")
 
 
 def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:

@@ -1,4 +1,10 @@
-"""The reference backend: the model's own PyTorch code (timm/torchvision), local weights, fp32."""
+"""The reference backend: the model's own PyTorch code (timm/torchvision), local weights.
+
+It runs a model in the precision its weights are stored in and no other: fp32 for float
+weights, int8 for an already-quantized model (`precision: int8` in its baseline, e.g.
+torchvision's quantized TorchScript). Emulating int8 for a float model is the onnxruntime
+backend's job, with a calibration mode.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,18 @@ from . import Backend, RunOptions, class_scores, iter_batches
 
 class ReferenceBackend(Backend):
     name = "reference"
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8")
 
     def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
+        if precision != entry.precision:
+            if entry.precision == "fp32":
+                return (f"{entry.test_name} has float weights: the reference backend runs it as "
+                        f"reference/fp32 only (reference/{precision} is for models stored "
+                        "quantized, `precision: int8` in their baseline); to emulate int8 use "
+                        "--backend=onnxruntime --precision=int8-<calibration>")
+            return (f"{entry.test_name} is an {entry.precision} model (`precision: "
+                    f"{entry.precision}` at {entry.where}): the reference backend runs it as "
+                    f"reference/{entry.precision} only, not reference/{precision}")
         lookup = find_weights(entry, options.weights_dir)
         return None if lookup.path else lookup.skip_reason(entry)
 
