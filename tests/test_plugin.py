@@ -95,7 +95,7 @@ def test_failure_message_has_numbers_and_the_update_command(project: pytest.Pyte
     result = project.runpytest("suites", "-k", "efficientnet")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "top1 is 40.000 points above the baseline (tolerance ±0.500, n=5)",
+        "top1 is 40.000 points above the baseline (allowed ±0.500, n=5)",
         "  top1: measured  80.000  expected  40.000  delta +40.000  tolerance ±0.500  FAIL",
         "  top5: measured 100.000  expected 100.000  delta  +0.000  tolerance ±0.500  ok",
         "  baseline: lite.yaml: timm-efficientnet_lite0.expected.skimage-photos.reference/fp32",

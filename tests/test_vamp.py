@@ -127,7 +127,7 @@ def test_gate_passes_through_the_stand_in(project: Project) -> None:
     for run in ("vamp/int8-percentile", "vamp/fp16", "vamp/int8-max"):
         assert any(run in line and "75.000  75.000  +0.000  87.500" in line and "passed" in line
                    for line in out.splitlines()), (run, out)
-    result.stdout.fnmatch_lines(["SKIPPED [[]1] suites/vamp.yaml:1: no compiled model for "
+    result.stdout.fnmatch_lines(["SKIPPED [[]1] baselines/stub.yaml:*: no compiled model for "
                                  "stub/stub-notcompiled: looked in */models for stub-notcompiled-"
                                  "<fp16|int8>-<calibration>-3_<h>_<w>-vacc/stub-notcompiled*"])
 
@@ -146,8 +146,10 @@ def test_precision_comes_from_the_compiled_models(project: Project) -> None:
 def test_missing_binary_skips_every_vamp_test(project: Project) -> None:
     result = project.pytester.runpytest(*project.args("--vamp-bin=/nonexistent/vamp"))
     result.assert_outcomes(skipped=4)
-    result.stdout.fnmatch_lines(["*SKIPPED [[]4]*vamp binary not found: '/nonexistent/vamp' is not an "
-                                 "executable on PATH*--vamp-bin*"])
+    reason = ("vamp binary not found: '/nonexistent/vamp' is not an executable on PATH; run on a "
+              "machine with a VastAI accelerator and its SDK, or pass --vamp-bin")
+    assert result.stdout.str().count(reason) == 3  # -rs groups the two tests of one entry
+
 
 
 @pytest.mark.parametrize("mode, lines", [
