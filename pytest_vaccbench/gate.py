@@ -57,8 +57,16 @@ def expectation_for(entry: ModelEntry, dataset: Dataset, backend: str,
     return None
 
 
-def judge(measured: Accuracy, expected: Expectation, update_command: str) -> Verdict:
-    """Pass when every expected metric is within tolerance; otherwise a full explanation."""
+STALE = "baseline is stale"
+
+
+def judge(measured: Accuracy, expected: Expectation, update_command: str,
+          allow_improvement: bool = False) -> Verdict:
+    """Pass when every expected metric is within tolerance; otherwise a full explanation.
+
+    A result better than the baseline beyond tolerance fails too, as a stale baseline
+    (whatever improved it should be recorded), unless `allow_improvement`.
+    """
     rows, failed = [], []
     for metric in ("top1", "top5"):
         want = getattr(expected, metric)
@@ -68,11 +76,12 @@ def judge(measured: Accuracy, expected: Expectation, update_command: str) -> Ver
             rows.append(f"  {metric}: measured {got:7.3f}   (no expected value)")
             continue
         delta = got - want
-        ok = abs(delta) <= tol + 1e-9
+        within = abs(delta) <= tol + 1e-9
+        ok = within or (allow_improvement and delta > 0)
         if not ok:
             failed.append((metric, delta))
         rows.append(f"  {metric}: measured {got:7.3f}  expected {want:7.3f}  delta {delta:+7.3f}  "
-                    f"tolerance ±{tol:.3f}  {'ok' if ok else 'FAIL'}")
+                    f"tolerance ±{tol:.3f}  {'ok' if within else 'improved' if ok else 'FAIL'}")
     n_note = f"n={measured.n}"
     if expected.n and expected.n != measured.n:
         n_note += f" (baseline measured on n={expected.n})"
@@ -82,6 +91,11 @@ def judge(measured: Accuracy, expected: Expectation, update_command: str) -> Ver
     direction = "below" if delta < 0 else "above"
     headline = (f"{metric} is {abs(delta):.3f} points {direction} the baseline "
                 f"(tolerance ±{getattr(expected.tolerance, metric):.3f}, {n_note})")
+    if all(d > 0 for _, d in failed):
+        message = "\n".join([f"{STALE}, update with: {update_command}", headline, *rows,
+                             f"  baseline: {expected.origin}",
+                             "(or pass --allow-improvement to accept results above the baseline)"])
+        return Verdict(False, message)
     message = "\n".join([headline, *rows, f"  baseline: {expected.origin}",
                          "If the change is intended, record the new numbers:",
                          f"  {update_command}"])

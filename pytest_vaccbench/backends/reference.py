@@ -14,6 +14,7 @@ from . import Backend, RunOptions, class_scores, iter_batches
 class ReferenceBackend(Backend):
     name = "reference"
     precisions = ("fp32",)
+    packages = ("torch", "timm", "torchvision")
 
     def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
         lookup = find_weights(entry, options.weights_dir)
