@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 Write = Callable[[str], None]
 
-_screen: tuple[Write, int] | None = None  # where to draw, and how many columns are free
+_screen: tuple[Write, int, float] | None = None  # where to draw, free columns, delay
 _task: "Progress | None" = None
 
 
@@ -62,10 +62,11 @@ class Progress:
 
 
 @contextmanager
-def shown_on(write: Write, width: int) -> Iterator[None]:
-    """Draw the progress of tasks opened inside this block with `write`, in `width` columns."""
+def shown_on(write: Write, width: int, delay: float = 1.0) -> Iterator[None]:
+    """Draw the progress of tasks opened inside this block with `write`, in `width` columns,
+    once a task has run for `delay` seconds."""
     global _screen
-    previous, _screen = _screen, (write, width)
+    previous, _screen = _screen, (write, width, delay)
     try:
         yield
     finally:
@@ -79,7 +80,8 @@ def task(total: int, label: str) -> Iterator[Progress | None]:
     if _screen is None:
         yield None
         return
-    previous, _task = _task, Progress(total, label, *_screen)
+    write, width, delay = _screen
+    previous, _task = _task, Progress(total, label, write, width, delay)
     try:
         yield _task
     finally:

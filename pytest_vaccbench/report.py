@@ -41,6 +41,19 @@ class Row:
         return self.nodeid.split("::", 1)[-1]
 
     @property
+    def model(self) -> str:
+        """family/key, from the result or else from the test id (run.Case.id)."""
+        r = self.result
+        return f"{r.family}/{r.model}" if r else self.name.partition("[")[0]
+
+    @property
+    def run(self) -> str:
+        """backend/precision; backend names have no "-", precisions may (int8-max)."""
+        r = self.result
+        return f"{r.backend}/{r.precision}" if r else \
+            self.name.partition("[")[2].rstrip("]").replace("-", "/", 1)
+
+    @property
     def status(self) -> str:
         if self.result is None or self.outcome == "error":
             return "error"
@@ -139,8 +152,7 @@ def summary_lines(rows: Iterable[Row], max_width: int = 120) -> list[str]:
     cells = []
     for row in rows:
         r = row.result
-        model = f"{r.family}/{r.model}" if r else row.name
-        run = f"{r.backend}/{r.precision}" if r else ""
+        model, run = row.model, row.run
         numbers = ["-"] * len(COLUMNS)
         if r:
             numbers = [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
@@ -200,7 +212,7 @@ th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right;white-space
 th{background:#f3f3f3}td.l,th.l{text-align:left}
 tr.FAILED td,tr.stale td,tr.error td{background:#fde8e8}
 td.s{font-weight:600}tr.FAILED td.s,tr.stale td.s,tr.error td.s{color:#c62828}
-svg text{font:12px system-ui,sans-serif;fill:#222}
+svg text{font:12px system-ui,sans-serif}
 """
 
 
@@ -215,53 +227,52 @@ def _ticks(limit: float) -> list[float]:
 def delta_plot(rows: Sequence[Row]) -> str:
     """SVG: top1 delta per test as a dot on its tolerance band, red where the test fails.
 
-    The axis spans a few tolerances; a delta beyond it is drawn as an arrow at the edge with
-    its value, so one broken build does not squash every other row.
+    The axis spans a few tolerances; a delta beyond it is an arrow in the margin with its
+    value, so that one broken build does not squash every other row.
     """
-    label_w, plot_w, row_h, top = 380, 480, 24, 52
-    tols = [row.tolerance("top1") for row in rows if row.tolerance("top1")]
+    label_w, gutter, plot_w, row_h, top = 380, 64, 480, 24, 52
+    tols = [t for row in rows if (t := row.tolerance("top1"))]
     limit = max([1.0, *(4 * t for t in tols)])
     inside = [abs(d) for row in rows if (d := row.delta("top1")) is not None and abs(d) <= limit * 2]
     limit = max([limit, *inside]) * 1.1
+    left = label_w + gutter
 
     def x(value: float) -> float:
-        return label_w + plot_w * (0.5 + max(-limit, min(limit, value)) / (2 * limit))
+        return left + plot_w * (0.5 + max(-limit, min(limit, value)) / (2 * limit))
 
-    height = top + row_h * len(rows) + 10
-    out = [f'<svg id="delta-plot" width="{label_w + plot_w + 70}" height="{height}" '
-           f'viewBox="0 0 {label_w + plot_w + 70} {height}" role="img">',
-           f'<text x="{label_w}" y="16">top1 delta (measured - expected, points); '
+    width, height = left + plot_w + gutter, top + row_h * len(rows) + 10
+    out = [f'<svg id="delta-plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           'role="img">',
+           f'<text x="{left}" y="16">top1 delta (measured - expected, points); '
            'band: tolerance; red: failing</text>']
     for tick in _ticks(limit):
         out.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 8}" y2="{height - 10}" '
                    f'stroke="{"#888" if tick == 0 else "#e4e4e4"}"/>'
-                   f'<text x="{x(tick):.1f}" y="{top - 12}" text-anchor="middle">{tick:+g}</text>'
-                   .replace(">+0<", ">0<"))
+                   f'<text x="{x(tick):.1f}" y="{top - 12}" text-anchor="middle">'
+                   f'{"0" if tick == 0 else format(tick, "+g")}</text>')
     for i, row in enumerate(rows):
         y = top + row_h * i + row_h / 2
-        r = row.result
-        label = f"{r.family}/{r.model} {r.backend}/{r.precision}" if r else row.name
-        fail = row.status in FAILING
-        colour = "#c62828" if fail else "#2e7d32"
+        colour = "#c62828" if row.status in FAILING else "#2e7d32"
+        status = html.escape(row.status)
         out.append(f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end">'
-                   f'{html.escape(_fit(label, 56))}</text>')
+                   f'{html.escape(_fit(f"{row.model} {row.run}", 56))}</text>')
         tol, delta = row.tolerance("top1"), row.delta("top1")
         if tol is not None:
             out.append(f'<rect class="band" x="{x(-tol):.1f}" y="{y - 7:.1f}" '
                        f'width="{x(tol) - x(-tol):.1f}" height="14" fill="#cfe8d0"/>')
         if delta is None:
-            text = "error: no result" if r is None else "no baseline"
-            out.append(f'<text x="{x(0) + 6:.1f}" y="{y + 4:.1f}" fill="{colour}">{text}</text>')
-            continue
-        status = html.escape(row.status)
-        if abs(delta) <= limit:
-            out.append(f'<circle class="delta {status}" cx="{x(delta):.1f}" cy="{y:.1f}" r="5" '
+            text = "error: no result" if row.result is None else "no baseline"
+            out.append(f'<text class="{status}" x="{x(0) + 8:.1f}" y="{y + 4:.1f}" '
+                       f'style="fill:{colour}">{text}</text>')
+        elif abs(delta) <= limit:
+            out.append(f'<circle class="delta {status}" cx="{x(delta):.1f}" cy="{y:.1f}" r="6" '
                        f'fill="{colour}"><title>{delta:+.3f}</title></circle>')
-        else:  # off the axis: an arrow at the edge, with the value
-            edge, sign = x(delta), 1 if delta > 0 else -1
-            out.append(f'<path class="delta {status}" d="M{edge:.1f},{y:.1f} l{-8 * sign},-6 v12 z" '
-                       f'fill="{colour}"/><text x="{edge + 6 * sign:.1f}" y="{y + 4:.1f}" '
-                       f'text-anchor="{"start" if sign > 0 else "end"}" fill="{colour}">'
+        else:  # off the axis: an arrow in the margin, and the value
+            sign = 1 if delta > 0 else -1
+            tip = x(delta) + sign * 14
+            out.append(f'<path class="delta {status}" d="M{tip:.1f},{y:.1f} l{-10 * sign},-7 v14 z" '
+                       f'fill="{colour}"/><text x="{tip + 4 * sign:.1f}" y="{y + 4:.1f}" '
+                       f'text-anchor="{"start" if sign > 0 else "end"}" style="fill:{colour}">'
                        f'{delta:+.2f}</text>')
     out.append("</svg>")
     return "\n".join(out)
@@ -274,8 +285,7 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
     body = []
     for row in rows:
         r = row.result
-        cells = [f"{r.family}/{r.model}", f"{r.backend}/{r.precision}", r.dataset] if r else \
-            [row.name, "", ""]
+        cells = [row.model, row.run, r.dataset if r else ""]
         if r:
             cells += [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
                       _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
