@@ -259,8 +259,8 @@ class VaccbenchSession:
         if self.update:
             if exitstatus == pytest.ExitCode.INTERRUPTED:
                 self.messages.append("interrupted: no baseline file was changed")
-            else:
-                self.update_baselines()
+            elif not self.update_baselines():
+                session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
         info = session_info(self.config.invocation_params.args, exitstatus, self.started)
         rows = list(self.results)
         opt = self.config.getoption
@@ -278,8 +278,9 @@ class VaccbenchSession:
                     self.messages.append(f"ERROR writing {what} {path}: {exc}")
                     session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
 
-    def update_baselines(self) -> None:
-        """One write per baseline file, of the tests that passed with a result."""
+    def update_baselines(self) -> bool:
+        """One write per baseline file, of the tests that passed with a result; False when a
+        file could not be written (it is then left as it was)."""
         by_file: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = defaultdict(list)
         rows: dict[tuple[str, str, str, str], Row] = {}
         for row in self.results:
@@ -291,12 +292,13 @@ class VaccbenchSession:
         for path, entries in sorted(by_file.items()):
             try:
                 written = update_file(Path(path), entries)
-            except VaccbenchError as exc:
+            except (OSError, VaccbenchError) as exc:
                 self.messages.append(f"ERROR: {exc} (this file was left as it was)")
                 continue
-            for (key, data, run, _) in entries:
+            for key, data, run, _ in entries:
                 rows[(path, key, data, run)].updated = True
             self.messages.extend(f"updated {Path(path).name}: {line}" for line in written)
+        return all(row.updated for row in rows.values())
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import xml.etree.ElementTree as ET
 
 import pytest
 from vaccbench_fake import N_IMAGES, FakeProject
@@ -95,6 +96,19 @@ def test_interrupted_session_changes_no_file(project: FakeProject):
     assert project.update_calls() == []
 
 
+def test_a_file_that_cannot_be_updated_is_left_alone_and_fails_the_session(project: FakeProject):
+    project.plan({"keras-mobilenetv2": {"remove_from_baseline": True}})
+    result = project.run("--update-baselines", "-k", "keras or efficientnet_lite0")
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "*updated efficientnet_lite.yaml: timm-efficientnet_lite0 skimage-photos fake/fp32",
+        "ERROR: */mobilenet_v2.yaml: model 'keras-mobilenetv2' is not in this file any more "
+        "(this file was left as it was)"])
+    assert "renamed-model:" in (project.baselines / "mobilenet_v2.yaml").read_text()
+    assert "fake/fp32" not in (project.baselines / "mobilenet_v2.yaml").read_text()
+
+
 def test_xdist_workers_send_results_and_the_controller_writes_each_file_once(
         project: FakeProject, pytester: pytest.Pytester):
     pytest.importorskip("xdist")
@@ -108,8 +122,13 @@ def test_xdist_workers_send_results_and_the_controller_writes_each_file_once(
         (project.baselines / name).write_text(text)
     (project.path / "update_calls.log").unlink()
 
-    parallel = project.run("--update-baselines", "-n", "2")
+    parallel = project.run("--update-baselines", "-n", "2", "--junitxml=junit.xml")
     parallel.assert_outcomes(passed=5)
+    junit = ET.parse(project.path / "junit.xml")  # properties added once, by the controller
+    props = [(p.get("name"), p.get("value")) for case in junit.iter("testcase")
+             if case.get("name") == "mobilenet_v2/timm-mobilenetv2_100[fake-fp32]"
+             for p in case.iter("property")]
+    assert [v for k, v in props if k == "top1"] == ["80.0"]
     calls = project.update_calls()
     assert sorted(c["file"] for c in calls) == ["efficientnet_lite.yaml", "mobilenet_v2.yaml"]
     assert {c["worker"] for c in calls} == {None} and {c["pid"] for c in calls} == {os.getpid()}

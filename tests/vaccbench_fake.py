@@ -4,8 +4,9 @@ The fake backend reads the images through the shared batch loop (so progress and
 errors behave as with a real backend) and returns scores that are right for a planned
 number of images per model, so every number a report shows is known in advance:
 plan.json maps a model key to {"correct": k} (top-1 right for the first k images, top-5
-right for all), {"raise": "message"}, {"interrupt": true}, {"teardown_error": true} or
-{"sleep": seconds per image}.
+right for all), {"raise": "message"}, {"interrupt": true}, {"teardown_error": true},
+{"remove_from_baseline": true} (renames the model in its baseline file, as an edit during
+the session would) or {"sleep": seconds per image}.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class FakeBackend(Backend):
             raise RuntimeError(plan["raise"])
         if plan.get("interrupt"):
             raise KeyboardInterrupt
+        if plan.get("remove_from_baseline"):  # someone edits the file during the session
+            text = entry.baseline_path.read_text()
+            entry.baseline_path.write_text(text.replace(f"  {entry.key}:", "  renamed-model:"))
         done = 0
         for batch in iter_batches(dataset.samples, entry.preprocess, options.batch_size, 1):
             done += len(batch)
