@@ -130,7 +130,8 @@ def junit_properties(payload: dict[str, Any]) -> list[tuple[str, str]]:
 # -- terminal ---------------------------------------------------------------------------
 
 def _num(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    """A number, or "-"; a difference that rounds to zero shows as +0.000, never -0.000."""
+    return "-" if value is None else format(round(value, 3) + 0.0, spec)
 
 
 def _fit(text: str, width: int) -> str:
@@ -205,10 +206,10 @@ def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path
 # -- HTML -------------------------------------------------------------------------------
 
 STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
+body{font:13px/1.4 system-ui,sans-serif;margin:24px;color:#222}
 h1{font-size:20px;margin:0 0 4px}.meta{color:#666;margin:0 0 16px}
 table{border-collapse:collapse;margin:16px 0}
-th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
+th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
 tr.FAILED td,tr.stale td,tr.error td{background:#fde8e8}
 td.s{font-weight:600}tr.FAILED td.s,tr.stale td.s,tr.error td.s{color:#c62828}
@@ -230,7 +231,7 @@ def delta_plot(rows: Sequence[Row]) -> str:
     The axis spans a few tolerances; a delta beyond it is an arrow in the margin with its
     value, so that one broken build does not squash every other row.
     """
-    label_w, gutter, plot_w, row_h, top = 380, 64, 480, 24, 52
+    label_w, gutter, plot_w, row_h, top = 430, 64, 480, 24, 52
     tols = [t for row in rows if (t := row.tolerance("top1"))]
     limit = max([1.0, *(4 * t for t in tols)])
     inside = [abs(d) for row in rows if (d := row.delta("top1")) is not None and abs(d) <= limit * 2]
@@ -255,7 +256,7 @@ def delta_plot(rows: Sequence[Row]) -> str:
         colour = "#c62828" if row.status in FAILING else "#2e7d32"
         status = html.escape(row.status)
         out.append(f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end">'
-                   f'{html.escape(_fit(f"{row.model} {row.run}", 56))}</text>')
+                   f'{html.escape(_fit(f"{row.model} {row.run}", 64))}</text>')
         tol, delta = row.tolerance("top1"), row.delta("top1")
         if tol is not None:
             out.append(f'<rect class="band" x="{x(-tol):.1f}" y="{y - 7:.1f}" '

@@ -240,3 +240,12 @@ def test_an_unwritable_history_fails_the_session_with_a_message(project: FakePro
     result.stdout.fnmatch_lines(["*ERROR writing history not-a-db: *not a usable history database*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert os.path.getsize(project.path / "not-a-db") == len("this is not sqlite\n") * 100
+
+
+def test_a_difference_that_rounds_to_zero_is_shown_as_plus_zero():
+    row = Row("s.yaml::a", "passed", _result("mobilenet_v2", "m", "reference", "fp32", 39692),
+              {"top1": 79.385, "top5": 90.0, "tol1": 0.5, "tol5": 0.5})
+    assert row.delta("top1") < 0  # 79.384 (39692 of 50000) against 79.385
+    assert summary_lines([row])[2].split()[2:5] == ["79.384", "79.385", "-0.001"]
+    row.expected["top1"] = 79.3841
+    assert summary_lines([row])[2].split()[4] == "+0.000"
