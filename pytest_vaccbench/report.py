@@ -14,7 +14,7 @@ import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from . import __version__
 from .gate import STALE
@@ -98,7 +98,7 @@ class Results:
         elif outcome == "failed":  # setup or teardown error: whatever was measured is void
             self.rows.setdefault(nodeid, Row(nodeid, "error")).outcome = "error"
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Row]:
         return iter(self.rows.values())
 
     def __len__(self) -> int:
