@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,10 +98,18 @@ def _yaml() -> YAML:
 
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file; a syntax error names the file and the line."""
+    return parse_yaml(_read_text(path), path)
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise BaselineError(f"cannot read: {exc.strerror}", path) from None
+
+
+def parse_yaml(text: str, path: Path) -> Any:
+    """Parse YAML text read from `path` (named in errors, with the line)."""
     try:
         return _yaml().load(text)
     except MarkedYAMLError as exc:
@@ -239,45 +248,127 @@ def load_families(directory: str | Path, names: Iterable[str] | None = None) -> 
     return [load_family(f) for f in files]
 
 
+# Keys of an `expected` entry that describe one measurement: an update replaces them all.
+# Any other key (a per-entry `tolerance`, gate settings, notes) is kept as the user wrote it.
+MEASUREMENT_KEYS = ("top1", "top5", "n", "fingerprint", "date", "versions", "machine", "options",
+                    "source", "broken")
+
+
 def update_file(path: Path, results: Iterable[tuple[str, str, str, Mapping[str, Any]]]) -> list[str]:
     """Write measured results into one baseline file, atomically.
 
     `results` holds (model key, dataset name, "backend/precision", values). Only those
-    entries change; the rest of the file keeps its comments and layout. The new text is
-    written to a temporary file in the same folder and moved over the old one, so a reader
-    (or a crash) sees the old file or the new one, never half of one.
+    entries change: the text of every other line is kept byte for byte (comments, key order,
+    `null` spellings, number formats), so `git diff` shows the changed entries and nothing
+    else. The new text goes to a temporary file in the same folder, which then replaces the
+    old one: a reader, a crash or a kill -9 sees the old file or the new one, never half.
     Returns "model dataset backend/precision" for each entry written.
     """
-    data = read_yaml(path)
-    changed = []
-    for key, dataset, run, values in results:
+    old_text = _read_text(path)
+    data = parse_yaml(old_text, path)
+    results = list(results)
+    spans = {}  # the lines each touched model's block has now, before any change
+    for key, *_ in results:
         section = next((s for s in MODEL_SECTIONS if key in (data.get(s) or {})), None)
         if section is None:
             raise BaselineError(f"model {key!r} is not in this file any more", path)
         model = data[section][key]
+        keys: tuple[str, ...] = (section, key)
+        if "expected" in model and not model.fa.flow_style():
+            keys += ("expected",)  # the smallest block that holds the entry
+        spans[keys] = _span(data, keys, old_text)
+    changed = []
+    for key, dataset, run, values in results:
+        model = next(data[s][key] for s in MODEL_SECTIONS if key in (data.get(s) or {}))
         if model.get("expected") is None:
             model["expected"] = CommentedMap()
         per_dataset = model["expected"].setdefault(dataset, CommentedMap())
-        entry = CommentedMap(values)
+        old = per_dataset.get(run)
+        kept = {k: v for k, v in (old or {}).items() if k not in MEASUREMENT_KEYS}
+        entry = CommentedMap({**values, **kept})
         entry.fa.set_flow_style()
         per_dataset[run] = entry
         changed.append(f"{key} {dataset} {run}")
     buffer = io.StringIO()
     _yaml().dump(data, buffer)
-    atomic_write(path, buffer.getvalue())
+    atomic_write(path, _splice(old_text, buffer.getvalue(), spans))
     return changed
 
 
+def _span(doc: Any, keys: tuple[str, ...], text: str) -> tuple[int, int]:
+    """0-based [first, end) lines of `text` (which `doc` was loaded from) holding the value
+    at `keys`. A key's lines run from its own line to the line of the next key of the same
+    mapping, or to the end of its parent's span: comments between two keys go with the first
+    one, as ruamel.yaml attaches them."""
+    node, first, end = doc, 0, len(text.splitlines())
+    for key in keys:
+        order = list(node)
+        i = order.index(key)
+        first = node.lc.key(key)[0]
+        if i + 1 < len(order):
+            end = node.lc.key(order[i + 1])[0]
+        node = node[key]
+    return first, end
+
+
+def _splice(old_text: str, new_text: str,
+            old_spans: Mapping[tuple[str, ...], tuple[int, int]]) -> str:
+    """`old_text` with only the given blocks taken from `new_text` (ruamel's dump of the
+    changed data).
+
+    The full dump is faithful in meaning but not in every spelling (an explicit `null` comes
+    back empty); splicing keeps the untouched lines as they were. The result must load to
+    the same data as the full dump, else the full dump is used.
+    """
+    old_lines, new_lines = old_text.splitlines(keepends=True), new_text.splitlines(keepends=True)
+    new_doc = _yaml().load(new_text)
+    lines = list(old_lines)
+    for keys, (o_first, o_end) in sorted(old_spans.items(), key=lambda kv: kv[1], reverse=True):
+        n_first, n_end = _span(new_doc, keys, new_text)
+        lines[o_first:o_end] = new_lines[n_first:n_end]
+    spliced = "".join(lines)
+    return spliced if _plain(_yaml().load(spliced)) == _plain(new_doc) else new_text
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip containers as plain dicts and lists, for comparing meaning."""
+    if isinstance(node, Mapping):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
 def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that no reader ever sees a partial file."""
+    """Replace `path` with `text` so that no reader ever sees a partial file.
+
+    The temporary file is flushed to disk before the rename and the folder after it, so the
+    file is old or new even after a power loss; it keeps the old file's permissions.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except FileNotFoundError:
+            os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory handles
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

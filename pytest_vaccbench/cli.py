@@ -17,7 +17,8 @@ from .errors import VaccbenchError
 
 Handler = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], None]
-COMMAND_MODULES: list[str] = ["pytest_vaccbench.importer", "pytest_vaccbench.prep"]
+COMMAND_MODULES: list[str] = ["pytest_vaccbench.importer", "pytest_vaccbench.prep",
+                              "pytest_vaccbench.history"]
 _COMMANDS: dict[str, tuple[Configure, Handler, str]] = {}
 
 

@@ -78,7 +78,7 @@ class Paired:
 class Verdict:
     passed: bool
     message: str
-    kind: str = "passed"  # passed | regression | broken | no-baseline
+    kind: str = "passed"  # passed | regression | stale | broken | no-baseline
     details: dict[str, Any] = field(default_factory=dict)  # JSON numbers for reports
 
 
@@ -247,10 +247,10 @@ def _paired_line(paired: Paired, details: Mapping[str, Any], confidence: float) 
 
 
 def _metric_rows(measured: Accuracy, expected: Expectation, images: Images, exact: bool,
-                 confidence: float) -> tuple[list[str], list[tuple[str, float]], list[str],
+                 confidence: float, allow_improvement: bool) -> tuple[list[str], list[tuple[str, float]], list[str],
                                              dict[str, float]]:
     """Per metric: the message row; which failed (with delta); which passed only thanks to
-    the sampling allowance; and the allowed difference."""
+    the sampling allowance (or --allow-improvement); and the allowed difference."""
     rows, failed, rescued, allowed = [], [], [], {}
     for metric, correct in (("top1", measured.correct1), ("top5", measured.correct5)):
         want, got = getattr(expected, metric), getattr(measured, metric)
@@ -260,16 +260,17 @@ def _metric_rows(measured: Accuracy, expected: Expectation, images: Images, exac
             continue
         sampling = 0.0 if exact else sampling_allowance(correct, want, expected, images, confidence)
         delta = got - want
-        ok = abs(delta) <= tol + sampling + 1e-9
+        within = abs(delta) <= tol + sampling + 1e-9
+        ok = within or (allow_improvement and delta > 0)
         allowed[metric] = round(tol + sampling, 3)
         if not ok:
             failed.append((metric, delta))
-        elif abs(delta) > tol + 1e-9:
+        elif within and abs(delta) > tol + 1e-9:
             rescued.append(metric)
         allow = (f"allowed ±{tol + sampling:.3f} (tolerance {tol:.3f} + sampling {sampling:.3f})"
                  if sampling else f"tolerance ±{tol:.3f}")
         rows.append(f"  {metric}: measured {got:7.3f}  expected {want:7.3f}  delta {delta:+7.3f}  "
-                    f"{allow}  {'ok' if ok else 'FAIL'}")
+                    f"{allow}  {'ok' if within else 'improved' if ok else 'FAIL'}")
     return rows, failed, rescued, allowed
 
 
@@ -302,11 +303,17 @@ def _agreement_failure(expected: Expectation, paired: Paired | None, details: Ma
             f"below the baseline's min_agreement {floor:g}% ({n_note})")
 
 
+STALE = "baseline is stale"
+
+
 def judge(measured: Accuracy, expected: Expectation | None, images: Images, update_command: str,
           *, paired: Paired | None = None, build: str = "this",
-          confidence: float = 0.95) -> Verdict:
-    """Pass, regression or broken build, with a message that says what was compared and why.
+          confidence: float = 0.95, allow_improvement: bool = False) -> Verdict:
+    """Pass, regression, stale baseline or broken build, with a message that says what was
+    compared and why.
 
+    A result better than the baseline beyond the allowed difference fails as a stale
+    baseline (whatever improved it should be recorded), unless `allow_improvement`.
     `images` decides the sampling allowance; `paired` (None when the run needs no paired
     comparison) adds the agreement check; `build` names the run in messages (e.g.
     "vamp/int8-percentile"). `details` carries every number, for reports. With no
@@ -324,7 +331,8 @@ def judge(measured: Accuracy, expected: Expectation | None, images: Images, upda
         return Verdict(True, "\n".join(paired_line), "no-baseline", details)
 
     exact = same_images(expected, images)
-    rows, failed, rescued, allowed = _metric_rows(measured, expected, images, exact, confidence)
+    rows, failed, rescued, allowed = _metric_rows(measured, expected, images, exact, confidence,
+                                                  allow_improvement)
     details["allowed"] = allowed
     details["sampling"] = None if exact else {
         "n": images.n, "dataset_images": images.total, "baseline_n": expected.n,
@@ -338,6 +346,9 @@ def judge(measured: Accuracy, expected: Expectation | None, images: Images, upda
     agree_fail = _agreement_failure(expected, paired, details, confidence, n_note)
     if collapse:
         kind, headline = "broken", collapse
+    elif failed and not agree_fail and all(delta > 0 for _, delta in failed):
+        kind, headline = "stale", f"{STALE}, update with: {update_command}"
+        rows = [*rows, "  (or pass --allow-improvement to accept results above the baseline)"]
     elif failed or agree_fail:
         kind, headlines = "regression", []
         if failed:

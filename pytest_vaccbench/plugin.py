@@ -7,29 +7,32 @@ Hooks stay thin; the work is in `run.evaluate`, `gate.judge`, `baselines.update_
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import json
 import os
 import shlex
+import sys
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from . import dataset as dataset_mod
+from . import history, progress
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry, update_file
 from .errors import VaccbenchError
 from .gate import Images, expectation_for, judge, needs_paired
-from .preprocess import PreprocessSpec
-from .report import summary_lines
 from .metrics import Accuracy
-from .run import Case, Result, evaluate, paired_with_fp32
+from .preprocess import PreprocessSpec
+from .report import (PROPERTY, Results, Row, find_payload, html_report, junit_properties,
+                     session_info, summary_lines, write_json)
+from .run import Case, evaluate, paired_with_fp32
 from .suite import load_suite, select_models
 from .vdsp import preprocess_option
-
-PROPERTY = "vaccbench"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,6 +57,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="evaluate a deterministic, class-stratified subset of N images")
     group.addoption("--update-baselines", action="store_true", default=False,
                     help="record measured results in the baseline files instead of gating")
+    group.addoption("--allow-improvement", action="store_true", default=False,
+                    help="pass results better than the baseline beyond tolerance (by default "
+                         "they fail: the baseline is stale)")
+    group.addoption("--vaccbench-json", default=None, metavar="PATH",
+                    help="write results as JSON, per-image predictions in PATH's stem + .predictions/")
+    group.addoption("--vaccbench-html", default=None, metavar="PATH",
+                    help="write a self-contained HTML report: table and top1-delta plot")
+    group.addoption("--vaccbench-history", default=None, metavar="PATH",
+                    help="append this session's results to a SQLite history (see `vaccbench trend`)")
     group.addoption("--baselines", default=None, metavar="DIR",
                     help="folder of baseline YAMLs (default: the suite file's `baselines`)")
     group.addoption("--vaccbench-cache", default=None, metavar="DIR",
@@ -86,6 +98,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vaccbench: an accuracy test generated from a suite file")
+    for name in ("vaccbench_json", "vaccbench_html", "vaccbench_history"):
+        value = config.getoption(name)
+        if value and not Path(value).expanduser().resolve().parent.is_dir():
+            raise pytest.UsageError(f"--{name.replace('_', '-')}={value}: folder "
+                                    f"{Path(value).expanduser().resolve().parent} does not exist")
     config.pluginmanager.register(VaccbenchSession(config), "vaccbench-session")
 
 
@@ -186,13 +203,6 @@ class AccuracyItem(pytest.Item):
         return self.case.entry.baseline_path, self.case.entry.line - 1, self.name
 
 
-@dataclass
-class Reported:
-    result: Result
-    expected: dict[str, Any] | None
-    outcome: str
-
-
 class VaccbenchSession:
     """Per-process state: options, the resolved dataset, and (on the controller) results."""
 
@@ -221,8 +231,11 @@ class VaccbenchSession:
                                          "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER")})
         self._override: tuple[str, PreprocessSpec] | None = None
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
-        self.reported: list[Reported] = []
-        self.updated: list[str] = []
+        self.is_worker = hasattr(config, "workerinput")
+        self.started = _dt.datetime.now()
+        self.results = Results()
+        self.messages: list[str] = []  # what the session wrote, or failed to write
+        self._stdout = sys.stdout  # the terminal, captured output aside (capture is off now)
 
     def preprocess_override(self) -> tuple[str, PreprocessSpec] | None:
         """--preprocess=vdsp:FILE as (variant name, spec), or None."""
@@ -280,7 +293,8 @@ class VaccbenchSession:
                         None if self.update else expected,
                         Images(data.name, result.n, data.total, result.fingerprint),
                         self.update_command(item), paired=paired,
-                        build=f"{case.backend}/{case.run_precision}", confidence=self.confidence)
+                        build=f"{case.backend}/{case.run_precision}", confidence=self.confidence,
+                        allow_improvement=self.config.getoption("allow_improvement"))
         payload = {"result": json.loads(result.to_json()),
                    "expected": None if expected is None else
                    {"top1": expected.top1, "top5": expected.top5, "origin": expected.origin,
@@ -292,36 +306,91 @@ class VaccbenchSession:
         if verdict.message:  # shown for passed tests with -rP
             item.add_report_section("call", "vaccbench gate", verdict.message)
 
-    # -- controller side: collect results from reports, write baselines, print ---------
-    @pytest.hookimpl
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        """Show inference progress on the terminal (not when output is piped, nor on xdist workers)."""
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if not (isinstance(item, AccuracyItem) and terminal and not self.is_worker
+                and self._stdout.isatty()):
+            return (yield)
+        tw = self.config.get_terminal_writer()
+        width = tw.fullwidth - tw.width_of_current_line - 2
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+
+        def write(text: str) -> None:
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                self._stdout.write(text)
+                self._stdout.flush()
+
+        with progress.shown_on(write, width):
+            return (yield)
+
+    # -- controller side: collect results from reports, write baselines and reports -------
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
-        for name, value in report.user_properties:
-            if name == PROPERTY:
-                payload = json.loads(value)
-                self.reported.append(Reported(Result(**payload["result"]), payload["expected"],
-                                              report.outcome))
+        self.results.add(report.nodeid, report.when, report.outcome, report.keywords,
+                         report.user_properties, report.longreprtext)
+        if report.when == "teardown" and not self.is_worker:  # JUnit XML reads teardown reports
+            payload = find_payload(report.user_properties)
+            if payload is not None:
+                report.user_properties.extend(junit_properties(payload))
 
     @pytest.hookimpl
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.update or hasattr(self.config, "workerinput"):
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker:
             return
+        if self.update:
+            if exitstatus == pytest.ExitCode.INTERRUPTED:
+                self.messages.append("interrupted: no baseline file was changed")
+            elif not self.update_baselines():
+                session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
+        info = session_info(self.config.invocation_params.args, exitstatus, self.started)
+        rows = list(self.results)
+        opt = self.config.getoption
+        writers = (("vaccbench_json", lambda p: write_json(rows, p, info), "JSON report"),
+                   ("vaccbench_html", lambda p: p.write_text(html_report(rows, info)),
+                    "HTML report"),
+                   ("vaccbench_history", lambda p: history.append_run(p, rows, info), "history"))
+        for name, write, what in writers:
+            if opt(name):
+                path = Path(opt(name)).expanduser()
+                try:
+                    write(path)
+                    self.messages.append(f"{what}: {path}")
+                except (OSError, VaccbenchError) as exc:
+                    self.messages.append(f"ERROR writing {what} {path}: {exc}")
+                    session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
+
+    def update_baselines(self) -> bool:
+        """One write per baseline file, of the tests that passed with a result; False when a
+        file could not be written (it is then left as it was)."""
         by_file: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = defaultdict(list)
-        for rep in self.reported:
-            if rep.outcome == "passed":  # errored or failed runs never touch a baseline
-                r = rep.result
-                by_file[r.baseline].append((r.model, r.dataset, f"{r.backend}/{r.precision}",
-                                            r.baseline_values()))
-        self.updated = [f"{Path(path).name}: {line}" for path, rows in sorted(by_file.items())
-                        for line in update_file(Path(path), rows)]
+        rows: dict[tuple[str, str, str, str], Row] = {}
+        for row in self.results:
+            r = row.result
+            if r is not None and row.outcome == "passed":  # errors and failures never write
+                run = f"{r.backend}/{r.precision}"
+                by_file[r.baseline].append((r.model, r.dataset, run, r.baseline_values()))
+                rows[(r.baseline, r.model, r.dataset, run)] = row
+        for path, entries in sorted(by_file.items()):
+            try:
+                written = update_file(Path(path), entries)
+            except (OSError, VaccbenchError) as exc:
+                self.messages.append(f"ERROR: {exc} (this file was left as it was)")
+                continue
+            for key, data, run, _ in entries:
+                rows[(path, key, data, run)].updated = True
+            self.messages.extend(f"updated {Path(path).name}: {line}" for line in written)
+        return all(row.updated for row in rows.values())
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.reported:
+        if not len(self.results) and not self.messages:
             return
-        terminalreporter.section("vaccbench accuracy")
-        for line in summary_lines(self.reported):
+        datasets = sorted({row.result.dataset for row in self.results if row.result})
+        terminalreporter.section(f"vaccbench accuracy on {', '.join(datasets) or '-'}")
+        for line in summary_lines(self.results):
             terminalreporter.write_line(line)
-        for line in self.updated:
-            terminalreporter.write_line(f"updated {line}")
+        for line in self.messages:
+            terminalreporter.write_line(line, red=line.startswith("ERROR"))
+

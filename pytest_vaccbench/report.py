@@ -1,25 +1,327 @@
-"""Report: the results of a session as a table people can read at a glance."""
+"""Report: the results of a session as people and machines read them.
+
+`Results` turns pytest test reports (on the controller, under xdist too) into one `Row` per
+accuracy test; the rest are plain functions of those rows: the terminal table, the JSON file
+with its per-image predictions beside it, the one-file HTML report, and the JUnit properties.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import datetime as _dt
+import html
+import json
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from . import __version__
+from .gate import STALE
+from .run import Result
+
+PROPERTY = "vaccbench"  # the user_properties key of a test's JSON payload
+MARKER = "vaccbench"  # the keyword every accuracy test carries
+FAILING = ("FAILED", "stale", "error")
 
 
-def _fmt(value: float | None, spec: str = "7.3f") -> str:
-    return "-".rjust(len(format(0.0, spec))) if value is None else format(value, spec)
+@dataclass
+class Row:
+    """One accuracy test: what it measured (None when it raised first) and how it ended."""
+
+    nodeid: str
+    outcome: str  # passed | failed | error (setup or teardown failed)
+    result: Result | None = None
+    expected: dict[str, Any] | None = None  # the payload's: top1, top5, tol1, tol5, origin
+    stale: bool = False
+    updated: bool = False  # its baseline entry was written by --update-baselines
+
+    @property
+    def name(self) -> str:
+        return self.nodeid.split("::", 1)[-1]
+
+    @property
+    def model(self) -> str:
+        """family/key, from the result or else from the test id (run.Case.id)."""
+        r = self.result
+        return f"{r.family}/{r.model}" if r else self.name.partition("[")[0]
+
+    @property
+    def run(self) -> str:
+        """backend/precision; backend names have no "-", precisions may (int8-max)."""
+        r = self.result
+        return f"{r.backend}/{r.precision}" if r else \
+            self.name.partition("[")[2].rstrip("]").replace("-", "/", 1)
+
+    @property
+    def status(self) -> str:
+        if self.result is None or self.outcome == "error":
+            return "error"
+        if self.outcome == "failed":
+            return "stale" if self.stale else "FAILED"
+        if self.updated:
+            return "updated"
+        return "passed" if self.expected else "no baseline"
+
+    def expected_value(self, metric: str) -> float | None:
+        value = (self.expected or {}).get(metric)
+        return None if value is None else float(value)
+
+    def tolerance(self, metric: str) -> float | None:
+        value = (self.expected or {}).get("tol1" if metric == "top1" else "tol5")
+        return None if value is None else float(value)
+
+    def delta(self, metric: str) -> float | None:
+        want = self.expected_value(metric)
+        if self.result is None or want is None:
+            return None
+        return getattr(self.result, metric) - want
 
 
-def summary_lines(reported: Iterable[Any]) -> list[str]:
-    """One row per test: model, backend/precision, top1 measured/expected/delta, top5, n, status."""
-    header = (f"{'model':<44} {'run':<24} {'top1':>7} {'expect':>7} {'delta':>7} "
-              f"{'top5':>7} {'expect':>7} {'n':>6}  status")
+class Results:
+    """Rows by test id, fed with every test report of the session."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Row] = {}
+
+    def add(self, nodeid: str, when: str, outcome: str, keywords: Iterable[str],
+            user_properties: Sequence[Sequence[Any]], longrepr: str) -> None:
+        if MARKER not in keywords:
+            return
+        if when == "call":
+            payload = find_payload(user_properties)
+            if payload is not None:
+                self.rows[nodeid] = Row(nodeid, outcome, Result(**payload["result"]),
+                                        payload.get("expected"), STALE in longrepr)
+            elif outcome == "failed":  # raised before measuring: no result
+                self.rows[nodeid] = Row(nodeid, "failed")
+        elif outcome == "failed":  # setup or teardown error: whatever was measured is void
+            self.rows.setdefault(nodeid, Row(nodeid, "error")).outcome = "error"
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows.values())
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def find_payload(user_properties: Sequence[Sequence[Any]]) -> dict[str, Any] | None:
+    for name, value in user_properties:
+        if name == PROPERTY:
+            return json.loads(value)
+    return None
+
+
+def junit_properties(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """Plain `name value` properties for JUnit XML: measured and expected numbers."""
+    r = Result(**payload["result"])
+    props = {"model": f"{r.family}/{r.model}", "backend": r.backend, "precision": r.precision,
+             "dataset": r.dataset, "n": r.n, "top1": round(r.top1, 3), "top5": round(r.top5, 3)}
+    e = payload.get("expected") or {}
+    for metric, tol in (("top1", "tol1"), ("top5", "tol5")):
+        if e.get(metric) is not None:
+            props[f"expected_{metric}"] = e[metric]
+            props[f"delta_{metric}"] = round(getattr(r, metric) - e[metric], 3)
+        if e.get(tol) is not None:
+            props[f"tolerance_{metric}"] = e[tol]
+    return [(k, str(v)) for k, v in props.items()]
+
+
+# -- terminal ---------------------------------------------------------------------------
+
+def _num(value: float | None, spec: str) -> str:
+    """A number, or "-"; a difference that rounds to zero shows as +0.000, never -0.000."""
+    return "-" if value is None else format(round(value, 3) + 0.0, spec)
+
+
+def _fit(text: str, width: int) -> str:
+    """Shorten in the middle, where model names differ least."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return text[:keep - keep // 2] + "~" + text[len(text) - keep // 2:]
+
+
+COLUMNS = (("top1", 7), ("expect", 7), ("delta", 7), ("tol", 5), ("top5", 7), ("delta5", 7),
+           ("n", 6))
+
+
+def summary_lines(rows: Iterable[Row], max_width: int = 120) -> list[str]:
+    """One row per test: model, backend/precision, top1 measured/expected/delta/tolerance,
+    top5 and its delta, n, status; at most `max_width` columns (long model names shortened)."""
+    rows = list(rows)
+    cells = []
+    for row in rows:
+        r = row.result
+        model, run = row.model, row.run
+        numbers = ["-"] * len(COLUMNS)
+        if r:
+            numbers = [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
+                       _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
+                       f"{r.top5:.3f}", _num(row.delta("top5"), "+.3f"), str(r.n)]
+        cells.append((model, run, numbers, row.status))
+    fixed = sum(w + 1 for _, w in COLUMNS) + 2 + max([len("status"), *(len(c[3]) for c in cells)])
+    run_w = max([3, *(len(c[1]) for c in cells)])
+    model_w = max(10, min(max([5, *(len(c[0]) for c in cells)]), max_width - fixed - run_w - 1))
+    header = (f"{'model':<{model_w}} {'run':<{run_w}} "
+              + " ".join(f"{name:>{w}}" for name, w in COLUMNS) + "  status")
     lines = [header, "-" * len(header)]
-    for rep in reported:
-        r, e = rep.result, rep.expected or {}
-        exp1, exp5 = e.get("top1"), e.get("top5")
-        delta = None if exp1 is None else r.top1 - exp1
-        status = rep.outcome if rep.expected else "recorded"
-        lines.append(f"{r.family + '/' + r.model:<44} {r.backend + '/' + r.precision:<24} "
-                     f"{r.top1:7.3f} {_fmt(exp1)} {_fmt(delta, '+7.3f')} {r.top5:7.3f} "
-                     f"{_fmt(exp5)} {r.n:>6}  {status}")
+    for model, run, numbers, status in cells:
+        lines.append(f"{_fit(model, model_w):<{model_w}} {run:<{run_w}} "
+                     + " ".join(f"{v:>{w}}" for v, (_, w) in zip(numbers, COLUMNS)) + f"  {status}")
     return lines
+
+
+# -- JSON -------------------------------------------------------------------------------
+
+def _file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+
+
+def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path:
+    """`path` with one record per test; each test's per-image top-5 predictions are copied to
+    `<path stem>.predictions/<test>.npz` (arrays top5, labels, files) and named in its record."""
+    folder = path.with_name(path.stem + ".predictions")
+    records = []
+    for row in rows:
+        record: dict[str, Any] = {"nodeid": row.nodeid, "outcome": row.outcome,
+                                  "status": row.status, "expected": row.expected}
+        r = row.result
+        if r is not None:
+            record.update(asdict(r))
+            record.update({"top1": r.top1, "top5": r.top5, "delta_top1": row.delta("top1"),
+                           "delta_top5": row.delta("top5"), "predictions": None})
+            source = Path(r.predictions)
+            if source.is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                target = folder / f"{_file_name(row.name)}.npz"
+                shutil.copyfile(source, target)
+                record["predictions"] = str(target.relative_to(path.parent))
+        records.append(record)
+    document = {"tool": f"pytest-vaccbench {__version__}", "session": session, "tests": records}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+# -- HTML -------------------------------------------------------------------------------
+
+STYLE = """
+body{font:13px/1.4 system-ui,sans-serif;margin:24px;color:#222}
+h1{font-size:20px;margin:0 0 4px}.meta{color:#666;margin:0 0 16px}
+table{border-collapse:collapse;margin:16px 0}
+th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
+th{background:#f3f3f3}td.l,th.l{text-align:left}
+tr.FAILED td,tr.stale td,tr.error td{background:#fde8e8}
+td.s{font-weight:600}tr.FAILED td.s,tr.stale td.s,tr.error td.s{color:#c62828}
+svg text{font:12px system-ui,sans-serif}
+"""
+
+
+def _ticks(limit: float) -> list[float]:
+    for step in (0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, 20, 25, 50):
+        if limit / step <= 4:
+            break
+    n = int(limit / step)
+    return [step * i for i in range(-n, n + 1)]
+
+
+def delta_plot(rows: Sequence[Row]) -> str:
+    """SVG: top1 delta per test as a dot on its tolerance band, red where the test fails.
+
+    The axis spans a few tolerances; a delta beyond it is an arrow in the margin with its
+    value, so that one broken build does not squash every other row.
+    """
+    label_w, gutter, plot_w, row_h, top = 430, 64, 480, 24, 52
+    tols = [t for row in rows if (t := row.tolerance("top1"))]
+    limit = max([1.0, *(4 * t for t in tols)])
+    inside = [abs(d) for row in rows if (d := row.delta("top1")) is not None and abs(d) <= limit * 2]
+    limit = max([limit, *inside]) * 1.1
+    left = label_w + gutter
+
+    def x(value: float) -> float:
+        return left + plot_w * (0.5 + max(-limit, min(limit, value)) / (2 * limit))
+
+    width, height = left + plot_w + gutter, top + row_h * len(rows) + 10
+    out = [f'<svg id="delta-plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           'role="img">',
+           f'<text x="{left}" y="16">top1 delta (measured - expected, points); '
+           'band: tolerance; red: failing</text>']
+    for tick in _ticks(limit):
+        out.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 8}" y2="{height - 10}" '
+                   f'stroke="{"#888" if tick == 0 else "#e4e4e4"}"/>'
+                   f'<text x="{x(tick):.1f}" y="{top - 12}" text-anchor="middle">'
+                   f'{"0" if tick == 0 else format(tick, "+g")}</text>')
+    for i, row in enumerate(rows):
+        y = top + row_h * i + row_h / 2
+        colour = "#c62828" if row.status in FAILING else "#2e7d32"
+        status = html.escape(row.status)
+        out.append(f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end">'
+                   f'{html.escape(_fit(f"{row.model} {row.run}", 64))}</text>')
+        tol, delta = row.tolerance("top1"), row.delta("top1")
+        if tol is not None:
+            out.append(f'<rect class="band" x="{x(-tol):.1f}" y="{y - 7:.1f}" '
+                       f'width="{x(tol) - x(-tol):.1f}" height="14" fill="#cfe8d0"/>')
+        if delta is None:
+            text = "error: no result" if row.result is None else "no baseline"
+            out.append(f'<text class="{status}" x="{x(0) + 8:.1f}" y="{y + 4:.1f}" '
+                       f'style="fill:{colour}">{text}</text>')
+        elif abs(delta) <= limit:
+            out.append(f'<circle class="delta {status}" cx="{x(delta):.1f}" cy="{y:.1f}" r="6" '
+                       f'fill="{colour}"><title>{delta:+.3f}</title></circle>')
+        else:  # off the axis: an arrow in the margin, and the value
+            sign = 1 if delta > 0 else -1
+            tip = x(delta) + sign * 14
+            out.append(f'<path class="delta {status}" d="M{tip:.1f},{y:.1f} l{-10 * sign},-7 v14 z" '
+                       f'fill="{colour}"/><text x="{tip + 4 * sign:.1f}" y="{y + 4:.1f}" '
+                       f'text-anchor="{"start" if sign > 0 else "end"}" style="fill:{colour}">'
+                       f'{delta:+.2f}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
+    """One self-contained HTML page (inline CSS and SVG, nothing fetched): the table and the plot."""
+    head = ["model", "run", "dataset", "top1", "expected", "delta", "tolerance", "top5",
+            "expected", "delta", "n", "seconds", "status"]
+    body = []
+    for row in rows:
+        r = row.result
+        cells = [row.model, row.run, r.dataset if r else ""]
+        if r:
+            cells += [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
+                      _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
+                      f"{r.top5:.3f}", _num(row.expected_value("top5"), ".3f"),
+                      _num(row.delta("top5"), "+.3f"), str(r.n), f"{r.seconds:.1f}"]
+        else:
+            cells += ["-"] * 9
+        tds = "".join(f'<td class="l">{html.escape(c)}</td>' if i < 3 else f"<td>{html.escape(c)}</td>"
+                      for i, c in enumerate(cells))
+        body.append(f'<tr class="{html.escape(row.status)}">{tds}'
+                    f'<td class="s l">{html.escape(row.status)}</td></tr>')
+    ths = "".join(f'<th class="l">{h}</th>' if i < 3 or h == "status" else f"<th>{h}</th>"
+                  for i, h in enumerate(head))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    meta = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    when = html.escape(str(session.get("finished", "")))
+    command = html.escape(str(session.get("command", "")))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>vaccbench accuracy report</title>
+<style>{STYLE}</style></head><body>
+<h1>vaccbench accuracy report</h1>
+<p class="meta">{when} &middot; {len(rows)} tests: {html.escape(meta)} &middot; pytest-vaccbench {__version__}<br><code>{command}</code></p>
+{delta_plot(rows)}
+<table id="results"><thead><tr>{ths}</tr></thead>
+<tbody>
+{chr(10).join(body)}
+</tbody></table>
+</body></html>
+"""
+
+
+def session_info(args: Sequence[str], exitstatus: int, started: _dt.datetime) -> dict[str, Any]:
+    """What the reports say about the session as a whole."""
+    return {"command": " ".join(["pytest", *args]), "exitstatus": int(exitstatus),
+            "started": started.isoformat(timespec="seconds"),
+            "finished": _dt.datetime.now().isoformat(timespec="seconds")}

@@ -10,14 +10,14 @@ import json
 import platform
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .backends import RunOptions, get_backend
+from . import __version__, progress
+from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry
 from .dataset import Dataset
 from .gate import Paired
@@ -57,6 +57,11 @@ class Result:
     seconds: float
     predictions: str  # .npz with top5 (N, 5) and labels (N,), in dataset order
     baseline: str
+    # Provenance, taken where the test ran (an xdist worker may be another machine).
+    date: str = ""
+    versions: str = ""
+    machine: str = ""  # CPU model
+    options: dict[str, Any] = field(default_factory=dict)  # backend options that shape the numbers
 
     @property
     def top1(self) -> float:
@@ -76,21 +81,20 @@ class Result:
     def baseline_values(self) -> dict[str, Any]:
         """The flow mapping written under expected.<dataset>.<backend>/<precision>."""
         return {"top1": round(self.top1, 3), "top5": round(self.top5, 3), "n": self.n,
-                "fingerprint": self.fingerprint, "date": _dt.date.today().isoformat(),
-                "versions": library_versions(self.backend), "machine": machine()}
+                "fingerprint": self.fingerprint, "date": self.date, "versions": self.versions,
+                "machine": self.machine, "options": dict(self.options)}
 
 
-def library_versions(backend: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def library_versions(backend: Backend, options: RunOptions) -> str:
+    """This package's version and those of the libraries or tools the backend ran."""
+    return ", ".join([f"pytest-vaccbench {__version__}", *backend.versions(options)])
 
-    names = {"reference": ("torch", "timm", "torchvision"), "onnxruntime": ("onnxruntime",)}
-    parts = [f"pytest-vaccbench {__version__}"]
-    for name in names.get(backend, ()):
-        try:
-            parts.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            pass
-    return ", ".join(parts)
+
+def run_options(entry: ModelEntry, options: RunOptions) -> dict[str, Any]:
+    """The options that can change a backend's numbers: batch size, threads, backend extras."""
+    extra = {k: v if isinstance(v, (bool, int, float)) else str(v)
+             for k, v in sorted(options.extra.items())}
+    return {"batch_size": entry.batch_size or options.batch_size, "threads": options.threads, **extra}
 
 
 def machine() -> str:
@@ -154,7 +158,8 @@ def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
 def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
     backend = get_backend(case.backend)
     start = time.perf_counter()
-    scores = backend.scores(case.entry, case.precision, dataset, options)
+    with progress.task(len(dataset.samples), case.id):
+        scores = backend.scores(case.entry, case.precision, dataset, options)
     seconds = time.perf_counter() - start
     if scores.shape[0] != len(dataset.samples):
         raise RuntimeError(f"backend {case.backend} returned {scores.shape[0]} score rows for "
@@ -168,4 +173,6 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
              files=np.asarray([s.path.name for s in dataset.samples]))
     return Result(case.entry.family, case.entry.key, case.backend, case.run_precision, dataset.name,
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
-                  str(case.entry.baseline_path))
+                  str(case.entry.baseline_path), date=_dt.date.today().isoformat(),
+                  versions=library_versions(backend, options), machine=machine(),
+                  options=run_options(case.entry, options))

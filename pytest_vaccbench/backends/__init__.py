@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
+from .. import progress
 from ..baselines import ModelEntry
 from ..dataset import Dataset, Sample
 from ..errors import BackendError, ImageDecodeError, VaccbenchError
@@ -52,6 +53,23 @@ class Backend(ABC):
         None means the suite file's precisions.
         """
         return requested
+
+    packages: ClassVar[tuple[str, ...]] = ()  # Python packages whose versions a baseline records
+
+    def versions(self, options: RunOptions) -> list[str]:
+        """Versions ("name 1.2.3") of what computed the scores: provenance of a baseline entry.
+
+        The default lists `packages`; a backend that runs an external tool adds its version.
+        """
+        from importlib.metadata import PackageNotFoundError, version
+
+        found = []
+        for name in self.packages:
+            try:
+                found.append(f"{name} {version(name)}")
+            except PackageNotFoundError:
+                pass
+        return found
 
     def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
         """Why this case cannot run here (missing weights, tool, device), or None."""
@@ -120,3 +138,4 @@ def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: in
                 listed = "\n  ".join(str(e) for e in errors)
                 raise ImageDecodeError(f"{len(errors)} unreadable image(s):\n  {listed}")
             yield normalize(np.stack(crops), spec)
+            progress.advance(len(crops))  # the consumer asked for more: this batch is done

@@ -20,6 +20,7 @@ from . import Backend, RunOptions, class_scores, iter_batches
 class ReferenceBackend(Backend):
     name = "reference"
     precisions = ("fp32", "int8")
+    packages = ("torch", "timm", "torchvision")
 
     def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
         if precision != entry.precision:

@@ -1,0 +1,167 @@
+"""History: every session's results appended to a SQLite file, and `vaccbench trend` over it.
+
+`--vaccbench-history PATH` appends one `runs` row per session and one `results` row per
+accuracy test (from the controller only, in one transaction). `vaccbench trend PATH` prints
+top1 over time per model and run, and with `--png` plots it (matplotlib: the `plot` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import fnmatch
+import platform
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import __version__
+from .cli import command
+from .errors import VaccbenchError
+from .report import Row
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, started TEXT NOT NULL, finished TEXT NOT NULL, host TEXT,
+    tool TEXT, command TEXT, exitstatus INTEGER);
+CREATE TABLE IF NOT EXISTS results (
+    run_id INTEGER NOT NULL REFERENCES runs(id), nodeid TEXT NOT NULL, family TEXT, model TEXT,
+    backend TEXT, precision TEXT, dataset TEXT, fingerprint TEXT, n INTEGER, top1 REAL,
+    top5 REAL, expected_top1 REAL, expected_top5 REAL, status TEXT NOT NULL, seconds REAL,
+    machine TEXT, versions TEXT);
+CREATE INDEX IF NOT EXISTS results_by_model ON results (family, model, backend, precision, dataset);
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, timeout=30)
+        db.executescript(SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        raise VaccbenchError(f"not a usable history database: {exc}", path) from None
+    return db
+
+
+def append_run(path: Path, rows: Iterable[Row], session: dict[str, Any]) -> int:
+    """Record one session and its rows; returns the run id."""
+    db = _connect(path)
+    try:
+        with db:
+            cur = db.execute(
+                "INSERT INTO runs (started, finished, host, tool, command, exitstatus) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (session["started"], session["finished"], platform.node(),
+                 f"pytest-vaccbench {__version__}", session.get("command"), session.get("exitstatus")))
+            run_id = int(cur.lastrowid)
+            for row in rows:
+                r = row.result
+                db.execute(
+                    "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, row.nodeid, *(
+                        (r.family, r.model, r.backend, r.precision, r.dataset, r.fingerprint, r.n,
+                         r.top1, r.top5) if r else (None,) * 9),
+                     row.expected_value("top1"), row.expected_value("top5"), row.status,
+                     r.seconds if r else None, r.machine if r else None, r.versions if r else None))
+    finally:
+        db.close()
+    return run_id
+
+
+@dataclass(frozen=True)
+class Point:
+    started: str
+    top1: float
+    top5: float
+    n: int
+    status: str
+
+
+SeriesKey = tuple[str, str, str]  # (family/model, backend/precision, dataset)
+
+
+def series(path: Path, model: str | None = None, backend: str | None = None,
+           dataset: str | None = None) -> dict[SeriesKey, list[Point]]:
+    """Measured points per (model, run, dataset), oldest first; `model` is a glob matched
+    against the model key and against family/key."""
+    if not path.is_file():
+        raise VaccbenchError("history database does not exist (write one with "
+                             "pytest ... --vaccbench-history PATH)", path)
+    db = _connect(path)
+    try:
+        rows = db.execute(
+            "SELECT r.family, r.model, r.backend, r.precision, r.dataset, runs.started, r.top1, "
+            "r.top5, r.n, r.status FROM results r JOIN runs ON runs.id = r.run_id "
+            "WHERE r.top1 IS NOT NULL ORDER BY runs.started, runs.id").fetchall()
+    finally:
+        db.close()
+    found: dict[SeriesKey, list[Point]] = defaultdict(list)
+    for family, key, back, precision, data, started, top1, top5, n, status in rows:
+        if model and not (fnmatch.fnmatchcase(key, model) or fnmatch.fnmatchcase(f"{family}/{key}", model)):
+            continue
+        if (backend and back != backend) or (dataset and data != dataset):
+            continue
+        found[(f"{family}/{key}", f"{back}/{precision}", data)].append(
+            Point(started, top1, top5, n, status))
+    return dict(sorted(found.items()))
+
+
+def trend_lines(found: dict[SeriesKey, list[Point]]) -> list[str]:
+    """Per series a heading, then one line per run: when, top1, change since the run before."""
+    lines: list[str] = []
+    for (model, run, data), points in found.items():
+        lines.append(f"{model}  {run}  on {data}")
+        previous = None
+        for p in points:
+            change = "" if previous is None else f"{p.top1 - previous:+8.3f}"
+            lines.append(f"  {p.started.replace('T', ' ')}  top1 {p.top1:7.3f}  top5 {p.top5:7.3f}  "
+                         f"n={p.n:<6} {p.status:<8}{change}".rstrip())
+            previous = p.top1
+    return lines
+
+
+def plot_png(found: dict[SeriesKey, list[Point]], out: Path) -> Path:
+    """top1 over time, one line per series, as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise VaccbenchError("plotting needs matplotlib: pip install 'pytest-vaccbench[plot]'") from None
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    for (model, run, data), points in found.items():
+        when = [_dt.datetime.fromisoformat(p.started) for p in points]
+        ax.plot(when, [p.top1 for p in points], marker="o", label=f"{model} {run} ({data})")
+    ax.set_ylabel("top1 (%)")
+    ax.set_title("top1 over time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _trend_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("db", type=Path, help="history database written by --vaccbench-history")
+    parser.add_argument("--model", default=None, help="glob over model keys or family/key")
+    parser.add_argument("--backend", default=None, help="only this backend")
+    parser.add_argument("--dataset", default=None, help="only this dataset name")
+    parser.add_argument("--png", type=Path, default=None, metavar="OUT", help="also plot to OUT.png")
+
+
+@command("trend", "print (and plot) top1 over time per model from a --vaccbench-history database",
+         _trend_args)
+def _trend(args: argparse.Namespace) -> int:
+    found = series(args.db, args.model, args.backend, args.dataset)
+    if not found:
+        print("no results match")
+        return 1
+    for line in trend_lines(found):
+        print(line)
+    if args.png:
+        print(f"plot: {plot_png(found, args.png)}")
+    return 0
