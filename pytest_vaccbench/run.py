@@ -90,10 +90,12 @@ def library_versions(backend: Backend, options: RunOptions) -> str:
     return ", ".join([f"pytest-vaccbench {__version__}", *backend.versions(options)])
 
 
-def run_options(entry: ModelEntry, options: RunOptions) -> dict[str, Any]:
-    """The options that can change a backend's numbers: batch size, threads, backend extras."""
+def run_options(entry: ModelEntry, options: RunOptions, backend: Backend) -> dict[str, Any]:
+    """The options that can change a backend's numbers: batch size, threads, and the extras
+    the backend names in `option_keys` (those that were set)."""
     extra = {k: v if isinstance(v, (bool, int, float)) else str(v)
-             for k, v in sorted(options.extra.items())}
+             for k, v in sorted(options.extra.items())
+             if k in backend.option_keys and v is not None}
     return {"batch_size": entry.batch_size or options.batch_size, "threads": options.threads, **extra}
 
 
@@ -175,4 +177,4 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
                   str(case.entry.baseline_path), date=_dt.date.today().isoformat(),
                   versions=library_versions(backend, options), machine=machine(),
-                  options=run_options(case.entry, options))
+                  options=run_options(case.entry, options, backend))

@@ -91,18 +91,27 @@ def test_no_baseline_skip_says_how_to_record(project: pytest.Pytester, tmp_path:
 
 
 def test_failure_message_has_numbers_and_the_update_command(project: pytest.Pytester) -> None:
-    (project.path / "baselines" / "lite.yaml").write_text(FAMILY.format(top1=40.0))
+    (project.path / "baselines" / "lite.yaml").write_text(FAMILY.format(top1=100.0))
     result = project.runpytest("suites", "-k", "efficientnet")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "top1 is 40.000 points above the baseline (allowed ±0.500, n=5)",
-        "  top1: measured  80.000  expected  40.000  delta +40.000  tolerance ±0.500  FAIL",
+        "top1 is 20.000 points below the baseline (allowed ±0.500, n=5)",
+        "  top1: measured  80.000  expected 100.000  delta -20.000  tolerance ±0.500  FAIL",
         "  top5: measured 100.000  expected 100.000  delta  +0.000  tolerance ±0.500  ok",
         "  baseline: lite.yaml: timm-efficientnet_lite0.expected.skimage-photos.reference/fp32",
         "If the change is intended, record the new numbers:",
         f"  pytest '{LITE}' --backend=reference --precision=fp32 --update-baselines",
     ])
     assert "Traceback" not in result.stdout.str() and "def runtest" not in result.stdout.str()
+
+
+def test_result_above_the_baseline_is_a_stale_baseline(project: pytest.Pytester) -> None:
+    (project.path / "baselines" / "lite.yaml").write_text(FAMILY.format(top1=40.0))
+    result = project.runpytest("suites", "-k", "efficientnet")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["baseline is stale, update with: pytest 'suites/all.yaml::lite/"
+                                 "timm-efficientnet_lite0[[]reference-fp32[]]' *--update-baselines"])
+    project.runpytest("suites", "-k", "efficientnet", "--allow-improvement").assert_outcomes(passed=1)
 
 
 def test_update_baselines_records_then_gates(project: pytest.Pytester) -> None:

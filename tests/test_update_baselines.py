@@ -221,8 +221,9 @@ def test_kill_9_in_the_middle_of_updates_leaves_every_file_old_or_new(tmp_path):
             assert entry["top1"] == entry["top5"] == entry["n"]  # one round's numbers, whole
             rounds.append(entry["n"])
             assert _meaning_without(path, key) == _meaning_without(ROOT / "baselines" / name, key)
-        # files are written in order within a round: earlier files are one round ahead at most
-        assert rounds == sorted(rounds, reverse=True) and (not rounds or rounds[0] - rounds[-1] <= 1)
+        # files are written in order within a round: no file is ahead of one written before it
+        # (a restarted writer resumes at the newest round, so a file may lag by several)
+        assert rounds == sorted(rounds, reverse=True)
         rounds_seen.update(rounds)
         last = max(rounds, default=last)
     assert len(rounds_seen) > 1

@@ -168,7 +168,7 @@ def test_a_result_better_than_the_baseline_fails_as_stale_unless_allowed(project
     result.stdout.fnmatch_lines([
         "*baseline is stale, update with: pytest 'suites/fake.yaml::efficientnet_lite/"
         "timm-efficientnet_lite0[[]fake-fp32]' --backend=fake --precision=fp32 --update-baselines",
-        "*top1 is 20.000 points above the baseline (tolerance ±0.500, n=5)",
+        "*top1: measured  60.000  expected  40.000  delta +20.000  tolerance ±0.500  FAIL",
         "*(or pass --allow-improvement to accept results above the baseline)",
     ])
     out = result.stdout.str()

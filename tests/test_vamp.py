@@ -9,6 +9,8 @@ indices or of the 1001-class offset changes these numbers.
 
 from __future__ import annotations
 
+import re
+
 import json
 import os
 import subprocess
@@ -125,7 +127,7 @@ def test_gate_passes_through_the_stand_in(project: Project) -> None:
     result.assert_outcomes(passed=3, skipped=1)
     out = result.stdout.str()
     for run in ("vamp/int8-percentile", "vamp/fp16", "vamp/int8-max"):
-        assert any(run in line and "75.000  75.000  +0.000  87.500" in line and "passed" in line
+        assert any(run in line and "75.000  75.000  +0.000" in line and "87.500" in line and "passed" in line
                    for line in out.splitlines()), (run, out)
     result.stdout.fnmatch_lines(["SKIPPED [[]1] baselines/stub.yaml:*: no compiled model for "
                                  "stub/stub-notcompiled: looked in */models for stub-notcompiled-"
@@ -267,7 +269,7 @@ def test_preprocess_option_relabels_cpu_backends_only(project: Project) -> None:
     zoo = Path(__file__).parents[1] / "pytest_vaccbench" / "data" / "vdsp" / "timm-mobilenetv2_100-vdsp_params.json"
     result = project.run("--backend=vamp,reference", f"--preprocess=vdsp:{zoo}", "-k", "stub-colours and not 1001")
     out = result.stdout.str()
-    assert "stub/stub-colours                            vamp/int8-percentile" in out  # vamp: its own
+    assert re.search(r"stub/stub-colours +vamp/int8-percentile ", out)  # vamp: its own preprocessing
     result.stdout.fnmatch_lines(["*SKIPPED*--preprocess gives 224x224 images; stub-colours takes 32"])
     collected = project.pytester.runpytest(*project.args("--backend=reference", "--collect-only", "-q",
                                                          f"--preprocess=vdsp:{zoo}"))

@@ -55,6 +55,7 @@ class Backend(ABC):
         return requested
 
     packages: ClassVar[tuple[str, ...]] = ()  # Python packages whose versions a baseline records
+    option_keys: ClassVar[tuple[str, ...]] = ()  # RunOptions.extra keys that shape the numbers
 
     def versions(self, options: RunOptions) -> list[str]:
         """Versions ("name 1.2.3") of what computed the scores: provenance of a baseline entry.

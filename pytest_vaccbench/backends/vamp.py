@@ -214,6 +214,7 @@ def expects_vamp(entry: ModelEntry, precision: str) -> bool:
 class VampBackend(Backend):
     name = "vamp"
     precisions = (*PRECISIONS, UNCOMPILED)
+    option_keys = ("vamp_instances", "vamp_processes", "vamp_batch", "vamp_args")
     preprocesses_on_device = True  # the vdsp_params JSON, on the accelerator
 
     def precisions_for(self, entry: ModelEntry, requested: tuple[str, ...] | None,
