@@ -59,6 +59,7 @@ class ModelEntry:
     num_classes: int = 1000
     batch_size: int | None = None
     deploy: str | None = None  # "reparameterize": evaluate timm's fused deploy form
+    onnx: str | None = None  # a ready ONNX graph (onnxruntime backend): absolute or in --onnx-dir
     published: Mapping[str, Any] | None = None
     expected: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
@@ -167,7 +168,8 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
         baseline_path=path, line=line, section=section,
         weights=_weights(raw.get("weights"), path, _line(raw, "weights", line)),
         num_classes=int(raw.get("num_classes", 1000)), batch_size=raw.get("batch_size"),
-        deploy=raw.get("deploy", defaults.get("deploy")), published=raw.get("published"),
+        deploy=raw.get("deploy", defaults.get("deploy")), onnx=raw.get("onnx"),
+        published=raw.get("published"),
         expected=expected)
 
 

@@ -59,6 +59,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--batch-size", type=int, default=32, metavar="N", help="inference batch size")
     group.addoption("--threads", type=int, default=None, metavar="N",
                     help="inference threads (default: all cores, divided among xdist workers)")
+    group.addoption("--ort-provider", default="cpu", metavar="NAME",
+                    help="onnxruntime execution provider: cpu (default), cuda, or a full provider name")
+    group.addoption("--onnx-dir", default=None, metavar="DIR",
+                    help="ready ONNX graphs (<key>.onnx, or the zoo's <arch>_<size>.onnx) for onnxruntime; "
+                         "models without one are exported from their weights and cached")
+    group.addoption("--opset", type=int, default=11, metavar="N", help="ONNX opset of exports (default 11)")
+    group.addoption("--int8-per-channel", action="store_true", default=False,
+                    help="int8: quantize weights per output channel (default: per tensor)")
+    group.addoption("--calib-images", type=int, default=1000, metavar="N",
+                    help="int8: calibration images drawn from the dataset, covering its classes "
+                         "(default 1000); they are left out of the accuracy count")
+    group.addoption("--calib-include", action="store_true", default=False,
+                    help="int8: count the calibration images too")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -151,7 +164,11 @@ class VaccbenchSession:
         threads = opt("threads") or max(1, (os.cpu_count() or 1) // workers)
         self.options = RunOptions(weights_dir=Path(weights).expanduser().resolve(),
                                   cache_dir=Path(cache).expanduser().resolve(),
-                                  batch_size=opt("batch_size"), threads=threads, workers=threads)
+                                  batch_size=opt("batch_size"), threads=threads, workers=threads,
+                                  extra={"ort_provider": opt("ort_provider"), "onnx_dir": opt("onnx_dir"),
+                                         "opset": opt("opset"), "int8_per_channel": opt("int8_per_channel"),
+                                         "calib_images": opt("calib_images"),
+                                         "calib_include": opt("calib_include")})
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
         self.reported: list[Reported] = []
         self.updated: list[str] = []
@@ -242,5 +259,11 @@ class VaccbenchSession:
         terminalreporter.section("vaccbench accuracy")
         for line in summary_lines(self.reported):
             terminalreporter.write_line(line)
+        for rep in self.reported:
+            if rep.result.excluded:
+                terminalreporter.write_line(
+                    f"{rep.result.model} {rep.result.backend}/{rep.result.precision}: "
+                    f"{rep.result.excluded} calibration images excluded from the count "
+                    f"(n={rep.result.n}; --calib-include counts them)")
         for line in self.updated:
             terminalreporter.write_line(f"updated {line}")

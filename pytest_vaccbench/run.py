@@ -9,7 +9,7 @@ import datetime as _dt
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class Result:
     seconds: float
     predictions: str  # .npz with top5 (N, 5) and labels (N,), in dataset order
     baseline: str
+    excluded: int = 0  # images left out of the count (int8 calibration images)
 
     @property
     def top1(self) -> float:
@@ -69,7 +70,8 @@ class Result:
         """The flow mapping written under expected.<dataset>.<backend>/<precision>."""
         return {"top1": round(self.top1, 3), "top5": round(self.top5, 3), "n": self.n,
                 "fingerprint": self.fingerprint, "date": _dt.date.today().isoformat(),
-                "versions": library_versions(self.backend), "machine": machine()}
+                "versions": library_versions(self.backend), "machine": machine(),
+                **({"calibration_excluded": self.excluded} if self.excluded else {})}
 
 
 def library_versions(backend: str) -> str:
@@ -104,13 +106,19 @@ def predictions_path(cache_dir: Path, case: Case, dataset: Dataset, fingerprint:
 
 
 def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
+    """Run the case on every image; count all but those the backend built its model from."""
     backend = get_backend(case.backend)
+    excluded = set(backend.excluded_samples(case.entry, case.precision, dataset, options))
     start = time.perf_counter()
     scores = backend.scores(case.entry, case.precision, dataset, options)
     seconds = time.perf_counter() - start
     if scores.shape[0] != len(dataset.samples):
         raise RuntimeError(f"backend {case.backend} returned {scores.shape[0]} score rows for "
                            f"{len(dataset.samples)} images")
+    if excluded:
+        keep = [i for i, s in enumerate(dataset.samples) if s not in excluded]
+        scores = scores[keep]
+        dataset = replace(dataset, samples=tuple(dataset.samples[i] for i in keep))
     preds = topk(scores, 5)
     acc = accuracy(preds, dataset.labels)
     fingerprint = dataset.fingerprint()
@@ -120,4 +128,4 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
              files=np.asarray([s.path.name for s in dataset.samples]))
     return Result(case.entry.family, case.entry.key, case.backend, case.precision, dataset.name,
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
-                  str(case.entry.baseline_path))
+                  str(case.entry.baseline_path), len(excluded))
