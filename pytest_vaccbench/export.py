@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,9 @@ def export_module(model: Any, path: Path, options: ExportOptions) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # dynamo=False on purpose (no onnxscript needed); torch warns that it is the legacy path
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False,
                               opset_version=options.opset, input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], dynamic_axes=dynamic)
@@ -161,10 +164,12 @@ def adhoc_entry(library: str, arch: str, input_size: int, num_classes: int = 100
     """A model described on the command line, as the zoo's export script takes it.
 
     Deploy form by default: timm's re-parameterisation fuses RepVGG-style branches and
-    leaves other models unchanged.
+    leaves other models unchanged. Preprocessing (used only when such an entry is evaluated)
+    is the ImageNet convention: resize the short side to size / 0.875, centre crop.
     """
     return ModelEntry(family="cli", key=arch, name=arch, sources=(library,), library=library,
-                      arch=arch, input_size=input_size, preprocess=PreprocessSpec(resize=input_size),
+                      arch=arch, input_size=input_size,
+                      preprocess=PreprocessSpec(resize=round(input_size / 0.875), crop=input_size),
                       tolerance=Tolerance(**DEFAULT_TOLERANCE), baseline_path=Path("<command line>"), line=0,
                       weights=WeightsSpec(key_map=key_map), num_classes=num_classes, deploy=deploy)
 
