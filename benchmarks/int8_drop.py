@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +60,7 @@ def main() -> None:
         fp32, labels = top1_by_file(evaluate(Case(entry, "onnxruntime", "fp32"), data, options).predictions)
         for precision in ("fp32", *CALIBRATION_METHODS):
             start = time.perf_counter()
-            result = evaluate(Case(entry, "onnxruntime", precision), data,
-                              replace(options, extra={**options.extra, "calib_include": False}))
+            result = evaluate(Case(entry, "onnxruntime", precision), data, options)
             seconds = time.perf_counter() - start
             pred, _ = top1_by_file(result.predictions)
             counted = [f for f in pred if f not in {s.path.name for s in calib.samples}]

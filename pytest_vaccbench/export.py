@@ -239,6 +239,6 @@ def _export(args: argparse.Namespace) -> int:
     export_entry(entry, weights, out, options)
     batch = "dynamic" if args.dynamic_batch else "1"
     print(f"{out}: {entry.library} {entry.arch}, input {INPUT_NAME} ({batch}, 3, {size}, {size}), "
-          f"opset {args.opset}, weights {weights or 'random init'}, "
-          f"{'deploy' if entry.deploy else 'train'} form, checked")
+          f"opset {args.opset}, weights {weights or 'random init'}"
+          f"{', deploy form (re-parameterised)' if entry.deploy else ''}, ONNX checker passed")
     return 0

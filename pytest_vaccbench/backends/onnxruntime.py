@@ -20,7 +20,9 @@ calibration set's fingerprint.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,11 +222,12 @@ def int8_graph(source: Path, precision: str, calibration: Dataset, spec: Preproc
 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        quantize_static(str(source), str(tmp), Batches(), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8,
-                        calibrate_method=getattr(CalibrationMethod, method),
-                        extra_options={"CalibStridedMinMax": 1})
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
+            quantize_static(str(source), str(tmp), Batches(), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8,
+                            calibrate_method=getattr(CalibrationMethod, method),
+                            extra_options={"CalibStridedMinMax": 1})
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
