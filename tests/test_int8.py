@@ -134,3 +134,24 @@ def test_broken_weight_scales_collapse_accuracy(tvq, factor):
     assert fp32.top1 > 70.0
     assert broken.top1 < 5.0, "a broken int8 build must score near chance"
     assert agreement(top1_by_file(broken), top1_by_file(fp32)) < 10.0
+
+
+def test_per_channel_weights(tvq):
+    """Per-channel QDQ needs opset 13 (DequantizeLinear's axis): the opset-11 export is upgraded."""
+    import onnx
+    from onnx import numpy_helper
+
+    from pytest_vaccbench.backends.onnxruntime import OnnxRuntimeBackend
+    from pytest_vaccbench.run import Case, evaluate
+
+    entry, data, options = tvq
+    per_channel = replace(options, extra={**options.extra, "int8_per_channel": True})
+    fp32 = evaluate(Case(entry, "onnxruntime", "fp32"), data, options)
+    int8 = evaluate(Case(entry, "onnxruntime", "int8-max"), data, per_channel)
+    assert agreement(top1_by_file(int8), top1_by_file(fp32)) >= 90.0
+    model = onnx.load(str(OnnxRuntimeBackend().graph(entry, "int8-max", data, per_channel)))
+    scales = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    conv_weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+                    and n.input[0].endswith("weight_quantized")]
+    assert conv_weights and all(scales[n.input[1]].ndim == 1 and scales[n.input[1]].size > 1
+                                for n in conv_weights)

@@ -122,20 +122,23 @@ def test_ready_graph_runs_without_torch(tmp_path, photos):
 
 
 # -- bad inputs -----------------------------------------------------------------------------
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_corrupt_or_truncated_onnx_is_a_clear_error(tmp_path, photos, damage):
+def test_corrupt_or_truncated_onnx_is_a_clear_error(tmp_path, photos, damage, precision):
     path = linear_graph(tmp_path / "timm-linear.onnx", np.ones((3, 1000)))
     data = path.read_bytes()
     path.write_bytes(b"\x00not a model\xff" * 100 if damage == "garbage" else data[: len(data) // 2])
     with pytest.raises(BackendError, match="corrupt or truncated") as info:
-        OnnxRuntimeBackend().scores(linear_entry(), "fp32", photos, options(tmp_path, onnx_dir=tmp_path))
+        OnnxRuntimeBackend().scores(linear_entry(), precision, photos, options(tmp_path, onnx_dir=tmp_path))
     assert str(path) in str(info.value)
 
 
-def test_input_size_mismatch_names_the_file_and_the_baseline(tmp_path, photos):
+@pytest.mark.parametrize("precision", ["fp32", "int8-max"])
+def test_input_size_mismatch_names_the_file_and_the_baseline(tmp_path, photos, precision):
     path = linear_graph(tmp_path / "timm-linear.onnx", np.ones((3, 1000)), size=SIZE + 32)
     with pytest.raises(BackendError) as info:
-        OnnxRuntimeBackend().scores(linear_entry(), "fp32", photos, options(tmp_path, onnx_dir=tmp_path))
+        OnnxRuntimeBackend().scores(linear_entry(), precision, photos,
+                                    options(tmp_path, onnx_dir=tmp_path, calib_images=2))
     message = str(info.value)
     assert str(path) in message and f"3, {SIZE + 32}, {SIZE + 32}" in message
     assert f"needs (batch, 3, {SIZE}, {SIZE})" in message

@@ -44,6 +44,7 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
 CALIBRATION_METHODS = {"int8-max": "MinMax", "int8-percentile": "Percentile",
                        "int8-kl_divergence": "Entropy"}
 CALIBRATION_BATCH = 16  # images per calibration step: bounds the calibrator's memory
+PER_CHANNEL_OPSET = 13  # per-channel QDQ needs DequantizeLinear's axis attribute
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,15 @@ def int8_graph(source: Path, precision: str, calibration: Dataset, spec: Preproc
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
 
-    name, batch = _graph_input(_load_onnx(source))
+    model = _load_onnx(source)
+    name, batch = _graph_input(model)
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if per_channel and opset < PER_CHANNEL_OPSET:  # DequantizeLinear's `axis` came in opset 13
+        from onnx import version_converter
+
+        source = _save_onnx(version_converter.convert_version(model, PER_CHANNEL_OPSET),
+                            out.with_name(f"opset{PER_CHANNEL_OPSET}.onnx"))
+    del model
     items = [{name: x} for x in iter_batches(calibration.samples, spec, batch or CALIBRATION_BATCH,
                                              workers) if not batch or len(x) == batch]
     if not items:
@@ -290,6 +299,7 @@ class OnnxRuntimeBackend(Backend):
         source = self.fp32_graph(entry, options)
         if precision == "fp32":
             return source
+        open_session(source, entry, [PROVIDERS["cpu"]], 1)  # corrupt file or wrong input: say so now
         if precision == "fp16":
             return fp16_graph(source, options.cache_dir)
         settings = OrtSettings.from_options(options)
