@@ -17,14 +17,11 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from pytest_vaccbench import export  # noqa: E402
 from pytest_vaccbench.backends import RunOptions, iter_batches  # noqa: E402
 from pytest_vaccbench.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from pytest_vaccbench.cli import main  # noqa: E402
 from pytest_vaccbench.dataset import resolve  # noqa: E402
 from pytest_vaccbench.errors import BackendError  # noqa: E402
 from pytest_vaccbench.export import adhoc_entry  # noqa: E402
-from pytest_vaccbench.run import Case, evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import os
 from dataclasses import dataclass
@@ -278,9 +279,7 @@ class OnnxRuntimeBackend(Backend):
             also = f" (no ready graph either: looked for {', '.join(looked)})" if looked else \
                 " (or give a ready graph with --onnx-dir DIR holding <key>.onnx)"
             return lookup.skip_reason(entry) + also
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("torch") is None:
             return (f"{entry.test_name} has no ready .onnx and exporting it needs PyTorch: "
                     "pip install 'pytest-vaccbench[torch]', or pass --onnx-dir DIR")
         return None
