@@ -155,3 +155,28 @@ def test_per_channel_weights(tvq):
                     and n.input[0].endswith("weight_quantized")]
     assert conv_weights and all(scales[n.input[1]].ndim == 1 and scales[n.input[1]].size > 1
                                 for n in conv_weights)
+
+
+def test_plugin_reports_and_records_the_excluded_images(tvq, pytester, shared_data):
+    """Through the plugin: the summary says how many calibration images were not counted,
+    and --update-baselines records it with the result."""
+    import shutil
+
+    from pytest_vaccbench.baselines import load_family
+
+    _, _, options = tvq  # its cache holds the export and the int8-max graph already
+    shutil.copytree(ROOT / "baselines", pytester.path / "baselines")
+    (pytester.path / "suites").mkdir()
+    (pytester.path / "suites" / "tvq.yaml").write_text(
+        "baselines: ../baselines\nfamilies: [mobilenet_v2]\nmodels: [local-mobilenetv2_100-tvq]\n")
+    result = pytester.runpytest_subprocess(
+        "suites/tvq.yaml", "-p", "no:cacheprovider", "--backend=onnxruntime", "--precision=int8-max",
+        f"--dataset={shared_data / 'ilsvrc2012-val-subset'}", "--limit=160", "--calib-images=32",
+        f"--weights-dir={shared_data / 'weights'}", f"--vaccbench-cache={options.cache_dir}",
+        "--update-baselines")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*local-mobilenetv2_100-tvq onnxruntime/int8-max: 32 calibration "
+                                 "images excluded from the count (n=128; --calib-include counts them)"])
+    entry = load_family(pytester.path / "baselines" / "mobilenet_v2.yaml").models["local-mobilenetv2_100-tvq"]
+    recorded = entry.expected["ilsvrc2012-val-subset"]["onnxruntime/int8-max"]
+    assert (recorded["n"], recorded["calibration_excluded"]) == (128, 32)

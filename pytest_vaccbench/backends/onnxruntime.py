@@ -185,11 +185,11 @@ def int8_graph(source: Path, precision: str, calibration: Dataset, spec: Preproc
     """`source` quantized to int8 (QDQ) with the precision's calibrator (cached).
 
     The cache key holds the graph's hash, the calibration images' fingerprint and
-    preprocessing, the calibrator and the per-channel choice.
+    preprocessing, the calibrator, the per-channel choice and onnxruntime's version.
     """
     method = CALIBRATION_METHODS[precision]
     key = hashlib.sha256(f"{calibration.fingerprint()}|{spec}|{method}|{per_channel}|"
-                         f"{CALIBRATION_BATCH}".encode()).hexdigest()[:16]
+                         f"{CALIBRATION_BATCH}|{_ort().__version__}".encode()).hexdigest()[:16]
     out = (_derived_dir(source, cache_dir) /
            f"{precision}-{'per-channel' if per_channel else 'per-tensor'}-{key}.onnx")
     if out.is_file():
