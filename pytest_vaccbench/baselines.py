@@ -64,6 +64,7 @@ class ModelEntry:
     precision: str = "fp32"  # the precision the weights are stored in: int8 = already quantized
     float_model: str | None = None  # key of the same network in float, for paired comparisons
     min_agreement: float | None = None  # % top-1 agreement with fp32 a non-fp32 build must keep
+    onnx: str | None = None  # a ready ONNX graph (onnxruntime backend): absolute or in --onnx-dir
     published: Mapping[str, Any] | None = None
     vamp: Any = None  # where the compiled model is: read by backends/vamp.py
     expected: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
@@ -197,7 +198,7 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
         deploy=raw.get("deploy", defaults.get("deploy")), precision=precision,
         float_model=None if raw.get("float_model") is None else str(raw["float_model"]),
         min_agreement=None if min_agreement is None else float(min_agreement),
-        published=raw.get("published"), vamp=raw.get("vamp"), expected=expected)
+        published=raw.get("published"), vamp=raw.get("vamp"), onnx=raw.get("onnx"), expected=expected)
 
 
 def load_family(path: str | Path) -> Family:

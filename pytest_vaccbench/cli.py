@@ -18,7 +18,8 @@ from .errors import VaccbenchError
 Handler = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], None]
 COMMAND_MODULES: list[str] = ["pytest_vaccbench.importer", "pytest_vaccbench.prep",
-                              "pytest_vaccbench.history"]
+                              "pytest_vaccbench.history", "pytest_vaccbench.export",
+                              "pytest_vaccbench.calibration"]
 _COMMANDS: dict[str, tuple[Configure, Handler, str]] = {}
 
 

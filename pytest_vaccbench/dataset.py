@@ -195,21 +195,28 @@ def resolve(dataset: str, labels: str | None = None, name: str | None = None) ->
 
 
 def limit(dataset: Dataset, n: int | None) -> Dataset:
-    """A deterministic subset of n samples, stratified by class, in dataset order.
-
-    Classes take turns (class index order); within a class, samples are taken in the order
-    of a hash of their file name, so the subset does not depend on file system order and
-    does not favour the first files of each class.
-    """
+    """A deterministic subset of n samples, stratified by class, in dataset order (`--limit`)."""
     if n is None or n >= len(dataset.samples):
         return dataset
     if n <= 0:
         raise DatasetError(f"--limit must be positive, got {n}")
+    return stratified(dataset, n)
+
+
+def stratified(dataset: Dataset, n: int, salt: str = "") -> Dataset:
+    """n samples (at most all), stratified by class, in dataset order.
+
+    Classes take turns (class index order); within a class, samples are taken in the order
+    of a hash of `salt` + their file name, so the subset does not depend on file system
+    order and does not favour the first files of each class. A different salt gives an
+    independent draw (the int8 calibration set uses its own).
+    """
     by_class: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(dataset.samples):
         by_class[s.label].append(i)
     for indices in by_class.values():
-        indices.sort(key=lambda i: hashlib.sha1(dataset.samples[i].path.name.encode()).hexdigest())
+        indices.sort(key=lambda i: hashlib.sha1((salt + dataset.samples[i].path.name).encode()).hexdigest())
+    n = min(n, len(dataset.samples))
     chosen: list[int] = []
     depth = 0
     while len(chosen) < n:
@@ -221,4 +228,3 @@ def limit(dataset: Dataset, n: int | None) -> Dataset:
         depth += 1
     samples = tuple(dataset.samples[i] for i in sorted(chosen))
     return Dataset(dataset.name, dataset.root, dataset.layout, samples, dataset.total)
-

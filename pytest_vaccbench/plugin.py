@@ -94,6 +94,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--devices", default=None, metavar="IDS",
                     help="accelerator ids for vamp -d, e.g. 0,1,2,3: xdist worker gwN uses the "
                          "(N mod count)-th")
+    group.addoption("--ort-provider", default="cpu", metavar="NAME",
+                    help="onnxruntime execution provider: cpu (default), cuda, or a full provider name")
+    group.addoption("--onnx-dir", default=None, metavar="DIR",
+                    help="ready ONNX graphs (<key>.onnx, or the zoo's <arch>_<size>.onnx) for onnxruntime; "
+                         "models without one are exported from their weights and cached")
+    group.addoption("--opset", type=int, default=11, metavar="N", help="ONNX opset of exports (default 11)")
+    group.addoption("--int8-per-channel", action="store_true", default=False,
+                    help="int8: quantize weights per output channel (default: per tensor)")
+    group.addoption("--calib-images", type=int, default=1000, metavar="N",
+                    help="int8: calibration images drawn from the dataset, covering its classes "
+                         "(default 1000); they are left out of the accuracy count")
+    group.addoption("--calib-include", action="store_true", default=False,
+                    help="int8: count the calibration images too")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -228,7 +241,11 @@ class VaccbenchSession:
                                   cache_dir=Path(cache).expanduser().resolve(),
                                   batch_size=opt("batch_size"), threads=threads, workers=threads,
                                   extra={**{name: opt(name) for name in vamp},
-                                         "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER")})
+                                         "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
+                                         "ort_provider": opt("ort_provider"), "onnx_dir": opt("onnx_dir"),
+                                         "opset": opt("opset"), "int8_per_channel": opt("int8_per_channel"),
+                                         "calib_images": opt("calib_images"),
+                                         "calib_include": opt("calib_include")})
         self._override: tuple[str, PreprocessSpec] | None = None
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
         self.is_worker = hasattr(config, "workerinput")
@@ -391,6 +408,12 @@ class VaccbenchSession:
         terminalreporter.section(f"vaccbench accuracy on {', '.join(datasets) or '-'}")
         for line in summary_lines(self.results):
             terminalreporter.write_line(line)
+        for row in self.results:
+            if row.result and row.result.excluded:
+                r = row.result
+                terminalreporter.write_line(
+                    f"{r.model} {r.backend}/{r.precision}: {r.excluded} calibration images excluded "
+                    f"from the count (n={r.n}; --calib-include counts them)")
         for line in self.messages:
             terminalreporter.write_line(line, red=line.startswith("ERROR"))
 

@@ -10,7 +10,7 @@ import json
 import platform
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ class Result:
     versions: str = ""
     machine: str = ""  # CPU model
     options: dict[str, Any] = field(default_factory=dict)  # backend options that shape the numbers
+    excluded: int = 0  # images left out of the count (int8 calibration images)
 
     @property
     def top1(self) -> float:
@@ -82,7 +83,8 @@ class Result:
         """The flow mapping written under expected.<dataset>.<backend>/<precision>."""
         return {"top1": round(self.top1, 3), "top5": round(self.top5, 3), "n": self.n,
                 "fingerprint": self.fingerprint, "date": self.date, "versions": self.versions,
-                "machine": self.machine, "options": dict(self.options)}
+                "machine": self.machine, "options": dict(self.options),
+                **({"calibration_excluded": self.excluded} if self.excluded else {})}
 
 
 def library_versions(backend: Backend, options: RunOptions) -> str:
@@ -123,13 +125,30 @@ def predictions_path(cache_dir: Path, case: Case, dataset: Dataset, fingerprint:
                              dataset.name, fingerprint)
 
 
+def _fp32_rows(path: Path, run: Any) -> np.ndarray | None:
+    """Rows of the fp32 predictions at `path` for the run's images, in the run's order; None
+    when that run did not see all of them. Matching is by file name, so a run that left
+    images out (int8 calibration images) pairs with the fp32 run of the whole set."""
+    with np.load(path) as ref:
+        ref_files = ref["files"]
+        if np.array_equal(ref_files, run["files"]):
+            rows = np.arange(len(ref_files))
+        else:
+            index = {name: i for i, name in enumerate(ref_files.tolist())}
+            if not all(name in index for name in run["files"].tolist()):
+                return None
+            rows = np.array([index[name] for name in run["files"].tolist()], dtype=np.int64)
+        return np.stack([ref["top5"][rows, 0], ref["labels"][rows]])
+
+
 def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
     """Compare a run image by image with the saved fp32 run of the same network, same images.
 
     The same network is the entry's `float_model` when it names one (a model stored in int8),
     else the entry itself. The fp32 run preferred is the same backend's (only the precision
-    differs), then reference/fp32 (the model's own code), then any other backend's. Nothing
-    is re-run: without saved fp32 predictions for this dataset fingerprint, the note says so.
+    differs), then reference/fp32 (the model's own code), then any other backend's; of its
+    saved runs on this dataset, the one with this fingerprint, else one that covers these
+    images. Nothing is re-run: without such saved fp32 predictions, the note says so.
     """
     e = case.entry
     key = e.float_model or e.key
@@ -138,27 +157,34 @@ def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
     for backend in dict.fromkeys(backends):
         if key == e.key and (backend, "fp32") == (case.backend, case.run_precision):
             continue
-        path = _predictions_file(cache_dir, e.family, key, backend, "fp32", result.dataset,
-                                 result.fingerprint)
-        if not path.is_file():
-            continue
-        try:
-            with np.load(path) as ref, np.load(result.predictions) as run:
-                if not np.array_equal(ref["labels"], run["labels"]):
-                    return Paired(None, note=f"the fp32 predictions {path} have other labels "
-                                             "than this run: not compared")
-                compared = agreement(run["top5"][:, 0], ref["top5"][:, 0], run["labels"])
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # being written, or damaged
-            return Paired(None, note=f"cannot read the fp32 predictions {path} ({exc}): not compared")
-        name = f"{backend}/fp32" + ("" if key == e.key else f" of {key}")
-        return Paired(compared, name, str(path))
+        exact = _predictions_file(cache_dir, e.family, key, backend, "fp32", result.dataset,
+                                  result.fingerprint)
+        others = sorted(exact.parent.glob(f"{result.dataset}-*.npz"), key=lambda p: -p.stat().st_mtime)
+        for path in dict.fromkeys([exact, *others]):
+            if not path.is_file():
+                continue
+            try:
+                with np.load(result.predictions) as run:
+                    ref = _fp32_rows(path, run)
+                    if ref is None:
+                        continue
+                    if not np.array_equal(ref[1], run["labels"]):
+                        return Paired(None, note=f"the fp32 predictions {path} have other labels "
+                                                 "than this run: not compared")
+                    compared = agreement(run["top5"][:, 0], ref[0], run["labels"])
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # being written, or damaged
+                return Paired(None, note=f"cannot read the fp32 predictions {path} ({exc}): not compared")
+            name = f"{backend}/fp32" + ("" if key == e.key else f" of {key}")
+            return Paired(compared, name, str(path))
     return Paired(None, note=f"no fp32 predictions of {e.family}/{key} on {result.dataset} "
                              f"(fingerprint {result.fingerprint}, n={result.n}) in {root}: paired "
                              "comparison skipped; run the same images with --precision=fp32 first")
 
 
 def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
+    """Run the case on every image; count all but those the backend built its model from."""
     backend = get_backend(case.backend)
+    excluded = set(backend.excluded_samples(case.entry, case.precision, dataset, options))
     start = time.perf_counter()
     with progress.task(len(dataset.samples), case.id):
         scores = backend.scores(case.entry, case.precision, dataset, options)
@@ -166,6 +192,10 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
     if scores.shape[0] != len(dataset.samples):
         raise RuntimeError(f"backend {case.backend} returned {scores.shape[0]} score rows for "
                            f"{len(dataset.samples)} images")
+    if excluded:
+        keep = [i for i, s in enumerate(dataset.samples) if s not in excluded]
+        scores = scores[keep]
+        dataset = replace(dataset, samples=tuple(dataset.samples[i] for i in keep))
     preds = topk(scores, 5)
     acc = accuracy(preds, dataset.labels)
     fingerprint = dataset.fingerprint()
@@ -177,4 +207,4 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
                   str(case.entry.baseline_path), date=_dt.date.today().isoformat(),
                   versions=library_versions(backend, options), machine=machine(),
-                  options=run_options(case.entry, options, backend))
+                  options=run_options(case.entry, options, backend), excluded=len(excluded))

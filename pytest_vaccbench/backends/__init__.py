@@ -25,6 +25,7 @@ from ..preprocess import PreprocessSpec, load_crop, normalize
 
 BUILTIN = {
     "reference": "pytest_vaccbench.backends.reference:ReferenceBackend",
+    "onnxruntime": "pytest_vaccbench.backends.onnxruntime:OnnxRuntimeBackend",
     "vamp": "pytest_vaccbench.backends.vamp:VampBackend",
 }
 
@@ -75,6 +76,11 @@ class Backend(ABC):
     def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
         """Why this case cannot run here (missing weights, tool, device), or None."""
         return None
+
+    def excluded_samples(self, entry: ModelEntry, precision: str, dataset: Dataset,
+                         options: RunOptions) -> tuple[Sample, ...]:
+        """Samples this run built its model from (int8 calibration images): not counted."""
+        return ()
 
     @abstractmethod
     def scores(self, entry: ModelEntry, precision: str, dataset: Dataset,

@@ -1,0 +1,244 @@
+"""Export: a timm/torchvision model + local weights -> an ONNX graph, and the cache of exports.
+
+This is the model zoo's deploy step 1 (`export_timm_torchvision_model.py`): input named
+`input` of shape (1, 3, size, size) (or a dynamic batch), opset 11, file
+`<model>_<size>.onnx`, checked with the ONNX checker. RepVGG-style models are exported in
+their deploy form (models.build_model fuses the branches), as the accelerator receives them.
+
+The onnxruntime backend exports on demand through `cached_export`: the file is kept under
+`<cache>/onnx/` keyed by library, architecture, deploy form, a hash of the weight file's
+bytes, opset and input size, so a second run loads it instead of exporting again. Needs
+torch (the `torch` extra) and onnx; nothing else in the package imports this module's
+torch parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .baselines import DEFAULT_TOLERANCE, ModelEntry, Tolerance, WeightsSpec, atomic_write
+from .cli import command
+from .errors import BackendError, VaccbenchError
+from .preprocess import PreprocessSpec
+
+DEFAULT_OPSET = 11  # the zoo's export script; every seed architecture exports with it
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    input_size: int
+    opset: int = DEFAULT_OPSET
+    dynamic_batch: bool = False  # the zoo exports batch 1; the backend wants any batch
+    simplify: bool = False  # onnxsim, when installed
+
+
+def onnx_file_name(model_name: str, input_size: int) -> str:
+    """`<model>_<size>.onnx`, as the zoo's export script names its files."""
+    return f"{model_name}_{input_size}.onnx"
+
+
+def writable_dir(path: Path) -> Path:
+    """Create `path` if needed; an unwritable cache is a clear error, not a traceback."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise BackendError(f"cannot write to this directory ({exc.strerror}); choose another with "
+                           "--vaccbench-cache DIR or $VACCBENCH_CACHE", path) from None
+    return path
+
+
+def file_digest(path: Path, cache_dir: Path) -> str:
+    """sha256 of a file's bytes, computed once per (path, mtime, size).
+
+    Weight files and graphs are hundreds of MB: the digest is remembered in memory and in
+    `<cache>/digests.json`, so later runs (and other processes) do not read the file again.
+    """
+    path = path.resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    memo_file = writable_dir(cache_dir) / "digests.json"
+    try:
+        memo = json.loads(memo_file.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    record = memo.get(key[0])
+    if record and [record.get("mtime_ns"), record.get("size")] == [key[1], key[2]]:
+        digest = record["sha256"]
+    else:
+        h = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+        memo[key[0]] = {"mtime_ns": key[1], "size": key[2], "sha256": digest}
+        atomic_write(memo_file, json.dumps(memo, indent=1, sort_keys=True))
+    _DIGESTS[key] = digest
+    return digest
+
+
+def export_module(model: Any, path: Path, options: ExportOptions) -> Path:
+    """Export an eval-mode torch module to `path` (written atomically), then check it."""
+    import torch
+
+    try:
+        import onnx
+    except ImportError:
+        raise BackendError("exporting needs the onnx package: pip install 'pytest-vaccbench[onnx]'") from None
+    size = options.input_size
+    dynamic = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if options.dynamic_batch else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # dynamo=False on purpose (no onnxscript needed); torch warns that it is the legacy path
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False,
+                              opset_version=options.opset, input_names=[INPUT_NAME],
+                              output_names=[OUTPUT_NAME], dynamic_axes=dynamic)
+        onnx.checker.check_model(str(tmp))
+        if options.simplify:
+            simplify(tmp)
+        os.replace(tmp, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, VaccbenchError):
+            raise
+        raise BackendError(f"ONNX export failed ({type(exc).__name__}: {exc})", path) from exc
+    return path
+
+
+def simplify(path: Path) -> None:
+    """Constant-fold and clean the graph in place with onnxsim (optional dependency)."""
+    try:
+        import onnx
+        import onnxsim
+    except ImportError:
+        raise BackendError("--simplify needs onnxsim: pip install onnxsim") from None
+    model, ok = onnxsim.simplify(onnx.load(str(path)))
+    if not ok:
+        raise BackendError("onnxsim could not validate the simplified graph", path)
+    onnx.save(model, str(path))
+
+
+def export_entry(entry: ModelEntry, weights: Path | None, path: Path, options: ExportOptions) -> Path:
+    """Build the entry's model (deploy form, local weights) and export it."""
+    from .models import build_model
+
+    return export_module(build_model(entry, weights), path, options)
+
+
+def cached_export(entry: ModelEntry, weights: Path, cache_dir: Path,
+                  opset: int = DEFAULT_OPSET) -> Path:
+    """The entry's dynamic-batch ONNX graph from the cache, exported on the first call."""
+    if not entry.arch or entry.library not in ("timm", "torchvision"):
+        raise BackendError(f"{entry.test_name} cannot be exported (library {entry.library!r}, "
+                           f"arch {entry.arch!r}); give it an `onnx:` file or use --onnx-dir",
+                           entry.baseline_path, entry.line)
+    digest = file_digest(weights, cache_dir)
+    model_dir = "-".join(filter(None, [entry.library, entry.arch, entry.deploy,
+                                       f"{entry.num_classes}cls", entry.weights.key_map]))
+    path = (writable_dir(cache_dir / "onnx" / model_dir / f"w{digest[:16]}-opset{opset}-dynamic") /
+            onnx_file_name(entry.arch, entry.input_size))
+    if not path.is_file():
+        export_entry(entry, weights, path, ExportOptions(entry.input_size, opset, dynamic_batch=True))
+    return path
+
+
+def adhoc_entry(library: str, arch: str, input_size: int, num_classes: int = 1000,
+                key_map: str = "names", deploy: str | None = "reparameterize") -> ModelEntry:
+    """A model described on the command line, as the zoo's export script takes it.
+
+    Deploy form by default: timm's re-parameterisation fuses RepVGG-style branches and
+    leaves other models unchanged. Preprocessing (used only when such an entry is evaluated)
+    is the ImageNet convention: resize the short side to size / 0.875, centre crop.
+    """
+    return ModelEntry(family="cli", key=arch, name=arch, sources=(library,), library=library,
+                      arch=arch, input_size=input_size,
+                      preprocess=PreprocessSpec(resize=round(input_size / 0.875), crop=input_size),
+                      tolerance=Tolerance(**DEFAULT_TOLERANCE), baseline_path=Path("<command line>"), line=0,
+                      weights=WeightsSpec(key_map=key_map), num_classes=num_classes, deploy=deploy)
+
+
+def _export_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=None,
+                        help="a baseline model, `family/key` or `key` (its weights are found by "
+                             "the naming rule); or use --model-library/--model-name")
+    parser.add_argument("--baselines", default="baselines", help="folder of baseline YAMLs")
+    parser.add_argument("--weights-dir", default=os.environ.get("VACCBENCH_WEIGHTS", "weights"),
+                        help="folder of weight files (default $VACCBENCH_WEIGHTS or ./weights)")
+    parser.add_argument("--model-library", choices=("timm", "torchvision"), default=None)
+    parser.add_argument("--model-name", default=None, help="architecture name in that library")
+    parser.add_argument("--pretrained-weights", default=None, metavar="FILE",
+                        help="weight file (state dict, checkpoint, safetensors)")
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--key-map", choices=("names", "by-order"), default="names",
+                        help="load the weights by tensor name (default) or by order")
+    parser.add_argument("--train-form", action="store_true",
+                        help="do not re-parameterise (RepVGG branches stay unfused)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="input size (default: the baseline's input_size, else 224)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"default {DEFAULT_OPSET}")
+    parser.add_argument("--dynamic-batch", action="store_true",
+                        help="batch dimension named `batch` instead of fixed 1")
+    parser.add_argument("--simplify", action="store_true", help="run onnxsim (must be installed)")
+    parser.add_argument("--save-dir", default=".", help="output folder (default: here)")
+
+
+def _find_entry(name: str, baselines: Path) -> ModelEntry:
+    from .baselines import load_families
+
+    family, _, key = name.rpartition("/")
+    found = [e for f in load_families(baselines, [family] if family else None)
+             for e in f.models.values() if e.key == key]
+    if len(found) != 1:
+        raise VaccbenchError(f"{'no' if not found else len(found)} baseline model(s) named {key!r}"
+                             f"{' in family ' + family if family else ''}", baselines)
+    return found[0]
+
+
+@command("export", "export a timm/torchvision model with local weights to ONNX", _export_args)
+def _export(args: argparse.Namespace) -> int:
+    from .weights import find_weights
+
+    if args.model:
+        entry = _find_entry(args.model, Path(args.baselines))
+        lookup = find_weights(entry, Path(args.weights_dir).expanduser())
+        weights = Path(args.pretrained_weights) if args.pretrained_weights else lookup.path
+        if weights is None:
+            raise VaccbenchError(lookup.skip_reason(entry))
+        name = entry.key
+    elif args.model_library and args.model_name:
+        entry = adhoc_entry(args.model_library, args.model_name, args.size or 224, args.num_classes,
+                            args.key_map)
+        weights = Path(args.pretrained_weights) if args.pretrained_weights else None
+        name = args.model_name
+    else:
+        raise VaccbenchError("name a baseline model, or give --model-library and --model-name")
+    if weights is not None and not weights.is_file():
+        raise VaccbenchError("weight file not found", weights)
+    if args.train_form:
+        entry = replace(entry, deploy=None)
+    size = args.size or entry.input_size
+    options = ExportOptions(size, args.opset, args.dynamic_batch, args.simplify)
+    out = writable_dir(Path(args.save_dir)) / onnx_file_name(name, size)
+    export_entry(entry, weights, out, options)
+    batch = "dynamic" if args.dynamic_batch else "1"
+    print(f"{out}: {entry.library} {entry.arch}, input {INPUT_NAME} ({batch}, 3, {size}, {size}), "
+          f"opset {args.opset}, weights {weights or 'random init'}"
+          f"{', deploy form (re-parameterised)' if entry.deploy else ''}, ONNX checker passed")
+    return 0
