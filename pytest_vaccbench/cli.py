@@ -48,6 +48,19 @@ def _dataset_info(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("backends", "list the registered backends and their precisions")
+def _backends(args: argparse.Namespace) -> int:
+    from .backends import available, get_backend
+
+    for name, target in sorted(available().items()):
+        try:
+            precisions = ", ".join(get_backend(name).precisions)
+        except ImportError as exc:  # e.g. onnxruntime not installed
+            precisions = f"(cannot import: {exc})"
+        print(f"{name:<12} {target}\n{'':<12} precisions: {precisions}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         import_module(module)

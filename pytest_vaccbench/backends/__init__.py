@@ -46,6 +46,8 @@ class Backend(ABC):
     name: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]
     preprocesses_on_device: ClassVar[bool] = False  # True: --preprocess does not apply
+    packages: ClassVar[tuple[str, ...]] = ()  # Python packages whose versions a baseline records
+    option_keys: ClassVar[tuple[str, ...]] = ()  # RunOptions.extra keys that shape the numbers
 
     def precisions_for(self, entry: ModelEntry, requested: tuple[str, ...] | None,
                        options: RunOptions) -> tuple[str, ...] | None:
@@ -54,9 +56,6 @@ class Backend(ABC):
         None means the suite file's precisions.
         """
         return requested
-
-    packages: ClassVar[tuple[str, ...]] = ()  # Python packages whose versions a baseline records
-    option_keys: ClassVar[tuple[str, ...]] = ()  # RunOptions.extra keys that shape the numbers
 
     def versions(self, options: RunOptions) -> list[str]:
         """Versions ("name 1.2.3") of what computed the scores: provenance of a baseline entry.
