@@ -1,0 +1,33 @@
+"""The `vaccbench` console script's own subcommands (the others are tested with their stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pytest_vaccbench.cli import main
+
+
+def test_backends_lists_the_registry_with_precisions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    for line in ("reference    pytest_vaccbench.backends.reference:ReferenceBackend",
+                 "vamp         pytest_vaccbench.backends.vamp:VampBackend"):
+        assert line in out
+    assert "int8-kl_divergence" in out
+
+
+def test_dataset_describes_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for wnid in ("n01440764", "n01443537"):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{wnid}_x.JPEG")
+    assert main(["dataset", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "layout:      wnid-names" in out and "images:      2 of 2" in out and "classes:     2" in out
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dataset", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaccbench dataset: error: ") and "does not exist" in err
