@@ -172,11 +172,11 @@ def test_plugin_reports_and_records_the_excluded_images(tvq, pytester, shared_da
     result = pytester.runpytest_subprocess(
         "suites/tvq.yaml", "-p", "no:cacheprovider", "--backend=onnxruntime", "--precision=int8-max",
         f"--dataset={shared_data / 'ilsvrc2012-val-subset'}", "--limit=160", "--calib-images=32",
-        f"--weights-dir={shared_data / 'weights'}", f"--vaccbench-cache={options.cache_dir}",
+        "--dataset-name=val-subset-160", f"--weights-dir={shared_data / 'weights'}", f"--vaccbench-cache={options.cache_dir}",
         "--update-baselines")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*local-mobilenetv2_100-tvq onnxruntime/int8-max: 32 calibration "
                                  "images excluded from the count (n=128; --calib-include counts them)"])
     entry = load_family(pytester.path / "baselines" / "mobilenet_v2.yaml").models["local-mobilenetv2_100-tvq"]
-    recorded = entry.expected["ilsvrc2012-val-subset"]["onnxruntime/int8-max"]
+    recorded = entry.expected["val-subset-160"]["onnxruntime/int8-max"]
     assert (recorded["n"], recorded["calibration_excluded"]) == (128, 32)

@@ -54,12 +54,12 @@ def test_vamp_stand_in_agrees_with_pytorch_on_real_images(pytester: pytest.Pytes
     result = pytester.runpytest(
         "suites", "-p", "no:cacheprovider", "--backend=vamp,reference", f"--preprocess=vdsp:{ZOO_JSON}",
         f"--dataset={shared_data / 'ilsvrc2012-val-subset' / 'images'}", "--limit=100",
-        f"--weights-dir={shared_data / 'weights'}", f"--vamp-root={stand_in_models}",
+        "--dataset-name=val-subset-100", f"--weights-dir={shared_data / 'weights'}", f"--vamp-root={stand_in_models}",
         f"--vamp-bin={vamp_standin.stub_command()}", f"--vaccbench-cache={pytester.path / 'cache'}",
         "--update-baselines")
     result.assert_outcomes(passed=2)
     expected = read_yaml(pytester.path / "baselines" / "mobilenet_v2.yaml")
-    runs = expected["extra_models"][MODEL]["expected"]["ilsvrc2012-val-subset"]
+    runs = expected["extra_models"][MODEL]["expected"]["val-subset-100"]
     vamp, torch_run = runs["vamp/fp16"], runs["reference/fp32+vdsp-timm-mobilenetv2_100"]
     assert vamp["n"] == torch_run["n"] == 100
     assert abs(vamp["top1"] - torch_run["top1"]) <= 1.0 and abs(vamp["top5"] - torch_run["top5"]) <= 1.0
