@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+try:  # Import torch once, before any in-process pytester run: pytester drops the modules an
+    import torch  # noqa: F401  inner run imported, and torch refuses to be initialised twice.
+except ImportError:  # the core's tests run without the torch extra
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
