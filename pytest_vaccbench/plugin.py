@@ -54,8 +54,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--baselines", default=None, metavar="DIR",
                     help="folder of baseline YAMLs (default: the suite file's `baselines`)")
     group.addoption("--vaccbench-cache", default=None, metavar="DIR",
-                    help="cache of exported models and predictions (default: $VACCBENCH_CACHE or "
-                         "~/.cache/vaccbench)")
+                    help="cache of exported models, preprocessed images and predictions (default: "
+                         "$VACCBENCH_CACHE or ~/.cache/vaccbench)")
+    group.addoption("--no-image-cache", action="store_true", default=False,
+                    help="decode every image again instead of reusing the preprocessed crops kept "
+                         "in <vaccbench-cache>/images")
     group.addoption("--batch-size", type=int, default=32, metavar="N", help="inference batch size")
     group.addoption("--threads", type=int, default=None, metavar="N",
                     help="inference threads (default: all cores, divided among xdist workers)")
@@ -151,7 +154,8 @@ class VaccbenchSession:
         threads = opt("threads") or max(1, (os.cpu_count() or 1) // workers)
         self.options = RunOptions(weights_dir=Path(weights).expanduser().resolve(),
                                   cache_dir=Path(cache).expanduser().resolve(),
-                                  batch_size=opt("batch_size"), threads=threads, workers=threads)
+                                  batch_size=opt("batch_size"), threads=threads, workers=threads,
+                                  image_cache=not opt("no_image_cache"))
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
         self.reported: list[Reported] = []
         self.updated: list[str] = []

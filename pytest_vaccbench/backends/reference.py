@@ -34,6 +34,7 @@ class ReferenceBackend(Backend):
         batch_size = entry.batch_size or options.batch_size
         outputs = []
         with torch.inference_mode():
-            for batch in iter_batches(dataset.samples, entry.preprocess, batch_size, options.workers):
+            for batch in iter_batches(dataset.samples, entry.preprocess, batch_size, options.workers,
+                                      cache_dir=options.image_cache_dir):
                 outputs.append(model(torch.from_numpy(batch)).float().numpy())
         return class_scores(np.concatenate(outputs), entry)
