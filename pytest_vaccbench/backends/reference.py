@@ -30,11 +30,17 @@ class ReferenceBackend(Backend):
 
         weights = find_weights(entry, options.weights_dir).path
         model = build_model(entry, weights)
+        # channels_last: oneDNN's fast layout for convolutions on CPUs, 1.5-2x faster than
+        # NCHW here with the same top-5 on every real test image (see README, Speed).
+        # TorchScript archives (quantized mobile models) keep the layout they were built for.
+        layout = torch.contiguous_format if isinstance(model, torch.jit.ScriptModule) else torch.channels_last
+        model = model.to(memory_format=layout)
         torch.set_num_threads(options.threads)
         batch_size = entry.batch_size or options.batch_size
         outputs = []
         with torch.inference_mode():
             for batch in iter_batches(dataset.samples, entry.preprocess, batch_size, options.workers,
                                       cache_dir=options.image_cache_dir):
-                outputs.append(model(torch.from_numpy(batch)).float().numpy())
+                x = torch.from_numpy(batch).contiguous(memory_format=layout)
+                outputs.append(model(x).float().numpy())
         return class_scores(np.concatenate(outputs), entry)
