@@ -32,9 +32,10 @@ class Timed:
     output: str
 
 
-def timed(cmd: list[str], check: bool = True) -> Timed:
+def timed(cmd: list[str], check: bool = True, env: dict[str, str] | None = None) -> Timed:
     """Run a command from the project root with this checkout first on PYTHONPATH."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, **(env or {}),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     before = os.times()
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)

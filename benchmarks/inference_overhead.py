@@ -31,7 +31,7 @@ import numpy as np
 
 from _common import header, model_arguments, model_entry, require, spread
 
-from pytest_vaccbench.backends import RunOptions, available, iter_batches
+from pytest_vaccbench.backends import RunOptions, available, get_backend, iter_batches
 from pytest_vaccbench.baselines import ModelEntry
 from pytest_vaccbench.dataset import Dataset, limit, resolve
 from pytest_vaccbench.run import Case, evaluate
@@ -108,7 +108,7 @@ def main() -> None:
     header(f"inference overhead: {args.model} on {n} images of {args.dataset.name}")
     with tempfile.TemporaryDirectory() as tmp:
         options = RunOptions(weights_dir=weights_dir, cache_dir=Path(tmp))
-        batch_size = entry.batch_size or options.batch_size
+        batch_size = get_backend(args.backend).batch_size(entry, options)  # all loops use it
         batches = list(iter_batches(data.samples, entry.preprocess, batch_size, options.workers,
                                     cache_dir=options.image_cache_dir))  # fills the cache
         onnx = export_onnx(entry, weights_dir, Path(tmp) / "model.onnx")

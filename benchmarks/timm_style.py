@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="model and batches in channels_last (timm validate.py --channels-last)")
     args = parser.parse_args()
     start = time.perf_counter()
 
@@ -60,12 +62,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     model = build_model(entry, find_weights(entry, Path(args.weights_dir).resolve()).path)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     loader = torch.utils.data.DataLoader(Images(), batch_size=args.batch_size, shuffle=False,
                                          num_workers=args.workers)
     correct1 = correct5 = 0
     with torch.inference_mode():
         for images, labels in loader:
-            top5 = model(images).topk(5, dim=1).indices
+            top5 = model(images.contiguous(memory_format=layout)).topk(5, dim=1).indices
             correct1 += (top5[:, 0] == labels).sum().item()
             correct5 += (top5 == labels[:, None]).any(dim=1).sum().item()
     seconds = time.perf_counter() - start

@@ -59,7 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--no-image-cache", action="store_true", default=False,
                     help="decode every image again instead of reusing the preprocessed crops kept "
                          "in <vaccbench-cache>/images")
-    group.addoption("--batch-size", type=int, default=32, metavar="N", help="inference batch size")
+    group.addoption("--batch-size", type=int, default=None, metavar="N",
+                    help="inference batch size (default: the backend's fastest, e.g. 8 for reference)")
     group.addoption("--threads", type=int, default=None, metavar="N",
                     help="inference threads (default: all cores, divided among xdist workers)")
 

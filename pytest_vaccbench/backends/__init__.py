@@ -36,7 +36,7 @@ class RunOptions:
 
     weights_dir: Path
     cache_dir: Path
-    batch_size: int = 32
+    batch_size: int | None = None  # None: the backend's own `default_batch_size`
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     image_cache: bool = True  # keep decoded crops in cache_dir / "images" (see image_cache)
@@ -51,6 +51,11 @@ class RunOptions:
 class Backend(ABC):
     name: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]
+    default_batch_size: ClassVar[int] = 32  # what runs fastest on this backend's hardware
+
+    def batch_size(self, entry: ModelEntry, options: RunOptions) -> int:
+        """The model's forced size (baseline `batch_size`), else --batch-size, else the default."""
+        return entry.batch_size or options.batch_size or self.default_batch_size
 
     def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
         """Why this case cannot run here (missing weights, tool, device), or None."""
@@ -97,7 +102,7 @@ def class_scores(scores: np.ndarray, entry: ModelEntry) -> np.ndarray:
 
 
 PREFETCH = 2  # batches decoded ahead of the consumer: decoding overlaps inference
-CHUNK = 8  # images per task on the worker threads
+CHUNK = 8  # images per task on the worker threads, at most
 
 
 def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: int,
@@ -144,12 +149,14 @@ def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: in
         normalize(crops[lo:hi], spec, out=out[lo:hi])
         return errors
 
+    chunk = max(1, min(CHUNK, -(-batch_size // max(1, workers))))  # every thread gets work
+
     def submit(start: int) -> tuple[np.ndarray, list[Future[list[ImageDecodeError]]]]:
         stop = min(start + batch_size, len(samples))
         crops = store[start:stop] if store is not None else np.empty((stop - start, size, size, 3), np.uint8)
         out = np.empty((stop - start, 3, size, size), np.float32)
-        return out, [pool.submit(fill, start, lo, min(lo + CHUNK, stop - start), crops, out)
-                     for lo in range(0, stop - start, CHUNK)]
+        return out, [pool.submit(fill, start, lo, min(lo + chunk, stop - start), crops, out)
+                     for lo in range(0, stop - start, chunk)]
 
     starts = deque(range(0, len(samples), batch_size))
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vaccbench-decode")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..baselines import ModelEntry
@@ -14,6 +16,9 @@ from . import Backend, RunOptions, class_scores, iter_batches
 class ReferenceBackend(Backend):
     name = "reference"
     precisions = ("fp32",)
+    # oneDNN on CPUs: 8 images ran 1.6x faster than 32 (activations stay in cache;
+    # benchmarks/tuning.py, README Speed)
+    default_batch_size = 8
 
     def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
         lookup = find_weights(entry, options.weights_dir)
@@ -21,6 +26,10 @@ class ReferenceBackend(Backend):
 
     def scores(self, entry: ModelEntry, precision: str, dataset: Dataset,
                options: RunOptions) -> np.ndarray:
+        # OpenMP threads that spin while they wait collapse as soon as another process wants
+        # the cores (2 threads ran 2x slower than 1 on a shared 2-core machine); passive ones
+        # sleep. Read once, when torch loads libgomp: set here unless the user chose.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import torch
         except ImportError:
@@ -36,7 +45,7 @@ class ReferenceBackend(Backend):
         layout = torch.contiguous_format if isinstance(model, torch.jit.ScriptModule) else torch.channels_last
         model = model.to(memory_format=layout)
         torch.set_num_threads(options.threads)
-        batch_size = entry.batch_size or options.batch_size
+        batch_size = self.batch_size(entry, options)
         outputs = []
         with torch.inference_mode():
             for batch in iter_batches(dataset.samples, entry.preprocess, batch_size, options.workers,
