@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 from .errors import DatasetError
 
@@ -54,12 +55,16 @@ class Dataset:
         return self.name == FULL_VAL_NAME and len(self.samples) == FULL_VAL_SIZE
 
     def fingerprint(self) -> str:
-        """sha256 of (file name, size, label) in order: changes when images or labels change."""
-        h = hashlib.sha256()
-        for s in self.samples:
-            size = s.path.stat().st_size if s.path.exists() else -1
-            h.update(f"{s.path.name}\t{size}\t{s.label}\n".encode())
-        return h.hexdigest()[:16]
+        return fingerprint(self.samples)
+
+
+def fingerprint(samples: Sequence[Sample]) -> str:
+    """sha256 of (file name, size, label) in order: changes when images or labels change."""
+    h = hashlib.sha256()
+    for s in samples:
+        size = s.path.stat().st_size if s.path.exists() else -1
+        h.update(f"{s.path.name}\t{size}\t{s.label}\n".encode())
+    return h.hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)

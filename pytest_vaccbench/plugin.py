@@ -69,12 +69,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--baselines", default=None, metavar="DIR",
                     help="folder of baseline YAMLs (default: the suite file's `baselines`)")
     group.addoption("--vaccbench-cache", default=None, metavar="DIR",
-                    help="cache of exported models and predictions (default: $VACCBENCH_CACHE or "
-                         "~/.cache/vaccbench)")
+                    help="cache of exported models, preprocessed images and predictions (default: "
+                         "$VACCBENCH_CACHE or ~/.cache/vaccbench)")
+    group.addoption("--no-image-cache", action="store_true", default=False,
+                    help="decode every image again instead of reusing the preprocessed crops kept "
+                         "in <vaccbench-cache>/images")
     group.addoption("--confidence", type=float, default=0.95, metavar="P",
                     help="confidence level of the sampling allowance and agreement intervals "
                          "(default 0.95)")
-    group.addoption("--batch-size", type=int, default=32, metavar="N", help="inference batch size")
+    group.addoption("--batch-size", type=int, default=None, metavar="N",
+                    help="inference batch size (default: the backend's fastest, e.g. 8 for reference)")
     group.addoption("--threads", type=int, default=None, metavar="N",
                     help="inference threads (default: all cores, divided among xdist workers)")
     group.addoption("--preprocess", default=None, metavar="vdsp:JSON",
@@ -245,7 +249,8 @@ class VaccbenchSession:
                                          "ort_provider": opt("ort_provider"), "onnx_dir": opt("onnx_dir"),
                                          "opset": opt("opset"), "int8_per_channel": opt("int8_per_channel"),
                                          "calib_images": opt("calib_images"),
-                                         "calib_include": opt("calib_include")})
+                                         "calib_include": opt("calib_include")},
+                                  image_cache=not opt("no_image_cache"))
         self._override: tuple[str, PreprocessSpec] | None = None
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
         self.is_worker = hasattr(config, "workerinput")

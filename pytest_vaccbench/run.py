@@ -98,7 +98,7 @@ def run_options(entry: ModelEntry, options: RunOptions, backend: Backend) -> dic
     extra = {k: v if isinstance(v, (bool, int, float)) else str(v)
              for k, v in sorted(options.extra.items())
              if k in backend.option_keys and v is not None}
-    return {"batch_size": entry.batch_size or options.batch_size, "threads": options.threads, **extra}
+    return {"batch_size": backend.batch_size(entry, options), "threads": options.threads, **extra}
 
 
 def machine() -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -21,6 +23,7 @@ from .. import progress
 from ..baselines import ModelEntry
 from ..dataset import Dataset, Sample
 from ..errors import BackendError, ImageDecodeError, VaccbenchError
+from ..image_cache import CacheEntry, CacheMiss, PendingEntry
 from ..preprocess import PreprocessSpec, load_crop, normalize
 
 BUILTIN = {
@@ -36,10 +39,16 @@ class RunOptions:
 
     weights_dir: Path
     cache_dir: Path
-    batch_size: int = 32
+    batch_size: int | None = None  # None: the backend's own `default_batch_size`
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    image_cache: bool = True  # keep decoded crops in cache_dir / "images" (see image_cache)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_cache_dir(self) -> Path | None:
+        """Where iter_batches keeps preprocessed images, or None when the cache is off."""
+        return self.cache_dir / "images" if self.image_cache else None
 
 
 class Backend(ABC):
@@ -48,6 +57,7 @@ class Backend(ABC):
     preprocesses_on_device: ClassVar[bool] = False  # True: --preprocess does not apply
     packages: ClassVar[tuple[str, ...]] = ()  # Python packages whose versions a baseline records
     option_keys: ClassVar[tuple[str, ...]] = ()  # RunOptions.extra keys that shape the numbers
+    default_batch_size: ClassVar[int] = 32  # what runs fastest on this backend's hardware
 
     def precisions_for(self, entry: ModelEntry, requested: tuple[str, ...] | None,
                        options: RunOptions) -> tuple[str, ...] | None:
@@ -71,6 +81,10 @@ class Backend(ABC):
             except PackageNotFoundError:
                 pass
         return found
+
+    def batch_size(self, entry: ModelEntry, options: RunOptions) -> int:
+        """The model's forced size (baseline `batch_size`), else --batch-size, else the default."""
+        return entry.batch_size or options.batch_size or self.default_batch_size
 
     def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
         """Why this case cannot run here (missing weights, tool, device), or None."""
@@ -121,27 +135,81 @@ def class_scores(scores: np.ndarray, entry: ModelEntry) -> np.ndarray:
     return scores
 
 
+PREFETCH = 2  # batches decoded ahead of the consumer: decoding overlaps inference
+CHUNK = 8  # images per task on the worker threads, at most
+
+
 def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: int,
-                 workers: int) -> Iterator[np.ndarray]:
-    """Normalised float32 (B, 3, H, W) batches in sample order, decoded on `workers` threads.
+                 workers: int, *, cache_dir: Path | None = None) -> Iterator[np.ndarray]:
+    """Normalised float32 (B, 3, H, W) batches in sample order.
 
-    Every image of a batch is decoded before an error is raised, so the message lists all
-    unreadable files of that batch, not just the first.
+    The uint8 crops come from the on-disk cache in `cache_dir` when it holds this dataset
+    with this geometry (see image_cache). Otherwise they are decoded on `workers` threads
+    (Pillow and OpenCV release the GIL while decoding and resizing; threads measured faster
+    than processes, which must ship every crop back) and, with `cache_dir`, written straight
+    into a new cache entry that is published when the last image is decoded. Up to
+    PREFETCH batches are decoded and normalised ahead of the consumer, so this work
+    overlaps inference. Every image of a batch is decoded before an error is raised, so
+    the message lists all unreadable files of that batch, not just the first.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    def load(sample: Sample) -> np.ndarray | ImageDecodeError:
+    samples = tuple(samples)
+    if batch_size < 1:
+        raise VaccbenchError(f"batch size must be positive, got {batch_size}")
+    if not spec.crop and spec.resize_mode != "square":
+        raise VaccbenchError("preprocessing without `crop` needs `resize_mode: square`: a "
+                             "short-side resize alone gives images of different sizes")
+    if not samples:
+        return
+    size = spec.output_size
+    cached: np.ndarray | None = None
+    pending: PendingEntry | None = None
+    if cache_dir is not None:
+        entry = CacheEntry(cache_dir, samples, spec)
         try:
-            return load_crop(sample.path, spec)
-        except ImageDecodeError as exc:
-            return exc
+            cached = entry.read()
+        except CacheMiss:
+            pending = entry.create()
+    store = cached if cached is not None else pending.crops if pending is not None else None
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in range(0, len(samples), batch_size):
-            crops = list(pool.map(load, samples[start:start + batch_size]))
-            errors = [c for c in crops if isinstance(c, ImageDecodeError)]
+    def fill(start: int, lo: int, hi: int, crops: np.ndarray, out: np.ndarray) -> list[ImageDecodeError]:
+        """Rows lo:hi of the batch at `start`: decode (unless cached), then normalise."""
+        errors = []
+        if cached is None:
+            for i in range(lo, hi):
+                try:
+                    load_crop(samples[start + i].path, spec, out=crops[i])
+                except ImageDecodeError as exc:
+                    errors.append(exc)
+        normalize(crops[lo:hi], spec, out=out[lo:hi])
+        return errors
+
+    chunk = max(1, min(CHUNK, -(-batch_size // max(1, workers))))  # every thread gets work
+
+    def submit(start: int) -> tuple[np.ndarray, list[Future[list[ImageDecodeError]]]]:
+        stop = min(start + batch_size, len(samples))
+        crops = store[start:stop] if store is not None else np.empty((stop - start, size, size, 3), np.uint8)
+        out = np.empty((stop - start, 3, size, size), np.float32)
+        return out, [pool.submit(fill, start, lo, min(lo + chunk, stop - start), crops, out)
+                     for lo in range(0, stop - start, chunk)]
+
+    starts = deque(range(0, len(samples), batch_size))
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vaccbench-decode")
+    try:
+        in_flight = deque(submit(starts.popleft()) for _ in range(min(PREFETCH, len(starts))))
+        while in_flight:
+            out, futures = in_flight.popleft()
+            errors = [exc for future in futures for exc in future.result()]
             if errors:
                 listed = "\n  ".join(str(e) for e in errors)
                 raise ImageDecodeError(f"{len(errors)} unreadable image(s):\n  {listed}")
-            yield normalize(np.stack(crops), spec)
-            progress.advance(len(crops))  # the consumer asked for more: this batch is done
+            if starts:
+                in_flight.append(submit(starts.popleft()))
+            elif not in_flight and pending is not None:
+                pending.commit()  # every crop is written: publish before the last batch goes out
+                pending = None
+            yield out
+            progress.advance(len(out))  # the consumer asked for more: this batch is done
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if pending is not None:
+            pending.discard()

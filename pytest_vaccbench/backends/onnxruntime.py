@@ -325,6 +325,7 @@ class OnnxRuntimeBackend(Backend):
         path = self.graph(entry, precision, dataset, options)
         session = open_session(path, entry, providers, options.threads)
         fixed = fixed_batch(session, entry, path)
-        batch_size = fixed or entry.batch_size or options.batch_size
-        batches = iter_batches(dataset.samples, entry.preprocess, batch_size, options.workers)
+        batch_size = fixed or self.batch_size(entry, options)
+        batches = iter_batches(dataset.samples, entry.preprocess, batch_size, options.workers,
+                               cache_dir=options.image_cache_dir)
         return class_scores(run_session(session, batches, fixed), entry)

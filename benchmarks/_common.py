@@ -1,0 +1,102 @@
+"""Helpers shared by the benchmark scripts: timed subprocesses, paths, summaries.
+
+The benchmarks print numbers; they assert nothing (speed is measured here, never in tests:
+the machines are shared and noisy). Each script interleaves the runs it compares, repeats
+them, and prints the median with the range, so that noise shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's pytest_vaccbench, also for the subprocesses below
+if TYPE_CHECKING:
+    from pytest_vaccbench.baselines import ModelEntry
+DATA = Path(os.environ.get("VACCBENCH_TEST_DATA", ROOT.parent / "shared" / "data"))
+
+
+@dataclass
+class Timed:
+    wall: float  # seconds, process start to exit
+    cpu: float  # user + system seconds of the process and its children
+    output: str
+
+
+def timed(cmd: list[str], check: bool = True, env: dict[str, str] | None = None) -> Timed:
+    """Run a command from the project root with this checkout first on PYTHONPATH."""
+    env = {**os.environ, **(env or {}),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    before = os.times()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = os.times()
+    if check and proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return Timed(wall, cpu, proc.stdout + proc.stderr)
+
+
+def pytest_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", *args]
+
+
+def timed_pytest(args: list[str], tests: int) -> Timed:
+    """A suite run that must evaluate `tests` cases: passed, or failed at the gate (a --limit
+    subset is gated against full-set baselines), but not skipped or errored."""
+    t = timed(pytest_cmd(*args), check=False)
+    counts = dict((word, int(num)) for num, word in re.findall(r"(\d+) (passed|failed|error)", t.output))
+    if counts.get("passed", 0) + counts.get("failed", 0) != tests or counts.get("error"):
+        sys.exit(f"expected {tests} evaluated tests: {' '.join(args)}\n{t.output[-3000:]}")
+    return t
+
+
+def timm_cmd(family: str, model: str, dataset: Path, weights_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "benchmarks" / "timm_style.py"), "--family", family,
+            "--model", model, "--dataset", str(dataset), "--weights-dir", str(weights_dir), *args]
+
+
+def spread(values: list[float], fmt: str = "{:.1f}") -> str:
+    """median [min-max] of a list of measurements."""
+    return (f"{fmt.format(statistics.median(values))} "
+            f"[{fmt.format(min(values))} to {fmt.format(max(values))}]")
+
+
+def header(what: str) -> None:
+    from pytest_vaccbench.run import machine
+
+    print(f"{what}\nmachine: {machine()}, {os.cpu_count()} cores; load average at start "
+          f"{os.getloadavg()[0]:.1f} (other users of the machine add noise)", flush=True)
+
+
+def model_arguments(parser: argparse.ArgumentParser, family: str = "efficientnet_lite",
+                    model: str = "timm-efficientnet_lite0") -> None:
+    """--family/--model/--dataset/--weights-dir/--limit/--repeat, shared by the scripts."""
+    parser.add_argument("--family", default=family, help="baseline file name without .yaml")
+    parser.add_argument("--model", default=model, help="model key in that file")
+    parser.add_argument("--dataset", type=Path, default=DATA / "imagenet-sample")
+    parser.add_argument("--weights-dir", type=Path, default=DATA / "weights")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=3)
+
+
+def model_entry(family: str, model: str) -> "ModelEntry":
+    from pytest_vaccbench.baselines import load_family
+
+    return load_family(ROOT / "baselines" / f"{family}.yaml").models[model]
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        sys.exit(f"{path} not found: set VACCBENCH_TEST_DATA to the folder holding the shared data")
+    return path
