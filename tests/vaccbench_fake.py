@@ -50,7 +50,7 @@ class FakeBackend(Backend):
             text = entry.baseline_path.read_text()
             entry.baseline_path.write_text(text.replace(f"  {entry.key}:", "  renamed-model:"))
         done = 0
-        for batch in iter_batches(dataset.samples, entry.preprocess, options.batch_size, 1):
+        for batch in iter_batches(dataset.samples, entry.preprocess, self.batch_size(entry, options), 1):
             done += len(batch)
             time.sleep(plan.get("sleep", 0) * len(batch))
         assert done == len(dataset.samples)
