@@ -106,8 +106,8 @@ def test_ready_graph_runs_without_torch(tmp_path, photos):
         from pytest_vaccbench.export import adhoc_entry
         from pytest_vaccbench.run import Case, evaluate
         entry = replace(adhoc_entry("timm", "linear", {SIZE}), key="timm-linear")
-        opts = RunOptions(Path({str(tmp_path)!r}), Path({str(tmp_path / 'cache')!r}), 4, 1, 1,
-                          {{"onnx_dir": {str(tmp_path)!r}}})
+        opts = RunOptions(Path({str(tmp_path)!r}), Path({str(tmp_path / 'cache')!r}), batch_size=4,
+                          threads=1, workers=1, extra={{"onnx_dir": {str(tmp_path)!r}}})
         for precision in ("fp32", "fp16"):
             result = evaluate(Case(entry, "onnxruntime", precision), resolve("skimage-photos"), opts)
             print(precision, result.n)

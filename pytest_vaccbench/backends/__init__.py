@@ -42,8 +42,8 @@ class RunOptions:
     batch_size: int | None = None  # None: the backend's own `default_batch_size`
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    image_cache: bool = True  # keep decoded crops in cache_dir / "images" (see image_cache)
     extra: dict[str, Any] = field(default_factory=dict)
+    image_cache: bool = True  # keep decoded crops in cache_dir / "images" (see image_cache)
 
     @property
     def image_cache_dir(self) -> Path | None:
