@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,6 +60,20 @@ def timed_pytest(args: list[str], tests: int) -> Timed:
     if counts.get("passed", 0) + counts.get("failed", 0) != tests or counts.get("error"):
         sys.exit(f"expected {tests} evaluated tests: {' '.join(args)}\n{t.output[-3000:]}")
     return t
+
+
+def limit_args(limit: int | None) -> list[str]:
+    return ["--limit", str(limit)] if limit else []
+
+
+def recording_args(tmp: Path, dataset: Path, limit: int | None) -> list[str]:
+    """Suite options that record the run into a fresh copy of baselines/ under `tmp` (for
+    cases with no baseline on this dataset yet), a --limit subset under its own name."""
+    copy = tmp / "baselines"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(ROOT / "baselines", copy)
+    subset = ["--dataset-name", f"{dataset.name}-first{limit}"] if limit else []
+    return ["--baselines", str(copy), "--update-baselines", *limit_args(limit), *subset]
 
 
 def timm_cmd(family: str, model: str, dataset: Path, weights_dir: Path, *args: str) -> list[str]:

@@ -15,7 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _common import ROOT, header, model_arguments, require, spread, timed, timed_pytest, timm_cmd
+from _common import (header, limit_args, model_arguments, recording_args, require, spread, timed,
+                     timed_pytest, timm_cmd)
 
 
 def main() -> None:
@@ -33,20 +34,17 @@ def main() -> None:
 
     n = len(limit(resolve(str(args.dataset)), args.limit).samples)
     common = ["--dataset", str(args.dataset), "--weights-dir", str(args.weights_dir), "--backend", args.backend]
-    if args.limit:
-        common += ["--limit", str(args.limit)]
     header(f"end to end: {args.model} on {n} images of {args.dataset.name}, backend {args.backend}, "
            f"default threads/batch{'; timm-style tuned like the suite' if args.tuned_timm else ''}")
     rows: dict[str, list[float]] = {"timm": [], "cold": [], "warm": []}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.backend != "reference":  # no baselines recorded for it yet: record into a copy
-            shutil.copytree(ROOT / "baselines", Path(tmp) / "baselines")
-            common += ["--baselines", str(Path(tmp) / "baselines"), "--update-baselines"]
+        common += (limit_args(args.limit) if args.backend == "reference" else  # no baseline for others yet
+                   recording_args(Path(tmp), args.dataset, args.limit))
         for rep in range(args.repeat):
             cache = Path(tmp) / f"cache{rep}"  # a fresh cache: the first suite run is cold
             runs = {
                 "timm": timm_cmd(args.family, args.model, args.dataset, args.weights_dir,
-                                 *(["--limit", str(args.limit)] if args.limit else []),
+                                 *limit_args(args.limit),
                                  *(["--channels-last", "--batch-size", str(ReferenceBackend.default_batch_size)]
                                    if args.tuned_timm else [])),
                 "cold": ["-k", args.model, *common, "--vaccbench-cache", str(cache)],
