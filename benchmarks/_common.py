@@ -111,6 +111,13 @@ def model_entry(family: str, model: str) -> "ModelEntry":
     return load_family(ROOT / "baselines" / f"{family}.yaml").models[model]
 
 
+def count_images(dataset: Path, limit: int | None) -> int:
+    """How many images a suite run with --dataset and --limit evaluates."""
+    from pytest_vaccbench.dataset import limit as first, resolve
+
+    return len(first(resolve(str(require(dataset))), limit).samples)
+
+
 def require(path: Path) -> Path:
     if not path.exists():
         sys.exit(f"{path} not found: set VACCBENCH_TEST_DATA to the folder holding the shared data")

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _common import (header, limit_args, model_arguments, recording_args, require, spread, timed,
+from _common import (count_images, header, limit_args, model_arguments, recording_args, spread, timed,
                      timed_pytest, timm_cmd)
 
 
@@ -28,15 +28,14 @@ def main() -> None:
                              "(channels_last, its batch size, OMP_WAIT_POLICY=PASSIVE): what is "
                              "left is the data path")
     args = parser.parse_args()
-    require(args.dataset)
     from pytest_vaccbench.backends.reference import ReferenceBackend
-    from pytest_vaccbench.dataset import limit, resolve
 
-    n = len(limit(resolve(str(args.dataset)), args.limit).samples)
+    n = count_images(args.dataset, args.limit)
     common = ["--dataset", str(args.dataset), "--weights-dir", str(args.weights_dir), "--backend", args.backend]
     header(f"end to end: {args.model} on {n} images of {args.dataset.name}, backend {args.backend}, "
            f"default threads/batch{'; timm-style tuned like the suite' if args.tuned_timm else ''}")
     rows: dict[str, list[float]] = {"timm": [], "cold": [], "warm": []}
+    timm_env = {"OMP_WAIT_POLICY": "PASSIVE"} if args.tuned_timm else None
     with tempfile.TemporaryDirectory() as tmp:
         common += (limit_args(args.limit) if args.backend == "reference" else  # no baseline for others yet
                    recording_args(Path(tmp), args.dataset, args.limit))
@@ -52,8 +51,7 @@ def main() -> None:
             }
             line = []
             for name, cmd in runs.items():
-                tuned = {"OMP_WAIT_POLICY": "PASSIVE"} if args.tuned_timm else None
-                t = timed(cmd, env=tuned) if name == "timm" else timed_pytest(cmd, tests=1)
+                t = timed(cmd, env=timm_env) if name == "timm" else timed_pytest(cmd, tests=1)
                 rows[name].append(t.wall)
                 line.append(f"{name} {t.wall:5.1f} s ({n / t.wall:5.1f} img/s, cpu {t.cpu:5.1f} s)")
             shutil.rmtree(cache)

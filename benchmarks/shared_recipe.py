@@ -23,8 +23,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _common import (DATA, header, limit_args, model_entry, recording_args, require, spread, timed,
-                     timed_pytest, timm_cmd)
+from _common import (DATA, count_images, header, limit_args, model_entry, recording_args, require, spread,
+                     timed, timed_pytest, timm_cmd)
 
 MODELS = ["local-mobilenetv2_100-tvq", "timm-mobilenetv2_100", "mmcls-mobilenetv2", "keras-mobilenetv2"]
 WEIGHTS = "mobilenetv2_100-from-torchvision-quantized.pth"
@@ -48,9 +48,7 @@ def main() -> None:
     parser.add_argument("--backend", default="reference", help="the suite's backend")
     args = parser.parse_args()
     real = require(DATA / "weights" / WEIGHTS)
-    from pytest_vaccbench.dataset import limit, resolve
-
-    n = len(limit(resolve(str(require(args.dataset))), args.limit).samples)
+    n = count_images(args.dataset, args.limit)
     header(f"shared recipe: {len(MODELS)} mobilenetv2_100 models on {n} images of {args.dataset.name}, "
            f"backend {args.backend}")
     totals: dict[str, list[float]] = {"one run": [], "4 runs, no cache": [], "4 runs, shared cache": [],

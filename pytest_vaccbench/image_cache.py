@@ -56,10 +56,6 @@ def _crc32(data: np.ndarray) -> int:
     return crc
 
 
-def output_shape(spec: PreprocessSpec) -> tuple[int, int, int]:
-    return spec.output_size, spec.output_size, 3
-
-
 @dataclass(frozen=True)
 class CacheEntry:
     """Where the crops of one (dataset, geometry) live, and how to read or write them."""
@@ -83,7 +79,7 @@ class CacheEntry:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self.samples), *output_shape(self.spec))
+        return (len(self.samples), self.spec.output_size, self.spec.output_size, 3)
 
     def read(self) -> np.ndarray:
         """The cached crops, memory-mapped read-only; CacheMiss when absent, stale or corrupt."""

@@ -125,14 +125,11 @@ def predictions_path(cache_dir: Path, case: Case, dataset: Dataset, fingerprint:
                              dataset.name, fingerprint)
 
 
-def _fp32_rows(path: Path, run: Any, same_fingerprint: bool) -> np.ndarray | None:
+def _fp32_rows(path: Path, run: Any) -> np.ndarray | None:
     """Rows of the fp32 predictions at `path` for the run's images, in the run's order; None
     when that run did not see all of them. Matching is by file name, so a run that left
     images out (int8 calibration images) pairs with the fp32 run of the whole set."""
     with np.load(path) as ref:
-        if "files" not in ref or "files" not in run:  # no names saved: only the same images pair
-            same = same_fingerprint and len(ref["labels"]) == len(run["labels"])
-            return np.stack([ref["top5"][:, 0], ref["labels"]]) if same else None
         ref_files = ref["files"]
         if np.array_equal(ref_files, run["files"]):
             rows = np.arange(len(ref_files))
@@ -168,7 +165,7 @@ def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
                 continue
             try:
                 with np.load(result.predictions) as run:
-                    ref = _fp32_rows(path, run, path == exact)
+                    ref = _fp32_rows(path, run)
                     if ref is None:
                         continue
                     if not np.array_equal(ref[1], run["labels"]):

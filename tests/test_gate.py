@@ -221,10 +221,12 @@ def test_broken_entry_without_a_float_figure_has_no_target(tmp_path) -> None:
 
 
 # -- finding the fp32 run to pair with (run.paired_with_fp32) ------------------------------------
-def save_predictions(path: Path, top1: list[int], labels: list[int]) -> Path:
+def save_predictions(path: Path, top1: list[int], labels: list[int], image: str = "img") -> Path:
+    """A predictions file as run.evaluate writes it, of the images <image>0.JPEG, <image>1.JPEG..."""
     path.parent.mkdir(parents=True, exist_ok=True)
     top5 = np.tile(np.asarray(top1, dtype=np.int16)[:, None], (1, 5))
-    np.savez(path, top5=top5, labels=np.asarray(labels, dtype=np.int16))
+    np.savez(path, top5=top5, labels=np.asarray(labels, dtype=np.int16),
+             files=np.asarray([f"{image}{i}.JPEG" for i in range(len(top1))]))
     return path
 
 
@@ -249,7 +251,7 @@ def test_pairs_with_the_same_backends_fp32_first(tmp_path, mobilenet_entries) ->
     run = save_predictions(base / "onnxruntime-int8-max" / "ds-fp1.npz", [1, 2, 0, 0], labels)
     save_predictions(base / "reference-fp32" / "ds-fp1.npz", [1, 2, 3, 4], labels)
     save_predictions(base / "onnxruntime-fp32" / "ds-fp1.npz", [1, 0, 3, 0], labels)
-    save_predictions(base / "onnxruntime-fp32" / "ds-other.npz", [9, 9, 9, 9], labels)
+    save_predictions(base / "onnxruntime-fp32" / "ds-other.npz", [9, 9, 9, 9], labels, image="other")
     case = Case(entry, "onnxruntime", "int8-max")
     paired = paired_with_fp32(make_result(entry, "onnxruntime", "int8-max", run), case, tmp_path)
     assert paired.reference == "onnxruntime/fp32"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from pytest_vaccbench.backends import RunOptions, iter_batches
 from pytest_vaccbench.dataset import Sample
 from pytest_vaccbench.errors import ImageDecodeError, VaccbenchError
 from pytest_vaccbench.image_cache import CacheEntry, CacheMiss
-from pytest_vaccbench.preprocess import PreprocessSpec, preprocess
+from pytest_vaccbench.preprocess import PreprocessSpec, normalize, preprocess
 
 SPEC = PreprocessSpec(resize=64, crop=56)
 SAME_GEOMETRY = PreprocessSpec(resize=64, crop=56, mean=(0.5,) * 3, std=(0.5,) * 3)
@@ -161,13 +162,7 @@ def test_corrupt_entry_is_detected_and_rebuilt(photos: list[Sample], tmp_path: P
     with pytest.raises(CacheMiss, match=reason):
         entry.read()
     assert np.array_equal(_all(photos, SPEC, cache), expected)
-    assert np.array_equal(normalized(entry.read()), expected)  # rebuilt and valid again
-
-
-def normalized(crops: np.ndarray) -> np.ndarray:
-    from pytest_vaccbench.preprocess import normalize
-
-    return normalize(np.asarray(crops), SPEC)
+    assert np.array_equal(normalize(np.asarray(entry.read()), SPEC), expected)  # rebuilt and valid again
 
 
 def test_wrong_shape_with_a_consistent_header_is_detected(photos: list[Sample], tmp_path: Path) -> None:
@@ -246,8 +241,6 @@ def test_killed_run_leftovers_are_removed(photos: list[Sample], tmp_path: Path) 
     cache.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    import socket
-
     orphan = cache / f"{entry.name}.npy.tmp-{socket.gethostname()}-{dead}-1"
     orphan.write_bytes(b"half written")
     alive = cache / f"{entry.name}.npy.tmp-{socket.gethostname()}-{os.getpid()}-1"
