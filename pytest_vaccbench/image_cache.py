@@ -7,11 +7,15 @@ the same resize/crop but different mean/std share. Beside it, a small JSON heade
 the entry holds (the file list digest, the geometry, the shape, a crc32 of the data) and
 that it is complete.
 
-Writers build the array under a temporary name and publish it with `os.replace`, the data
-first and the header last, so a concurrent pytest-xdist worker or an interrupted run never
-sees half an entry. Readers check the header against the dataset and the data against the
-header (size, shape, crc32) before use: an entry that is stale (the files changed) or
-corrupt (truncated, overwritten, half a pair) is reported as a `CacheMiss` and rebuilt.
+Writers write the array with ordinary file writes, batch after batch, under a temporary
+name, and publish it with `os.replace`, the data first and the header last, so a concurrent
+pytest-xdist worker or an interrupted run never sees half an entry, and a full disk is an
+`OSError` (reported as a `CacheWriteError` naming the file, the temporary file removed)
+rather than the SIGBUS of a memory map that cannot be backed. Readers check the header
+against the dataset (file paths and a sha256 of each file's content: an image replaced by
+another of the same size and time is caught) and the data against the header (size, shape,
+crc32) before use: an entry that is stale or corrupt (truncated, overwritten, half a pair)
+is reported as a `CacheMiss` and rebuilt.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import zlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,7 +32,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .dataset import Sample, fingerprint
+from .errors import ImageDecodeError, VaccbenchError
 from .preprocess import PreprocessSpec
+from .safefiles import FILE_MODE, owner_tag, remove_orphans
 
 FORMAT = 1
 _CRC_BLOCK = 1 << 24  # bytes per crc32 call: bounded memory, and the GIL is released
@@ -39,18 +44,28 @@ class CacheMiss(Exception):
     """No usable entry; the message says why (absent, stale or corrupt)."""
 
 
+class CacheWriteError(VaccbenchError):
+    """The cache folder cannot be written (read-only, full disk)."""
+
+
 def files_digest(samples: Sequence[Sample]) -> str:
-    """sha256 of (absolute path, size, mtime) in order: changes when any image file changes."""
+    """sha256 over (absolute path, size, sha256 of the content) in order: changes when any
+    image file changes, even to another of the same size with its time put back.
+    benchmarks/cache_digest.py measures its cost against decoding the same files."""
     h = hashlib.sha256()
     for s in samples:
-        st = os.stat(s.path)
-        h.update(f"{os.path.abspath(s.path)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        try:
+            with open(s.path, "rb") as handle:
+                content = hashlib.file_digest(handle, "sha256").hexdigest()
+                size = os.fstat(handle.fileno()).st_size
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read image file: {exc.strerror}", s.path) from None
+        h.update(f"{os.path.abspath(s.path)}\t{size}\t{content}\n".encode())
     return h.hexdigest()
 
 
-def _crc32(data: np.ndarray) -> int:
+def _crc32(data: np.ndarray, crc: int = 0) -> int:
     flat = data.reshape(-1)
-    crc = 0
     for start in range(0, flat.size, _CRC_BLOCK):
         crc = zlib.crc32(flat[start:start + _CRC_BLOCK], crc)
     return crc
@@ -77,6 +92,12 @@ class CacheEntry:
     def header_path(self) -> Path:
         return self.root / f"{self.name}.json"
 
+    @cached_property
+    def files(self) -> str:
+        """`files_digest` of the samples, read once per entry (before any decoding, so that a
+        file changed meanwhile makes the entry written now stale)."""
+        return files_digest(self.samples)
+
     @property
     def shape(self) -> tuple[int, ...]:
         return (len(self.samples), self.spec.output_size, self.spec.output_size, 3)
@@ -89,6 +110,9 @@ class CacheEntry:
             raise CacheMiss(f"no entry {self.header_path.name}") from None
         except (OSError, ValueError) as exc:
             raise CacheMiss(f"unreadable header {self.header_path}: {exc}") from None
+        if not isinstance(header, dict):
+            raise CacheMiss(f"unreadable header {self.header_path}: a JSON "
+                            f"{type(header).__name__}, not an object")
         expected = {"format": FORMAT, "geometry": self.spec.geometry_key(),
                     "shape": list(self.shape), "complete": True}
         for key, value in expected.items():
@@ -96,9 +120,9 @@ class CacheEntry:
                 raise CacheMiss(f"{self.header_path.name}: {key} is {header.get(key)!r}, "
                                 f"expected {value!r}")
         try:
-            files = files_digest(self.samples)
-        except OSError as exc:
-            raise CacheMiss(f"cannot read an image file: {exc}") from None
+            files = self.files
+        except ImageDecodeError as exc:
+            raise CacheMiss(str(exc)) from None
         if header.get("files") != files:
             raise CacheMiss(f"{self.header_path.name}: the image files changed since it was written")
         try:
@@ -120,55 +144,80 @@ class CacheEntry:
         return crops
 
     def create(self) -> "PendingEntry":
-        """A writable array under a temporary name; `PendingEntry.commit` publishes it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._remove_orphans()
-        tmp = self.root / f"{self.name}.npy.tmp-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
-        files = files_digest(self.samples)  # before decoding: a file changed meanwhile is caught
-        crops = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=self.shape)
-        return PendingEntry(self, tmp, crops, files)
-
-    def _remove_orphans(self) -> None:
-        """Temporary files of this entry left by killed runs on this host (their pid is gone)."""
-        host = socket.gethostname()
-        for tmp in self.root.glob(f"{self.name}.*.tmp-*"):
-            parts = tmp.name.rsplit(".tmp-", 1)[1].rsplit("-", 2)
-            if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
-                tmp.unlink(missing_ok=True)
+        """A file being written under a temporary name; `PendingEntry.commit` publishes it."""
+        files = self.files
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            remove_orphans(self.root, f"{self.name}.*.tmp-*")
+            tmp = self.root / f"{self.name}.npy.tmp-{owner_tag()}-{id(self):x}"
+            return PendingEntry(self, tmp, files)
+        except OSError as exc:
+            raise CacheWriteError(_cannot_write(exc), self.root) from None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _cannot_write(exc: OSError) -> str:
+    return (f"cannot write the image cache ({exc.strerror}); free space there, choose another "
+            "folder with --vaccbench-cache DIR, or run with --no-image-cache")
 
 
 class PendingEntry:
-    """An entry being written; it becomes visible only through `commit`."""
+    """An entry being written, batch after batch in order; visible only through `commit`."""
 
-    def __init__(self, entry: CacheEntry, tmp: Path, crops: np.ndarray, files: str) -> None:
+    def __init__(self, entry: CacheEntry, tmp: Path, files: str) -> None:
         self.entry = entry
         self.tmp = tmp
-        self.crops = crops  # writable memmap (N, H, W, 3) uint8
         self.files = files
+        self.rows = 0
+        self.crc = 0
+        self._handle = open(tmp, "xb")
+        try:
+            os.chmod(tmp, FILE_MODE)
+            np.lib.format.write_array_header_1_0(self._handle, {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                "fortran_order": False, "shape": entry.shape})
+        except OSError:
+            self.discard()
+            raise
+
+    def write(self, crops: np.ndarray) -> None:
+        """Append the next rows (uint8 (n, H, W, 3)); a full disk raises CacheWriteError
+        and removes the temporary file."""
+        if crops.shape[1:] != self.entry.shape[1:] or self.rows + len(crops) > self.entry.shape[0]:
+            raise ValueError(f"{crops.shape} rows do not fit the entry {self.entry.shape} "
+                             f"after {self.rows} rows")
+        data = np.ascontiguousarray(crops, dtype=np.uint8).reshape(-1)
+        try:
+            self._handle.write(memoryview(data))
+        except OSError as exc:
+            self.discard()
+            raise CacheWriteError(_cannot_write(exc), self.tmp) from None
+        self.crc = _crc32(data, self.crc)
+        self.rows += len(crops)
 
     def commit(self) -> None:
-        """Checksum, then publish: the data under its final name first, the header last."""
-        self.crops.flush()
+        """Publish: the data under its final name first, the header last."""
+        if self.rows != self.entry.shape[0]:
+            raise ValueError(f"{self.rows} rows written of {self.entry.shape[0]}")
         spec = self.entry.spec
-        header: dict[str, Any] = {
-            "format": FORMAT, "geometry": spec.geometry_key(),
-            "spec": {k: v for k, v in spec.to_mapping().items() if k not in ("mean", "std")},
-            "shape": list(self.entry.shape), "files": self.files,
-            "crc32": _crc32(self.crops), "bytes": self.tmp.stat().st_size, "complete": True}
-        header_tmp = self.tmp.with_name(self.tmp.name.replace(".npy.tmp-", ".json.tmp-"))
-        header_tmp.write_text(json.dumps(header, indent=1))
-        os.replace(self.tmp, self.entry.data_path)
-        os.replace(header_tmp, self.entry.header_path)
+        try:
+            self._handle.close()
+            header: dict[str, Any] = {
+                "format": FORMAT, "geometry": spec.geometry_key(),
+                "spec": {k: v for k, v in spec.to_mapping().items() if k not in ("mean", "std")},
+                "shape": list(self.entry.shape), "files": self.files,
+                "crc32": self.crc, "bytes": self.tmp.stat().st_size, "complete": True}
+            header_tmp = self.tmp.with_name(self.tmp.name.replace(".npy.tmp-", ".json.tmp-"))
+            try:
+                header_tmp.write_text(json.dumps(header, indent=1))
+                os.chmod(header_tmp, FILE_MODE)
+                os.replace(self.tmp, self.entry.data_path)
+                os.replace(header_tmp, self.entry.header_path)
+            finally:
+                header_tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            self.discard()
+            raise CacheWriteError(_cannot_write(exc), self.entry.header_path) from None
 
     def discard(self) -> None:
+        self._handle.close()
         self.tmp.unlink(missing_ok=True)

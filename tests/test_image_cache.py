@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pytest_vaccbench import backends
 from pytest_vaccbench.backends import RunOptions, iter_batches
 from pytest_vaccbench.dataset import Sample
 from pytest_vaccbench.errors import ImageDecodeError, VaccbenchError
@@ -100,15 +101,28 @@ def test_models_with_the_same_geometry_share_one_entry(photos: list[Sample], tmp
     assert len(_entry_files(cache)) == 4
 
 
-def test_entry_is_read_without_decoding(photos: list[Sample], tmp_path: Path) -> None:
+def test_entry_is_read_without_decoding(photos: list[Sample], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
     expected = _all(photos, SPEC, cache)
-    for s in photos:  # same names, sizes and times, unreadable content: only the cache can answer
-        data = s.path.read_bytes()
-        st = s.path.stat()
-        s.path.write_bytes(b"\0" * len(data))
-        os.utime(s.path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded although the entry is cached")
+
+    monkeypatch.setattr(backends, "load_crop", no_decoding)
     assert np.array_equal(_all(photos, SPEC, cache), expected)
+
+
+def test_same_size_and_time_with_other_content_is_stale(photos: list[Sample], tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _all(photos, SPEC, cache)
+    replaced = photos[3].path
+    st = replaced.stat()
+    data = bytearray(photos[4].path.read_bytes()[:st.st_size].ljust(st.st_size, b"\0"))
+    replaced.write_bytes(bytes(data))  # another photo's bytes, cut to this file's size
+    os.utime(replaced, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(CacheMiss, match="image files changed"):
+        CacheEntry(cache, tuple(photos), SPEC).read()
 
 
 # -- corrupt or stale entries are detected and rebuilt --------------------------------------
@@ -219,7 +233,7 @@ def test_entry_is_invisible_until_committed(photos: list[Sample], tmp_path: Path
     cache = tmp_path / "cache"
     entry = CacheEntry(cache, tuple(photos), SPEC)
     pending = entry.create()
-    pending.crops[:] = 7
+    pending.write(np.full(entry.shape, 7, np.uint8))
     with pytest.raises(CacheMiss, match="no entry"):
         entry.read()  # a concurrent worker sees nothing, not half an entry
     pending.commit()

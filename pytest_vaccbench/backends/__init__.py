@@ -146,8 +146,8 @@ def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: in
     The uint8 crops come from the on-disk cache in `cache_dir` when it holds this dataset
     with this geometry (see image_cache). Otherwise they are decoded on `workers` threads
     (Pillow and OpenCV release the GIL while decoding and resizing; threads measured faster
-    than processes, which must ship every crop back) and, with `cache_dir`, written straight
-    into a new cache entry that is published when the last image is decoded. Up to
+    than processes, which must ship every crop back) and, with `cache_dir`, appended batch
+    by batch to a new cache entry that is published when the last image is decoded. Up to
     PREFETCH batches are decoded and normalised ahead of the consumer, so this work
     overlaps inference. Every image of a batch is decoded before an error is raised, so
     the message lists all unreadable files of that batch, not just the first.
@@ -169,7 +169,6 @@ def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: in
             cached = entry.read()
         except CacheMiss:
             pending = entry.create()
-    store = cached if cached is not None else pending.crops if pending is not None else None
 
     def fill(start: int, lo: int, hi: int, crops: np.ndarray, out: np.ndarray) -> list[ImageDecodeError]:
         """Rows lo:hi of the batch at `start`: decode (unless cached), then normalise."""
@@ -185,23 +184,25 @@ def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: in
 
     chunk = max(1, min(CHUNK, -(-batch_size // max(1, workers))))  # every thread gets work
 
-    def submit(start: int) -> tuple[np.ndarray, list[Future[list[ImageDecodeError]]]]:
+    def submit(start: int) -> tuple[np.ndarray, np.ndarray, list[Future[list[ImageDecodeError]]]]:
         stop = min(start + batch_size, len(samples))
-        crops = store[start:stop] if store is not None else np.empty((stop - start, size, size, 3), np.uint8)
+        crops = cached[start:stop] if cached is not None else np.empty((stop - start, size, size, 3), np.uint8)
         out = np.empty((stop - start, 3, size, size), np.float32)
-        return out, [pool.submit(fill, start, lo, min(lo + chunk, stop - start), crops, out)
-                     for lo in range(0, stop - start, chunk)]
+        return out, crops, [pool.submit(fill, start, lo, min(lo + chunk, stop - start), crops, out)
+                            for lo in range(0, stop - start, chunk)]
 
     starts = deque(range(0, len(samples), batch_size))
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vaccbench-decode")
     try:
         in_flight = deque(submit(starts.popleft()) for _ in range(min(PREFETCH, len(starts))))
         while in_flight:
-            out, futures = in_flight.popleft()
+            out, crops, futures = in_flight.popleft()
             errors = [exc for future in futures for exc in future.result()]
             if errors:
                 listed = "\n  ".join(str(e) for e in errors)
                 raise ImageDecodeError(f"{len(errors)} unreadable image(s):\n  {listed}")
+            if pending is not None:
+                pending.write(crops)  # batches complete in order: the file grows in order
             if starts:
                 in_flight.append(submit(starts.popleft()))
             elif not in_flight and pending is not None:

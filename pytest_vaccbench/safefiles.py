@@ -1,0 +1,89 @@
+"""Files the tool writes: safe names from untrusted text, paths kept inside their root,
+whole-file writes, and the temporary files of killed runs removed.
+
+Names in baseline files (family, model keys) and dataset names come from many people and
+machines; they become folder names in the cache only through `safe_name`, and every path
+built from them is checked with `inside` before anything is written there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import socket
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from .errors import VaccbenchError
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}$")
+FILE_MODE = 0o644  # cache files are shared by the users of a machine, read-only to the others
+
+
+def safe_name(text: str) -> str:
+    """`text` itself when it is a plain file name (letters, digits, `._+=-`, not starting
+    with a dot, at most 100 characters), else its unsafe characters replaced by `_` plus a
+    digest of the original: one path component, never `..`, never absolute, and distinct
+    for distinct texts."""
+    if _SAFE.match(text) and ".." not in text:
+        return text
+    plain = re.sub(r"[^A-Za-z0-9._+=-]+", "_", text).strip("._")[:60] or "name"
+    return f"{plain}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def inside(root: Path, path: Path) -> Path:
+    """`path`, after checking that it resolves to somewhere under `root` (links followed)."""
+    resolved, base = path.resolve(), root.resolve()
+    if not resolved.is_relative_to(base):
+        raise VaccbenchError(f"refusing to write {path}: it is outside {root}", path)
+    return path
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None], mode: int = FILE_MODE) -> None:
+    """Write through a temporary file in the same folder, then rename: a crash or a full
+    disk leaves the old file (or none), never a partial one, and no temporary file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def owner_tag() -> str:
+    """`<host>-<pid>`: put in temporary file names so that a later run can tell whether the
+    process that made one is gone (`remove_orphans`)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(folder: Path, pattern: str) -> list[Path]:
+    """Delete the files matching `pattern` whose name ends in the `owner_tag` (optionally
+    followed by more `-`/`.` parts) of a process of this host that is gone: the leftovers
+    of a run that was killed. Returns what was removed."""
+    host = socket.gethostname()
+    tag = re.compile(rf"{re.escape(host)}-(\d+)(?:[-.][^/]*)?$")
+    removed = []
+    for path in folder.glob(pattern):
+        found = tag.search(path.name)
+        if found and not alive(int(found.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            removed.append(path)
+    return removed
