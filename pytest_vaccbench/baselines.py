@@ -104,14 +104,26 @@ def read_yaml(path: Path) -> Any:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BaselineError(f"cannot read: {exc.strerror}", path) from None
+    except UnicodeDecodeError as exc:
+        raise BaselineError(f"not UTF-8 text (offset {exc.start}); save it as UTF-8", path) from None
 
 
 def parse_yaml(text: str, path: Path) -> Any:
-    """Parse YAML text read from `path` (named in errors, with the line)."""
+    """Parse YAML text read from `path` (named in errors, with the line).
+
+    Aliases (`*name`, and `<<: *name` merges) are refused before anything is built: each
+    level of them multiplies the data, so a 1 KB file can expand to gigabytes."""
+    from ruamel.yaml.events import AliasEvent
+
     try:
+        for event in _yaml().parse(text):
+            if isinstance(event, AliasEvent):
+                raise BaselineError(f"YAML alias *{event.anchor} refused: baseline files may not "
+                                    "use anchors (&name) and aliases (*name); write the values out",
+                                    path, event.start_mark.line + 1)
         return _yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -88,9 +88,15 @@ def read_label_file(path: Path) -> dict[str, int]:
     """`<file name> <class index>` per line; blank lines and `#` comments are skipped."""
     labels: dict[str, int] = {}
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot read label file: {exc.strerror}", path) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"label file is not UTF-8 text (byte {data[exc.start]:#04x} at offset "
+                           f"{exc.start}); save it as UTF-8", path,
+                           data.count(b"\n", 0, exc.start) + 1) from None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):

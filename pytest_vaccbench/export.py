@@ -15,6 +15,7 @@ torch parts.
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from .baselines import DEFAULT_TOLERANCE, ModelEntry, Tolerance, WeightsSpec, at
 from .cli import command
 from .errors import BackendError, VaccbenchError
 from .preprocess import PreprocessSpec
+from .safefiles import inside, owner_tag, remove_orphans, safe_name
 
 DEFAULT_OPSET = 11  # the zoo's export script; every seed architecture exports with it
 INPUT_NAME = "input"
@@ -76,8 +78,10 @@ def file_digest(path: Path, cache_dir: Path) -> str:
         memo = json.loads(memo_file.read_text())
     except (OSError, ValueError):
         memo = {}
+    if not isinstance(memo, dict):  # valid JSON, but not what this function writes
+        memo = {}
     record = memo.get(key[0])
-    if record and [record.get("mtime_ns"), record.get("size")] == [key[1], key[2]]:
+    if isinstance(record, dict) and [record.get("mtime_ns"), record.get("size")] == [key[1], key[2]]:
         digest = record["sha256"]
     else:
         h = hashlib.sha256()
@@ -102,7 +106,8 @@ def export_module(model: Any, path: Path, options: ExportOptions) -> Path:
     size = options.input_size
     dynamic = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if options.dynamic_batch else None
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    remove_orphans(path.parent, f".{glob.escape(path.name)}.*.tmp")  # of exports that were killed
+    tmp = path.with_name(f".{path.name}.{owner_tag()}.tmp")
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # dynamo=False on purpose (no onnxscript needed); torch warns that it is the legacy path
@@ -152,8 +157,9 @@ def cached_export(entry: ModelEntry, weights: Path, cache_dir: Path,
     digest = file_digest(weights, cache_dir)
     model_dir = "-".join(filter(None, [entry.library, entry.arch, entry.deploy,
                                        f"{entry.num_classes}cls", entry.weights.key_map]))
-    path = (writable_dir(cache_dir / "onnx" / model_dir / f"w{digest[:16]}-opset{opset}-dynamic") /
-            onnx_file_name(entry.arch, entry.input_size))
+    root = cache_dir / "onnx"
+    path = inside(root, writable_dir(root / safe_name(model_dir) / f"w{digest[:16]}-opset{opset}-dynamic") /
+                  safe_name(onnx_file_name(entry.arch, entry.input_size)))
     if not path.is_file():
         export_entry(entry, weights, path, ExportOptions(entry.input_size, opset, dynamic_batch=True))
     return path

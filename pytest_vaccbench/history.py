@@ -8,6 +8,7 @@ top1 over time per model and run, and with `--png` plots it (matplotlib: the `pl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import fnmatch
 import platform
@@ -35,17 +36,50 @@ CREATE INDEX IF NOT EXISTS results_by_model ON results (family, model, backend, 
 """
 
 
+LOCK_TIMEOUT = 30.0  # seconds to wait for another session writing the same database
+
+
+def _database_error(exc: sqlite3.Error, path: Path) -> VaccbenchError:
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return VaccbenchError(f"history database is locked by another process (waited "
+                              f"{LOCK_TIMEOUT:g} s); run again when it is done, or give another "
+                              "--vaccbench-history file", path)
+    return VaccbenchError(f"not a usable history database: {exc}", path)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(path, timeout=30)
+        db = sqlite3.connect(path, timeout=LOCK_TIMEOUT)
         db.executescript(SCHEMA)
-    except sqlite3.DatabaseError as exc:
-        raise VaccbenchError(f"not a usable history database: {exc}", path) from None
+    except sqlite3.Error as exc:
+        raise _database_error(exc, path) from None
     return db
 
 
 def append_run(path: Path, rows: Iterable[Row], session: dict[str, Any]) -> int:
-    """Record one session and its rows; returns the run id."""
+    """Record one session and its rows, in one transaction (SQLite's journal makes it all or
+    nothing); returns the run id. A database this call created and could not fill (a full
+    disk) is removed, not left as an empty file."""
+    new = not path.exists()
+    try:
+        return _append(path, list(rows), session)
+    except (sqlite3.Error, VaccbenchError, OSError) as exc:
+        if new and path.is_file() and not _has_runs(path):
+            path.unlink()
+        if isinstance(exc, sqlite3.Error):
+            raise _database_error(exc, path) from None
+        raise
+
+
+def _has_runs(path: Path) -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return bool(db.execute("SELECT count(*) FROM runs").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
+def _append(path: Path, rows: list[Row], session: dict[str, Any]) -> int:
     db = _connect(path)
     try:
         with db:

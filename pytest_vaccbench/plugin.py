@@ -28,8 +28,8 @@ from .errors import VaccbenchError
 from .gate import Images, expectation_for, judge, needs_paired
 from .metrics import Accuracy
 from .preprocess import PreprocessSpec
-from .report import (PROPERTY, Results, Row, find_payload, html_report, junit_properties,
-                     session_info, summary_lines, write_json)
+from .report import (PROPERTY, Results, Row, find_payload, junit_properties, session_info,
+                     summary_lines, write_html, write_json)
 from .run import Case, evaluate, paired_with_fp32
 from .suite import load_suite, select_models
 from .vdsp import preprocess_option
@@ -370,8 +370,7 @@ class VaccbenchSession:
         rows = list(self.results)
         opt = self.config.getoption
         writers = (("vaccbench_json", lambda p: write_json(rows, p, info), "JSON report"),
-                   ("vaccbench_html", lambda p: p.write_text(html_report(rows, info)),
-                    "HTML report"),
+                   ("vaccbench_html", lambda p: write_html(rows, p, info), "HTML report"),
                    ("vaccbench_history", lambda p: history.append_run(p, rows, info), "history"))
         for name, write, what in writers:
             if opt(name):

@@ -17,11 +17,10 @@ import contextlib
 import filecmp
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from .cli import command
 from .dataset import IMAGE_SUFFIXES, imagenet_classes, resolve
 from .errors import DatasetError, ImageDecodeError
 from .preprocess import decode_cv2_rgb
+from .safefiles import write_atomic
 
 NPZ_KEY = "input_0"
 
@@ -41,19 +41,6 @@ def npz_array(image: str | Path) -> np.ndarray:
 
 def npz_path(image: Path, target: Path) -> Path:
     return target / image.parent.name / f"{image.stem}.npz"
-
-
-def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a temporary file in the same folder, so a crash leaves no partial file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -99,7 +86,7 @@ def write_npz(images: Sequence[Path], target: Path, workers: int = 1) -> NpzResu
             array = npz_array(image)
         except ImageDecodeError as exc:
             return exc
-        _write_atomic(path, lambda handle: np.savez(handle, **{NPZ_KEY: array}))
+        write_atomic(path, lambda handle: np.savez(handle, **{NPZ_KEY: array}))
         return True
 
     with _folder_lock(target), ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -169,7 +156,7 @@ def class_folders(dataset: str | Path, target: Path, labels: str | None = None,
             except OSError:  # another file system, or links not allowed: copy instead
                 pass
         with open(src, "rb") as source:
-            _write_atomic(dst, lambda handle: shutil.copyfileobj(source, handle))
+            write_atomic(dst, lambda handle: shutil.copyfileobj(source, handle))
         shutil.copystat(src, dst)
         copied += 1
     return FolderResult(linked, copied, present)

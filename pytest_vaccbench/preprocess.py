@@ -13,10 +13,13 @@ image is smaller than the crop.
 
 from __future__ import annotations
 
+import contextlib
+import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -127,18 +130,65 @@ def crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int]:
     return int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
 
 
-def decode_rgb(path: str | Path) -> "Any":
-    """Open an image as a PIL RGB image; grayscale, CMYK, palette and RGBA are converted."""
+# One limit for every decoder, checked from the image header before any pixel is decoded:
+# Pillow's default MAX_IMAGE_PIXELS, about 0.27 GB as decoded RGB. ImageNet's largest
+# validation image has 7.6 Mpixels.
+MAX_PIXELS = 89_478_485
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose header declares more than MAX_PIXELS pixels."""
+
+
+def _too_large(path: str | Path, size: str) -> ImageTooLargeError:
+    return ImageTooLargeError(f"image is {size}, over the limit of {MAX_PIXELS} pixels for "
+                            "every decoder (a decompression bomb, or not a photo); shrink it or "
+                            "leave it out of the dataset", path)
+
+
+def _check_pixels(img: Any, path: str | Path) -> None:
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise _too_large(path, f"{width}x{height} = {width * height} pixels")
+
+
+@contextlib.contextmanager
+def _opened(path: str | Path) -> Iterator[Any]:
+    """The image opened with Pillow, which has read its header only; too large, unreadable
+    and undecodable images are ImageDecodeErrors naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:  # leaving the block closes the file, not the pixels
-            img.load()
-        return img if img.mode == "RGB" else img.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS decides
+            with Image.open(path) as img:
+                _check_pixels(img, path)
+                yield img
+    except Image.DecompressionBombError as exc:  # Pillow refuses beyond 2 x MAX_PIXELS itself
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large(path, f"{found.group(1) if found else 'more than twice that many'} pixels") from None
     except UnidentifiedImageError:
         raise ImageDecodeError("not a readable image (corrupt or unknown format)", path) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}", path) from None
+
+
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def decode_rgb(path: str | Path) -> "Any":
+    """Open an image as a PIL RGB image; grayscale, CMYK, palette and RGBA are converted.
+
+    16-bit grayscale keeps its high byte, as OpenCV's IMREAD_COLOR does (Pillow's own
+    conversion would clip every value above 255 to white)."""
+    from PIL import Image
+
+    with _opened(path) as img:
+        img.load()  # leaving the block closes the file, not the pixels
+    if img.mode in _SIXTEEN_BIT:
+        high = (np.clip(np.asarray(img), 0, 65535).astype(np.uint16) >> 8).astype(np.uint8)
+        return Image.fromarray(high, "L").convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 _PIL_FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
@@ -155,8 +205,21 @@ def decode_cv2_rgb(path: str | Path) -> np.ndarray:
     """Decode with OpenCV (as the accelerator's tools do), BGR -> RGB: uint8 (H, W, 3)."""
     import cv2
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        with _opened(path):  # the pixel limit, from the header
+            pass
+    except ImageTooLargeError:
+        raise
+    except ImageDecodeError:  # a format Pillow does not read: OpenCV's own limit applies
+        pass
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read image file: {exc.strerror}", path) from None
+    except cv2.error as exc:
+        raise ImageDecodeError(f"OpenCV cannot decode this image: {str(exc).strip().splitlines()[-1]}",
+                               path) from None
     if bgr is None:
         raise ImageDecodeError("OpenCV cannot decode this image (corrupt or unknown format)", path)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -11,14 +11,15 @@ import datetime as _dt
 import html
 import json
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from . import __version__
+from .baselines import atomic_write
 from .gate import STALE
 from .run import Result
+from .safefiles import write_atomic
 
 PROPERTY = "vaccbench"  # the user_properties key of a test's JSON payload
 MARKER = "vaccbench"  # the keyword every accuracy test carries
@@ -195,11 +196,17 @@ def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path
             if source.is_file():
                 folder.mkdir(parents=True, exist_ok=True)
                 target = folder / f"{_file_name(row.name)}.npz"
-                shutil.copyfile(source, target)
+                write_atomic(target, lambda handle: handle.write(source.read_bytes()))
                 record["predictions"] = str(target.relative_to(path.parent))
         records.append(record)
     document = {"tool": f"pytest-vaccbench {__version__}", "session": session, "tests": records}
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    atomic_write(path, json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def write_html(rows: Sequence[Row], path: Path, session: dict[str, Any]) -> Path:
+    """The HTML report at `path`, replaced whole (a full disk leaves the old one)."""
+    atomic_write(path, html_report(rows, session))
     return path
 
 

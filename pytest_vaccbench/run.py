@@ -6,6 +6,7 @@ Plain functions, no pytest: the plugin calls `evaluate`, and so can any script.
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import json
 import platform
 import time
@@ -20,8 +21,10 @@ from . import __version__, progress
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry
 from .dataset import Dataset
+from .errors import VaccbenchError
 from .gate import Paired
 from .metrics import accuracy, agreement, topk
+from .safefiles import inside, safe_name, write_atomic
 
 
 @dataclass(frozen=True)
@@ -113,10 +116,17 @@ def machine() -> str:
     return cpu
 
 
+def _model_dir(cache_dir: Path, family: str, key: str) -> Path:
+    """Names from a baseline file become safe file names: `../x` or `/etc` stay in the cache."""
+    root = cache_dir / "predictions"
+    return inside(root, root / safe_name(family) / safe_name(key))
+
+
 def _predictions_file(cache_dir: Path, family: str, key: str, backend: str, precision: str,
                       dataset_name: str, fingerprint: str) -> Path:
-    return (cache_dir / "predictions" / family / key / f"{backend}-{precision}" /
-            f"{dataset_name}-{fingerprint}.npz")
+    folder = _model_dir(cache_dir, family, key)
+    return inside(folder, folder / safe_name(f"{backend}-{precision}") /
+                  f"{safe_name(dataset_name)}-{safe_name(fingerprint)}.npz")
 
 
 def predictions_path(cache_dir: Path, case: Case, dataset: Dataset, fingerprint: str) -> Path:
@@ -152,14 +162,15 @@ def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
     """
     e = case.entry
     key = e.float_model or e.key
-    root = cache_dir / "predictions" / e.family / key
+    root = _model_dir(cache_dir, e.family, key)
     backends = [case.backend, "reference", *sorted(p.name[:-len("-fp32")] for p in root.glob("*-fp32"))]
     for backend in dict.fromkeys(backends):
         if key == e.key and (backend, "fp32") == (case.backend, case.run_precision):
             continue
         exact = _predictions_file(cache_dir, e.family, key, backend, "fp32", result.dataset,
                                   result.fingerprint)
-        others = sorted(exact.parent.glob(f"{result.dataset}-*.npz"), key=lambda p: -p.stat().st_mtime)
+        others = sorted(exact.parent.glob(f"{glob.escape(safe_name(result.dataset))}-*.npz"),
+                        key=lambda p: -p.stat().st_mtime)
         for path in dict.fromkeys([exact, *others]):
             if not path.is_file():
                 continue
@@ -200,9 +211,14 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
     acc = accuracy(preds, dataset.labels)
     fingerprint = dataset.fingerprint()
     out = predictions_path(options.cache_dir, case, dataset, fingerprint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, top5=preds.astype(np.int16), labels=np.asarray(dataset.labels, dtype=np.int16),
-             files=np.asarray([s.path.name for s in dataset.samples]))
+    arrays = {"top5": preds.astype(np.int16), "labels": np.asarray(dataset.labels, dtype=np.int16),
+              "files": np.asarray([s.path.name for s in dataset.samples])}
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, lambda handle: np.savez(handle, **arrays))
+    except OSError as exc:
+        raise VaccbenchError(f"cannot write the predictions ({exc.strerror}); free space there or "
+                             "choose another folder with --vaccbench-cache DIR", out) from None
     return Result(case.entry.family, case.entry.key, case.backend, case.run_precision, dataset.name,
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
                   str(case.entry.baseline_path), date=_dt.date.today().isoformat(),

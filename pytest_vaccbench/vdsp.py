@@ -185,6 +185,8 @@ def load_vdsp(path: str | Path) -> PreprocessSpec:
         text = path.read_text()
     except OSError as exc:
         raise VdspError(f"cannot read vdsp_params file: {exc.strerror}", path) from None
+    except UnicodeDecodeError as exc:
+        raise VdspError(f"vdsp_params file is not UTF-8 text (offset {exc.start})", path) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

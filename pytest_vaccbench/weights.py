@@ -31,13 +31,36 @@ class WeightsLookup:
                 f"there (or pass --weights-dir DIR, or set `weights:` in {entry.baseline_path.name})")
 
 
+def _package_root(package: str) -> Path | str:
+    """The folder of an installed package, found without importing it (no code of the
+    package runs): the top-level name through its finder, the rest as sub-folders. A str
+    is the reason it cannot be used."""
+    parts = package.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return f"the Python package {package!r} (not a package name: dotted identifiers, like pkg.sub)"
+    try:  # a top-level name: finders look at sys.path, nothing is imported
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return f"the Python package {parts[0]} (not installed: pip install it)"
+    if not spec.submodule_search_locations:
+        return f"the Python package {package} ({parts[0]} is a module, not a package folder)"
+    for location in spec.submodule_search_locations:
+        root = Path(location).joinpath(*parts[1:])
+        if root.is_dir():
+            return root
+    return f"the Python package {package} ({parts[0]} is installed, it has no folder {'/'.join(parts[1:])})"
+
+
 def _package_file(package: str, name: str | None) -> tuple[Path | None, str]:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None, f"the Python package {package} (not installed: pip install it)"
-    root = Path(next(iter(spec.submodule_search_locations)))
+    root = _package_root(package)
+    if isinstance(root, str):
+        return None, root
     pattern = name or "*.pt*"
-    found = sorted(root.rglob(pattern))
+    if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+        return None, f"{root}/**/{pattern} (weights.file must be a file name inside the package)"
+    found = sorted(p for p in root.rglob(pattern) if p.resolve().is_relative_to(root.resolve()))
     return (found[0] if len(found) == 1 else None), f"{root}/**/{pattern}"
 
 

@@ -12,12 +12,13 @@ with `output_0` of shape (1, classes), in datalist order.
 To rehearse a nightly gate's failures, set VAMP_STUB_FAIL to one of
   crash  exit 3 after printing an error on stderr
   hang   start a child process, then sleep forever (the caller must kill the group)
+  detach like hang, but the child starts its own session (setsid): it leaves the group
   few    write one output fewer than there are inputs
   many   write one output more than there are inputs
   shape  write output_0 of shape (3, classes)
   nan    write NaNs into the first output
 VAMP_STUB_LOG=<file> appends one JSON line per run (argv, device, xdist worker, pid);
-VAMP_STUB_CHILD=<file> receives the pid of the `hang` mode's child.
+VAMP_STUB_CHILD=<file> receives the pid of the `hang`/`detach` modes' child.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pytest_vaccbench
 
-FAIL_MODES = ("crash", "hang", "few", "many", "shape", "nan")
+FAIL_MODES = ("crash", "hang", "detach", "few", "many", "shape", "nan")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -56,8 +57,9 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def hang() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+def hang(new_session: bool = False) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
+                             start_new_session=new_session)
     if os.environ.get("VAMP_STUB_CHILD"):
         Path(os.environ["VAMP_STUB_CHILD"]).write_text(str(child.pid))
     print("[vamp] waiting for the device ...", file=sys.stderr, flush=True)
@@ -82,8 +84,8 @@ def main(argv: list[str]) -> int:
     if mode == "crash":
         print("[vamp] device 0: loading model ... done", file=sys.stderr)
         fail("VACC runtime: stream 1 exceeded its memory pool (code 0x2f)", 3)
-    if mode == "hang":
-        hang()
+    if mode in ("hang", "detach"):
+        hang(new_session=mode == "detach")
 
     import numpy as np
     import onnxruntime as ort

@@ -31,6 +31,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -40,6 +42,8 @@ import numpy as np
 from ..baselines import ModelEntry
 from ..dataset import Dataset
 from ..errors import BackendError, VaccbenchError
+from ..image_cache import files_digest
+from ..safefiles import inside, safe_name
 from . import Backend, RunOptions, class_scores
 
 CALIBRATIONS = ("percentile", "max", "kl_divergence", "mse")
@@ -260,13 +264,16 @@ class VampBackend(Backend):
             raise VampError(f"{model.vdsp_params} makes {spec.output_size}x{spec.output_size} "
                             f"inputs, but the compiled model {model.prefix} takes "
                             f"{model.input_size}x{model.input_size}")
-        inputs = options.cache_dir / "vamp-npz" / f"{dataset.name}-{dataset.fingerprint()}"
+        # keyed by the images' content, as the image cache is: a changed image is a new folder
+        npz_root = options.cache_dir / "vamp-npz"
+        inputs = inside(npz_root, npz_root / f"{safe_name(dataset.name)}-"
+                                             f"{files_digest(dataset.samples)[:16]}")
         npz = write_npz([s.path for s in dataset.samples], inputs, options.workers)
         datalist = inputs / "npz_datalist.txt"
         write_datalist(npz.paths, datalist)
         runs = options.cache_dir / "vamp-runs"
         runs.mkdir(parents=True, exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"{entry.key}-{precision}-", dir=runs))
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{safe_name(f'{entry.key}-{precision}')}-", dir=runs))
         output = run_dir / "output"
         output.mkdir()
         command = vamp_command(settings, model, datalist, output)
@@ -313,18 +320,61 @@ def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(f"  | {line}" for line in text[-lines:]) or "  (empty)"
 
 
-def _kill_group(proc: subprocess.Popen, grace: float = 2.0) -> None:
-    """SIGTERM, then SIGKILL, to vamp's whole process group: it and every child it started."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:  # the group is gone: nothing left running
+POLL_SECONDS = 0.2  # how often the descendants of a running vamp are listed
+
+
+class _Tree:
+    """vamp and every process it started, listed while it runs: a child that left vamp's
+    process group (setsid) or whose parent exited is still known, and killed with the rest."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.root = pid
+        self.known: dict[int, Any] = {}
+
+    def refresh(self) -> None:
+        try:
+            children = self._psutil.Process(self.root).children(recursive=True)
+        except self._psutil.Error:
+            children = []
+        for known in list(self.known.values()):  # orphans keep their own descendants
+            with contextlib.suppress(self._psutil.Error):
+                children += known.children(recursive=True)
+        for child in children:
+            self.known.setdefault(child.pid, child)
+
+    def kill(self, proc: subprocess.Popen, grace: float = 2.0) -> None:
+        """SIGTERM, then SIGKILL, to vamp's process group and to every descendant seen."""
+        self.refresh()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        for child in self.known.values():  # psutil checks the pid is still that process
+            with contextlib.suppress(self._psutil.Error):
+                child.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+        self._psutil.wait_procs(list(self.known.values()), timeout=max(0.1, grace / 2))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for child in self.known.values():
+            with contextlib.suppress(self._psutil.Error):
+                child.kill()
         proc.wait()
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+
+
+def _wait(proc: subprocess.Popen, tree: _Tree, timeout: float) -> int:
+    """proc's exit code, listing its descendants every POLL_SECONDS; TimeoutExpired after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tree.refresh()
+        try:
+            return proc.wait(timeout=max(0.0, min(POLL_SECONDS, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def run_vamp(command: Sequence[str], timeout: float, run_dir: Path) -> None:
@@ -337,17 +387,18 @@ def run_vamp(command: Sequence[str], timeout: float, run_dir: Path) -> None:
                                     start_new_session=True)
         except OSError as exc:
             raise VampError(f"cannot start vamp ({shlex.join(command[:1])}): {exc.strerror}") from None
+        tree = _Tree(proc.pid)
         try:
-            code = proc.wait(timeout=timeout)
+            code = _wait(proc, tree, timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            tree.kill(proc)
             raise VampError(f"vamp did not finish within {timeout:g} s (--vamp-timeout); it and its "
                             f"child processes were killed.\n  command: {shlex.join(command)}\n"
                             f"last lines of its stderr ({stderr}):\n{_tail(stderr)}") from None
         except BaseException:  # Ctrl-C, pytest-timeout: leave no vamp running
-            _kill_group(proc)
+            tree.kill(proc)
             raise
-    _kill_group(proc)  # children it left behind
+    tree.kill(proc)  # children it left behind
     if code != 0:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         raise VampError(f"vamp {how}.\n  command: {shlex.join(command)}\n"
@@ -378,8 +429,10 @@ def read_outputs(folder: Path, count: int, run_dir: Path) -> np.ndarray:
                 if "output_0" not in data.files:
                     raise problem(f"no `output_0` in this output (keys: {data.files})", path)
                 array = np.asarray(data["output_0"], dtype=np.float32)
-        except (OSError, ValueError) as exc:
-            raise problem(f"cannot read vamp output: {exc}", path) from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            what = "an empty file" if isinstance(exc, EOFError) else f"{exc}"
+            raise problem(f"cannot read vamp output ({what}): not an npz file as vamp writes "
+                          "them; check the vamp version and its stderr", path) from None
         shape = array.shape
         if array.ndim == 2 and shape[0] == 1:
             array = array[0]
