@@ -7,6 +7,7 @@ with its per-image predictions beside it, the one-file HTML report, and the JUni
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import html
 import json
@@ -196,7 +197,12 @@ def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path
             if source.is_file():
                 folder.mkdir(parents=True, exist_ok=True)
                 target = folder / f"{_file_name(row.name)}.npz"
-                write_atomic(target, lambda handle: handle.write(source.read_bytes()))
+                try:
+                    write_atomic(target, lambda handle: handle.write(source.read_bytes()))
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()  # made just now, and still empty: not left behind
+                    raise
                 record["predictions"] = str(target.relative_to(path.parent))
         records.append(record)
     document = {"tool": f"pytest-vaccbench {__version__}", "session": session, "tests": records}

@@ -17,6 +17,8 @@ To rehearse a nightly gate's failures, set VAMP_STUB_FAIL to one of
   many   write one output more than there are inputs
   shape  write output_0 of shape (3, classes)
   nan    write NaNs into the first output
+  badzip write bytes that are not an npz into the first output
+  empty  leave the first output empty (0 bytes)
 VAMP_STUB_LOG=<file> appends one JSON line per run (argv, device, xdist worker, pid);
 VAMP_STUB_CHILD=<file> receives the pid of the `hang`/`detach` modes' child.
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pytest_vaccbench
 
-FAIL_MODES = ("crash", "hang", "detach", "few", "many", "shape", "nan")
+FAIL_MODES = ("crash", "hang", "detach", "few", "many", "shape", "nan", "badzip", "empty")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -117,6 +119,8 @@ def main(argv: list[str]) -> int:
         np.savez(out_dir / f"output_{i:06d}.npz", output_0=probs)
     if mode == "many":
         np.savez(out_dir / f"output_{count:06d}.npz", output_0=probs)
+    if mode in ("badzip", "empty"):
+        (out_dir / "output_000000.npz").write_bytes(b"PK\x03\x04 not a zip" if mode == "badzip" else b"")
     seconds = time.perf_counter() - start
     print(f"[vamp test double] {count} outputs for {len(inputs)} inputs in {seconds:.2f} s "
           f"(device {args.device_ids})")
