@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -127,6 +129,24 @@ def snapshot(root: Path, *skip: Path) -> dict[str, str]:
                 not any(path.is_relative_to(s) for s in skip):
             found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height (the pixel data is a few bytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def jpeg_claiming(path: Path, width: int, height: int) -> None:
+    """A small JPEG whose frame header (SOF0) is edited to claim width x height."""
+    Image.fromarray(np.full((8, 8, 3), 99, np.uint8)).save(path, format="JPEG", quality=90)
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(data))
 
 
 @contextlib.contextmanager

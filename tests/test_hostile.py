@@ -13,20 +13,19 @@ import json
 import os
 import socket
 import sqlite3
-import struct
 import subprocess
 import sys
 import time
 import uuid
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from hostile_project import TRACEBACK, Hostile, assert_clean, model, small_fs, snapshot
+from hostile_project import (TRACEBACK, Hostile, assert_clean, jpeg_claiming, model, png_header,
+                             small_fs, snapshot)
 from pytest_vaccbench.preprocess import MAX_PIXELS, PreprocessSpec, load_crop, resize_crop
 
 
@@ -94,33 +93,15 @@ def test_yaml_alias_bomb_is_refused_before_it_expands(project: Hostile) -> None:
 
 # -- images ---------------------------------------------------------------------------------
 
-def _png_header(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height (the pixel data is a few bytes)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-
-
-def _jpeg_claiming(path: Path, width: int, height: int) -> None:
-    """A small JPEG whose frame header (SOF0) is edited to claim width x height."""
-    Image.fromarray(np.full((8, 8, 3), 99, np.uint8)).save(path, format="JPEG", quality=90)
-    data = bytearray(path.read_bytes())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize("library", ["pil", "cv2"])
 def test_images_over_the_pixel_limit_are_refused_from_their_header(project: Hostile, library: str) -> None:
-    (project.images / "img1.png").write_bytes(_png_header(60000, 60000))
-    _jpeg_claiming(project.images / "img0.png", 20000, 20000)  # a JPEG under a .png name: sniffed
+    jpeg_claiming(project.images / "img0.png", 20000, 20000)  # a JPEG under a .png name: sniffed
+    (project.images / "img1.png").write_bytes(png_header(10000, 9000))  # under Pillow's own 2x limit
     project.baseline(model("test-m", library=library))
     result = project.run()
     text = assert_clean(result)
     result.assert_outcomes(failed=1)
-    assert f"{project.images / 'img1.png'}: image is 3600000000 pixels, over the limit of {MAX_PIXELS}" in text
+    assert f"{project.images / 'img1.png'}: image is 10000x9000 = 90000000 pixels, over the limit of {MAX_PIXELS}" in text
     assert f"{project.images / 'img0.png'}: image is 400000000 pixels, over the limit" in text
 
 
@@ -269,15 +250,15 @@ def test_killed_export_leftover_is_removed_by_the_next_export(tmp_path: Path, ca
     pytest.importorskip("onnx")
     from pytest_vaccbench.cli import main
 
-    weights = tmp_path / "mobilenetv2_050.pth"
-    torch.save(timm.create_model("mobilenetv2_050", pretrained=False).state_dict(), weights)
+    weights = tmp_path / "test_resnet.pth"
+    torch.save(timm.create_model("test_resnet", pretrained=False).state_dict(), weights)
     host = socket.gethostname()
-    stale = tmp_path / f".mobilenetv2_050_64.onnx.{host}-{_dead_pid()}.tmp"
+    stale = tmp_path / f".test_resnet_64.onnx.{host}-{_dead_pid()}.tmp"
     stale.write_bytes(b"half an export")
-    running = tmp_path / f".mobilenetv2_050_64.onnx.{host}-{os.getppid()}.tmp"  # a live process
+    running = tmp_path / f".test_resnet_64.onnx.{host}-{os.getppid()}.tmp"  # a live process
     running.write_bytes(b"an export in progress")
-    assert main(["export", "--model-library", "timm", "--model-name", "mobilenetv2_050",
+    assert main(["export", "--model-library", "timm", "--model-name", "test_resnet",
                  "--pretrained-weights", str(weights), "--size", "64", "--save-dir", str(tmp_path)]) == 0
     assert TRACEBACK not in capsys.readouterr().err
-    assert (tmp_path / "mobilenetv2_050_64.onnx").is_file()
+    assert (tmp_path / "test_resnet_64.onnx").is_file()
     assert not stale.exists() and running.exists()

@@ -1,0 +1,94 @@
+"""Hostile and broken inputs on the vamp path, through a pytest session with the vamp test
+double (tests/vamp_stub.py) and the colours project of test_vamp.py: broken vamp outputs,
+images too large to decode, images changed under the npz cache, and a vamp child that
+leaves its process group."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hostile_project import assert_clean, jpeg_claiming, png_header
+
+test_vamp = pytest.importorskip("test_vamp")  # needs cv2, onnx and onnxruntime, as the stand-in does
+Project = test_vamp.Project
+ONE = ("--precision=int8-percentile", "-k", "stub-colours and not 1001")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> Project:
+    return Project(pytester)
+
+
+@pytest.mark.parametrize("mode, problem", [("badzip", "File is not a zip file"), ("empty", "an empty file")])
+def test_vamp_output_that_is_not_an_npz_is_named(project: Project, monkeypatch: pytest.MonkeyPatch,
+                                                 mode: str, problem: str) -> None:
+    monkeypatch.setenv("VAMP_STUB_FAIL", mode)
+    result = project.run(*ONE)
+    text = assert_clean(result)
+    result.assert_outcomes(failed=1)
+    assert f"output_000000.npz: cannot read vamp output ({problem}): not an npz file" in text
+
+
+def test_images_over_the_pixel_limit_are_refused_before_the_npz_is_written(project: Project) -> None:
+    images = project.root / "colours" / "images"
+    bombs = [images / "ILSVRC2012_val_00000001.png", images / "ILSVRC2012_val_00000002.png"]
+    bombs[0].write_bytes(png_header(60000, 60000))  # OpenCV's own error before
+    jpeg_claiming(bombs[1], 20000, 20000)  # decoded in full before
+    result = project.run(*ONE)
+    text = assert_clean(result)
+    result.assert_outcomes(failed=1)
+    for path, pixels in zip(bombs, ("3600000000", "400000000")):
+        assert f"{path}: image is {pixels} pixels, over the limit of" in text
+    written = {p.stem for p in (project.root / "cache" / "vamp-npz").rglob("*.npz")}
+    assert written and not written & {p.stem for p in bombs}
+
+
+def test_npz_cache_follows_the_image_content_and_is_readable_by_all(project: Project) -> None:
+    images = sorted((project.root / "colours" / "images").glob("*.png"))
+    for path in images:  # uncompressed PNGs: a file's size depends on its dimensions only
+        Image.open(path).convert("RGB").save(path, compress_level=0)
+    first = project.run(*ONE)
+    first.assert_outcomes(passed=1)
+    npz = sorted((project.root / "cache" / "vamp-npz").rglob("*.npz"))
+    assert len(npz) == 8 and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in npz)
+    path = images[0]  # colour of class 1, labelled 1: now the colour of class 100
+    st = path.stat()
+    pixels = np.asarray(Image.open(path)).copy()
+    pixels[:] = test_vamp.CENTROIDS[100]
+    Image.fromarray(pixels).save(path, compress_level=0)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert path.stat().st_size == st.st_size  # same name and size: the same dataset fingerprint
+    second = project.run(*ONE)
+    assert_clean(second)
+    assert any("62.500" in line and "stub-colours" in line for line in second.outlines), second.outlines
+
+
+def test_vamp_child_in_its_own_session_is_killed_on_timeout(project: Project,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    child_file = project.root / "child.pid"
+    monkeypatch.setenv("VAMP_STUB_FAIL", "detach")
+    monkeypatch.setenv("VAMP_STUB_CHILD", str(child_file))
+    result = project.run(*ONE, "--vamp-timeout=3")
+    text = assert_clean(result)
+    result.assert_outcomes(failed=1)
+    assert "vamp did not finish within 3 s (--vamp-timeout)" in text
+    child = int(child_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in state
