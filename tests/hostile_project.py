@@ -106,10 +106,16 @@ class Hostile:
         path.write_text(f"family: {family}\npreprocess: {{resize: 16, crop: 16}}\nmodels:\n{models}")
         return path
 
-    def run(self, *extra: str) -> pytest.RunResult:
-        return self.pytester.runpytest("suites", "-p", "no:cacheprovider", "-rs",
-                                       f"--dataset={self.images}", f"--vaccbench-cache={self.cache}",
-                                       *extra)
+    def run(self, *extra: str, writes: bool = False) -> pytest.RunResult:
+        """A session; unless it `writes` (baseline updates, reports in the project), nothing
+        in the project but the cache may change: baselines, images, labels byte-identical."""
+        before = snapshot(self.root, self.cache)
+        result = self.pytester.runpytest("suites", "-p", "no:cacheprovider", "-rs",
+                                         f"--dataset={self.images}", f"--vaccbench-cache={self.cache}",
+                                         *extra)
+        if not writes:
+            assert snapshot(self.root, self.cache) == before, "written outside the cache"
+        return result
 
 
 def assert_clean(result: pytest.RunResult) -> str:

@@ -159,7 +159,7 @@ def test_full_disk_while_caching_images_keeps_earlier_results_and_reports(pytest
         # the second model's crops (4 x 400 x 400 x 3 = 1.9 MB) do not fit the 1 MB disk
         path = project.baseline(model("test-a", expected=False) + model("test-b", size=400, expected=False))
         report = small / "report.json"
-        result = project.run("--update-baselines", f"--vaccbench-json={report}")
+        result = project.run("--update-baselines", f"--vaccbench-json={report}", writes=True)
         text = assert_clean(result)
         result.assert_outcomes(passed=1, failed=1)
         assert "cannot write the image cache (No space left on device)" in text

@@ -9,12 +9,13 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from hostile_project import assert_clean, jpeg_claiming, png_header
+from hostile_project import assert_clean, jpeg_claiming, png_header, snapshot
 
 test_vamp = pytest.importorskip("test_vamp")  # needs cv2, onnx and onnxruntime, as the stand-in does
 Project = test_vamp.Project
@@ -22,8 +23,15 @@ ONE = ("--precision=int8-percentile", "-k", "stub-colours and not 1001")
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> Project:
-    return Project(pytester)
+def project(pytester: pytest.Pytester) -> Iterator[Project]:
+    """The colours project; afterwards nothing but the cache (and the images and the pid file
+    a probe writes itself) has changed: baselines, compiled models, vdsp files byte-identical."""
+    project = Project(pytester)
+    mine = (project.root / "cache", project.root / "colours", project.root / "child.pid",
+            project.root / ".cache")  # pytester's $HOME: onnxruntime in the vamp stand-in writes there
+    before = snapshot(project.root, *mine)
+    yield project
+    assert snapshot(project.root, *mine) == before, "written outside the cache"
 
 
 @pytest.mark.parametrize("mode, problem", [("badzip", "File is not a zip file"), ("empty", "an empty file")])
