@@ -8,8 +8,10 @@ files, one thread each) and against the stat-only check it replaced (path, size,
 
     python benchmarks/cache_digest.py [--dataset DIR] [--repeat 3]
 
-The files are read once before timing, so both sides read from the page cache: the
-digest's cold-disk cost is at most one extra read of the files the decoder reads anyway.
+The files are read once before timing, so every side reads from the page cache. From a
+cold disk the digest also costs one read of the files: on a cache miss the decoder reads
+them anyway (and then finds them in the page cache); on a cache hit that read is what the
+freshness check adds.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def safe_name(text: str) -> str:
     for distinct texts."""
     if _SAFE.match(text) and ".." not in text:
         return text
-    plain = re.sub(r"[^A-Za-z0-9._+=-]+", "_", text).strip("._")[:60] or "name"
+    plain = re.sub(r"[^A-Za-z0-9._+=-]+|\.{2,}", "_", text).strip("._")[:60] or "name"
     return f"{plain}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
