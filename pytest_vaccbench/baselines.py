@@ -7,9 +7,6 @@ Files are read with ruamel.yaml so that errors carry line numbers and so that
 from __future__ import annotations
 
 import io
-import os
-import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -20,6 +17,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from .errors import BaselineError, VaccbenchError
 from .preprocess import PreprocessSpec
+from .safefiles import atomic_write
 
 LIBRARIES = ("timm", "torchvision", "torchscript")
 DEFAULT_TOLERANCE = {"top1": 0.5, "top5": 0.5}
@@ -350,38 +348,3 @@ def _plain(node: Any) -> Any:
     if isinstance(node, list):
         return [_plain(v) for v in node]
     return node
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that no reader ever sees a partial file.
-
-    The temporary file is flushed to disk before the rename and the folder after it, so the
-    file is old or new even after a power loss; it keeps the old file's permissions.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-        except FileNotFoundError:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # platforms without directory handles
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

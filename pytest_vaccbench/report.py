@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from . import __version__
-from .baselines import atomic_write
 from .gate import STALE
 from .run import Result
-from .safefiles import write_atomic
+from .safefiles import atomic_write, write_atomic
 
 PROPERTY = "vaccbench"  # the user_properties key of a test's JSON payload
 MARKER = "vaccbench"  # the keyword every accuracy test carries

@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -42,19 +43,46 @@ def inside(root: Path, path: Path) -> Path:
     return path
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], None], mode: int = FILE_MODE) -> None:
-    """Write through a temporary file in the same folder, then rename: a crash or a full
-    disk leaves the old file (or none), never a partial one, and no temporary file."""
+def write_atomic(path: Path, write: Callable[[BinaryIO], None], durable: bool = False) -> None:
+    """Write through a temporary file in the same folder, then rename over `path`: a
+    reader, a crash or a full disk sees the old file (or none) or the new one, never half,
+    and no temporary file is left. The file keeps the old one's permissions (new files:
+    FILE_MODE). `durable`: flushed to disk before the rename and the folder after it, so
+    the file is old or new even after a power loss (baselines, reports)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
-        os.chmod(tmp, mode)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except FileNotFoundError:
+            os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if durable:
+        _fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace `path` with `text` (UTF-8), durably: see `write_atomic`."""
+    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")), durable=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory handles
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def owner_tag() -> str:

@@ -2,7 +2,8 @@
 
 Rule, first match wins:
 1. the entry's `weights.package`: the file `weights.file` inside that installed package
-   (searched recursively), or its only `.pth`/`.pt` file;
+   (searched recursively), or its only `.pth`/`.pt` file; the package is found on sys.path
+   without importing it, so none of its code runs;
 2. the entry's `weights.file`: an absolute path, or a path relative to `--weights-dir`;
 3. `<weights-dir>/<model key>.<ext>` or `<weights-dir>/<family>/<model key>.<ext>`
    with ext in .pth, .pt, .pth.tar, .bin, .safetensors — e.g. `weights/timm-mobilenetv2_100.pth`.

@@ -169,7 +169,7 @@ WRITER = textwrap.dedent("""
         def __exit__(self, *exc):
             return self.handle.__exit__(*exc)
 
-    baselines.os.fdopen = lambda fd, mode: Slow(real_fdopen(fd, mode))
+    os.fdopen = lambda fd, mode: Slow(real_fdopen(fd, mode))  # every module's os
     key_of = dict(arg.split("=") for arg in sys.argv[2:])
     round_ = int(sys.argv[1])
     print("started", flush=True)
