@@ -48,7 +48,9 @@ def map_models(readme: Readme, check: ArchCheck = installed_arch,
             timm_row = row.sources[0] == "timm" and alias.library == "timm" and alias.arch
             try:
                 library = defaults(str(alias.arch), size) if timm_row else None
-                preprocess, why = derive(readme.recipe, size, library), ""
+                pct = row.cells.get("crop_pct")
+                pct = None if pct is None else Value(float(pct), f"the table's crop_pct (line {row.line})")
+                preprocess, why = derive(readme.recipe, size, library, pct), ""
             except (Undetermined, ValueError) as exc:
                 preprocess, why = None, str(exc)  # refused (or kept from the file) by the writer
             if not sized and preprocess is not None:

@@ -62,8 +62,9 @@ HEADINGS: tuple[tuple[str, str], ...] = (
     ("flops", r"(?P<prefix>[gmb])?flops(\((?P<unit>[gmb])\))?"),
     ("params", r"params(\(m\))?|#params|参数量?(\(m\))?"),
     ("input_size", r"input_?size|input|size|resolution|输入尺寸|输入大小|img_?size"),
+    ("crop_pct", r"crop_?pct|crop_?ratio"),
 )
-VALUE_COLUMNS = ("top1", "top5", "flops", "params", "input_size")
+VALUE_COLUMNS = ("top1", "top5", "flops", "params", "input_size", "crop_pct")
 MISSING = {"", "-", "–", "—", "/", "n/a", "na", "none", "null"}
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)%?|(\d+)\s*[x×*]\s*\d+")
 _NAV_LINE = re.compile(r"skip to content|latest commit|history|file metadata and controls|readme\.md|"

@@ -239,15 +239,16 @@ def _mean_std(recipe: Recipe, names: Mapping[str, Any],
     raise Undetermined("mean/std (no Normalize values in the README, no library defaults for this row)")
 
 
-def derive(recipe: Recipe, size: int | None,
-           library: Mapping[str, Value] | None = None) -> dict[str, Value]:
-    """The preprocessing of one row of input size `size`: PreprocessSpec keys -> Value.
-    Raises Undetermined naming the value nothing determines."""
+def derive(recipe: Recipe, size: int | None, library: Mapping[str, Value] | None = None,
+           crop_pct: Value | None = None) -> dict[str, Value]:
+    """The preprocessing of one row of input size `size` (and crop_pct, where the table has a
+    column for it): PreprocessSpec keys -> Value. Raises Undetermined naming the value nothing
+    determines."""
     names: dict[str, Any] = {n: v.value for n, v in recipe.names.items()}
     out: dict[str, Value] = {}
     resize_step, crop_step = recipe.steps.get("resize"), recipe.steps.get("crop")
     resize_node, interp_node = resize_step[0] if resize_step else (None, None)
-    crop_pct = recipe.names.get("crop_pct") or (library or {}).get("crop_pct")
+    crop_pct = crop_pct or recipe.names.get("crop_pct") or (library or {}).get("crop_pct")
 
     # the crop: the row's input size wherever the README crops (or says nothing of a crop)
     literal_crop, where = None, "the table's input size"
