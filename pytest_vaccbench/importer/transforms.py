@@ -29,10 +29,10 @@ SIZE_NAMES = {"input_size", "img_size", "imgsize", "image_size", "size", "crop_s
               "test_size", "input_shape"}
 # `name = value` / `name: value` in the text (code blocks, config snippets, prose).
 _ASSIGNMENT = re.compile(r"\b([A-Za-z_]\w*)\s*[=:]\s*(\[[^\]\n]*\]|\([^)\n]*\)|\d+(?:\.\d+)?)")
-_CROP_PCT = re.compile(r"crop[_ ]?(?:pct|ratio)\D{0,12}?(0?\.\d+|1\.0)\b", re.I)
+_CROP_PCT = re.compile(r"crop[_ ]?(?:pct|ratio)\s*(?:[=:：]|is|为|of)?\s*(0?\.\d+|1\.0)\b", re.I)
 _PROSE_RESIZE = re.compile(r"resize\s*(?:至|到|to|成)\s*(\d{2,4})", re.I)
 _PROSE_CROP = re.compile(r"crop\s*(?:出|至|到|to|of|成)\s*(\d{2,4})", re.I)
-_PROSE_INTERPOLATION = re.compile(r"\b(bicubic|bilinear|lanczos|nearest)\b", re.I)
+_PROSE_INTERPOLATION = re.compile(r"(?<![A-Za-z])(bicubic|bilinear|lanczos|nearest)(?![A-Za-z_])", re.I)
 
 
 @dataclass(frozen=True)
