@@ -423,3 +423,34 @@ def test_a_key_that_differs_only_in_case_updates_the_entry(tmp_path, project_roo
     assert data["models"]["timm-ghostnet_100"]["arch"] == "ghostnet_100"
     assert any("timm-GhostNet_100 is models.timm-ghostnet_100 of" in p.message and "up to case" in p.message
                for p in result.problems)
+
+
+LITERAL_WITH_OTHER_SIZES = """
+# MobileNetV2
+MobileNetV2: Inverted Residuals and Linear Bottlenecks
+
+```python
+[
+    torchvision.transforms.Resize(256),
+    torchvision.transforms.CenterCrop(224),
+    torchvision.transforms.ToTensor(),
+    torchvision.transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+]
+```
+
+| 模型 | 源码 | top1 | top5 | flops(M) | params(M) | input size |
+|---|---|---|---|---|---|---|
+| mobilenetv2 | timm | 72.956 | 91.010 | 327.544 | 3.5 | 224 |
+| mobilenetv2 | keras | 71.8 | 91.0 | 612.1 | 3.5 | 299 |
+"""
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_row_of_another_size_than_the_literal_crop_gets_its_own_preprocessing(tmp_path, style):
+    got = imported(tmp_path, LITERAL_WITH_OTHER_SIZES, style, check=builds({"mobilenetv2_100"}))
+    timm_row, keras_row = got["family"].models.values()
+    assert geometry(timm_row.preprocess) == (256, "short-side", 224, "bilinear")  # the README's, as written
+    assert geometry(keras_row.preprocess) == (341, "short-side", 299, "bilinear")  # not run at 224
+    assert dict(got["data"]["models"]["keras-mobilenetv2"]["preprocess"]) == {"resize": 341, "crop": 299}
+    assert "crop: 299                       # the table's input size (the README's 224 is another row's)" \
+        in got["text"]

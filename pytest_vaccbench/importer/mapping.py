@@ -55,8 +55,9 @@ def map_models(readme: Readme, check: ArchCheck = installed_arch,
                 preprocess, why = None, str(exc)  # refused (or kept from the file) by the writer
             if not sized and preprocess is not None:
                 size = preprocess["crop"].value or preprocess["resize"].value
-                problems.append(Problem(table.line, f"{key}: no input size column: input_size is the "
-                                                    f"crop, {size}"))
+                if not any(p.line == table.line and "no input size column" in p.message for p in problems):
+                    problems.append(Problem(table.line, f"no input size column: input_size is the crop, "
+                                                        f"{size}"))
             source = row.sources[0] if len(row.sources) == 1 else list(row.sources)
             fields: dict[str, Any] = {"name": row.name, "source": source,
                                       "library": alias.library, "arch": alias.arch}
