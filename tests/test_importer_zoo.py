@@ -205,7 +205,8 @@ def test_0_255_mean_std_normalise_to_the_same_range_as_0_1_ones(tmp_path):
 
 
 def test_a_table_without_source_column_and_no_source_in_the_text_is_refused(tmp_path):
-    readme = write(tmp_path, "# Foo\n| model | top1 | top5 |\n|---|---|---|\n| foo | 70.1 | 89.0 |\n", "markdown")
+    table = "| model | top1 | top5 |\n|---|---|---|\n| foo | 70.1 | 89.0 |\n"
+    readme = write(tmp_path, "# Foo\n" + table, "markdown")
     with pytest.raises(VaccbenchError, match=re.escape(f"{readme}: the model table at line 2 has no "
                                                        "source column and it names no source")):
         import_readme(readme, tmp_path / "foo.yaml")
@@ -269,14 +270,15 @@ def test_without_a_transforms_list_timm_rows_take_timms_pretrained_config(tmp_pa
         assert (spec.interpolation, spec.mean, spec.std) == (
             config["interpolation"], config["mean"], config["std"])
         want = pipeline(Image.open(tmp_path / "photo.png").convert("RGB")).numpy()
-        # timm resizes with antialias on tensors' PIL path: the same PIL bicubic resize
+        # timm's eval transform resizes the PIL image, as the reference backend does
         np.testing.assert_allclose(preprocess(tmp_path / "photo.png", spec), want, atol=1e-5)
     # seresnet152d at 320 is timm's test size: crop_pct 1.0, not the 224-row's
     assert geometry(models["timm-seresnet152d"].preprocess) == (320, "short-side", 320, "bicubic")
     data = got["data"]
     assert "preprocess" not in data["models"]["timm-seresnet50"]  # the family block is its
     assert dict(data["models"]["timm-seresnet152d"]["preprocess"]) == {"resize": 320, "crop": 320}
-    assert "# floor(320 / crop_pct 1.0), timm pretrained_cfg of seresnet152d: test_crop_pct 1.0" in got["text"]
+    assert ("# floor(320 / crop_pct 1.0), timm pretrained_cfg of seresnet152d: test_crop_pct 1.0"
+            in got["text"])
 
 
 WORDS_ONLY = """
@@ -414,8 +416,8 @@ def test_aliases_match_by_case_and_a_reimport_does_not_duplicate(tmp_path, proje
 def test_a_key_that_differs_only_in_case_updates_the_entry(tmp_path, project_root):
     out = tmp_path / "ghostnet.yaml"
     out.write_text((project_root / "baselines" / "ghostnet.yaml").read_text())
-    readme = write(tmp_path, NEWER_GHOSTNET.replace("| ghostnet_100 | timm | 73.974", "| GhostNet_100 | timm | 74.0"),
-                   "markdown")
+    renamed = NEWER_GHOSTNET.replace("| ghostnet_100 | timm | 73.974", "| GhostNet_100 | timm | 74.0")
+    readme = write(tmp_path, renamed, "markdown")
     result = import_readme(readme, out, check=builds({"ghostnet_050", "ghostnet_100", "ghostnet_130"}))
     data = read_yaml(out)
     assert list(data["models"]) == ["timm-ghostnet_100"] and result.added == []

@@ -54,7 +54,6 @@ class Recipe:
     names: dict[str, Value] = field(default_factory=dict)
     prose: dict[str, Value] = field(default_factory=dict)  # resize/crop/interpolation in words
     listed: bool = False  # a transforms list was found
-    to_tensor: bool = False
 
 
 class Undetermined(Exception):
@@ -123,8 +122,6 @@ def read_recipe(text: str) -> tuple[Recipe, list[Problem]]:
     for match in _TRANSFORM.finditer(text):
         line, name = _line_of(text, match.start()), match.group(1)
         recipe.listed = True
-        if name in ("ToTensor", "PILToTensor"):
-            recipe.to_tensor = True
         if name in _IGNORED_TRANSFORMS:
             continue
         args_src = _call_args(text, match.end() - 1) or "("
@@ -196,7 +193,7 @@ def timm_defaults(arch: str, size: int | None) -> dict[str, Value] | None:
     if cfg is None:
         return None
     where = f"timm pretrained_cfg of {arch}"
-    test = cfg.test_input_size is not None and size is not None and tuple(cfg.test_input_size[1:]) == (size, size)
+    test = cfg.test_input_size is not None and tuple(cfg.test_input_size[1:]) == (size, size)
     crop_pct = cfg.test_crop_pct if test and cfg.test_crop_pct else cfg.crop_pct
     return {"crop_pct": Value(crop_pct, f"{where}: {'test_' if test else ''}crop_pct {crop_pct}"),
             "crop_mode": Value(cfg.crop_mode or "center", f"{where}: crop_mode {cfg.crop_mode}"),
@@ -296,11 +293,12 @@ def derive(recipe: Recipe, size: int | None, library: Mapping[str, Value] | None
         if crop_pct is None:
             raise Undetermined("the resize (no literal Resize size, no crop_pct in the README or "
                                "the library's defaults)")
-        squash = library is not None and library["crop_mode"].value == "squash"
+        mode = library["crop_mode"] if library else Value("center", "crop_pct: short side, then centre crop")
+        if mode.value not in ("center", "squash"):
+            raise Undetermined(f"the geometry ({mode.source}: only center and squash are emulated)")
         value = math.floor(size / crop_pct.value)
         out["resize"] = Value(value, f"floor({size} / crop_pct {crop_pct.value}), {crop_pct.source}")
-        out["resize_mode"] = Value("square" if squash else "short-side",
-                                   library["crop_mode"].source if library else "crop_pct: short side, then centre crop")
+        out["resize_mode"] = Value("square" if mode.value == "squash" else "short-side", mode.source)
     if not crops:
         out["crop"] = Value(None, "no crop in the README's transforms list")
         if out["resize"].value != size:
@@ -339,7 +337,7 @@ def parse_transforms(text: str) -> tuple[PreprocessSpec | None, list[Problem]]:
     recipe, problems = read_recipe(text)
     if not recipe.steps:
         return None, problems
-    literal = Recipe(recipe.steps, {}, {}, recipe.listed, recipe.to_tensor)
+    literal = Recipe(recipe.steps, {}, {}, recipe.listed)
     try:
         size = None  # without a crop, the output is the resize
         if "crop" not in recipe.steps and recipe.steps.get("resize", ((None,),))[0][0] is not None:
