@@ -456,3 +456,41 @@ def test_a_row_of_another_size_than_the_literal_crop_gets_its_own_preprocessing(
     assert dict(got["data"]["models"]["keras-mobilenetv2"]["preprocess"]) == {"resize": 341, "crop": 299}
     assert "crop: 299                       # the table's input size (the README's 224 is another row's)" \
         in got["text"]
+
+
+TORCHVISION_NO_LIST = """
+# ResNet
+ResNet: Deep Residual Learning for Image Recognition
+
+resnet系列网络的预处理与torchvision中各模型权重的默认预处理一致
+
+| model | source | top1 | top5 | input size |
+|---|---|---|---|---|
+| resnet50 | torchvision | 76.130 | 92.862 | 224 |
+| resnet50 | timm | 80.374 | 94.616 | 224 |
+| inception_v3 | torchvision | 77.294 | 93.450 | 299 |
+"""
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_torchvision_rows_take_the_transform_of_the_weights_with_their_accuracy(tmp_path, style):
+    pytest.importorskip("torchvision")
+    pytest.importorskip("timm")
+    from PIL import Image
+    from torchvision.models import Inception_V3_Weights, ResNet50_Weights
+
+    got = imported(tmp_path, TORCHVISION_NO_LIST, style)
+    models = got["family"].models
+    # resnet50 at 76.130 is IMAGENET1K_V1 (resize 256), not the DEFAULT V2 (80.858, resize 232)
+    weights = {"torchvision-resnet50": ResNet50_Weights.IMAGENET1K_V1,
+               "torchvision-inception_v3": Inception_V3_Weights.IMAGENET1K_V1}
+    pixels = np.random.default_rng(2).integers(0, 256, (330, 420, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    for key, chosen in weights.items():
+        want = chosen.transforms()(Image.open(tmp_path / "photo.png").convert("RGB")).numpy()
+        np.testing.assert_allclose(preprocess(tmp_path / "photo.png", models[key].preprocess), want,
+                                   atol=1e-5)
+    assert geometry(models["torchvision-resnet50"].preprocess) == (256, "short-side", 224, "bilinear")
+    assert geometry(models["torchvision-inception_v3"].preprocess) == (342, "short-side", 299, "bilinear")
+    assert models["timm-resnet50"].preprocess.interpolation == "bicubic"  # timm's own config
+    assert "# torchvision ResNet50_Weights.IMAGENET1K_V1 (acc@1 76.13)" in got["text"]

@@ -12,9 +12,11 @@ from .mapping import ImportedModel, map_models
 from .names import ALIASES, Alias, installed_arch, model_key, normalise
 from .readme import Readme, parse_readme, read_readme
 from .tables import Problem
-from .transforms import Value, derive, parse_transforms, read_recipe, timm_defaults
+from .transforms import (Value, derive, library_defaults, parse_transforms, read_recipe, timm_defaults,
+                         torchvision_defaults)
 from .writing import ImportResult, import_readme, merge_baseline
 
 __all__ = ["ALIASES", "Alias", "ImportResult", "ImportedModel", "Problem", "Readme", "Value", "derive",
-           "import_readme", "installed_arch", "map_models", "merge_baseline", "model_key", "normalise",
-           "parse_readme", "parse_transforms", "read_readme", "read_recipe", "timm_defaults"]
+           "import_readme", "installed_arch", "library_defaults", "map_models", "merge_baseline",
+           "model_key", "normalise", "parse_readme", "parse_transforms", "read_readme", "read_recipe",
+           "timm_defaults", "torchvision_defaults"]

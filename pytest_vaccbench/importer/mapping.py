@@ -9,9 +9,9 @@ from typing import Any, Callable, Mapping
 from .names import ArchCheck, find_key, installed_arch, resolve
 from .readme import Readme
 from .tables import Problem
-from .transforms import Undetermined, Value, derive, timm_defaults
+from .transforms import Undetermined, Value, derive, library_defaults
 
-LibraryDefaults = Callable[[str, "int | None"], "dict[str, Value] | None"]
+LibraryDefaults = Callable[[str, str, "int | None", "float | None"], "dict[str, Value] | None"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def family_preprocess(models: list[ImportedModel]) -> Mapping[str, Value] | None
 
 
 def map_models(readme: Readme, check: ArchCheck = installed_arch,
-               defaults: LibraryDefaults = timm_defaults) -> tuple[list[ImportedModel], list[Problem]]:
+               defaults: LibraryDefaults = library_defaults) -> tuple[list[ImportedModel], list[Problem]]:
     """Each table row -> its baseline key and README-derived fields, in table order."""
     problems: list[Problem] = []
     models: dict[str, ImportedModel] = {}
@@ -45,9 +45,11 @@ def map_models(readme: Readme, check: ArchCheck = installed_arch,
                 continue
             size = row.cells.get("input_size")
             size = None if size is None else int(size)
-            timm_row = row.sources[0] == "timm" and alias.library == "timm" and alias.arch
+            own_library = row.sources[0] == alias.library and alias.arch  # a timm or torchvision row
+            top1 = row.cells.get("top1")
             try:
-                library = defaults(str(alias.arch), size) if timm_row else None
+                library = (defaults(str(alias.library), str(alias.arch), size,
+                                    None if top1 is None else float(top1)) if own_library else None)
                 pct = row.cells.get("crop_pct")
                 pct = None if pct is None else Value(float(pct), f"the table's crop_pct (line {row.line})")
                 preprocess, why = derive(readme.recipe, size, library, pct), ""

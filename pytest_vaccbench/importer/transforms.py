@@ -6,7 +6,8 @@ are given elsewhere in the text), or in words only ("resize至256 ... crop出224
 keeps what the text says; `derive` completes it for one row from, in this order: the
 README (literal steps, values assigned in the text, crop_pct in prose), the row's input size
 from the table, and the source library's own defaults (timm's pretrained config for a timm
-row: crop_pct, interpolation, mean, std). Every value carries where it came from; a value
+row: crop_pct, interpolation, mean, std; the transform of the torchvision weights whose
+acc@1 is the row's top1, for a torchvision row). Every value carries where it came from; a value
 nothing determines is reported, never guessed.
 """
 
@@ -202,6 +203,44 @@ def timm_defaults(arch: str, size: int | None) -> dict[str, Value] | None:
             "std": Value([float(v) for v in cfg.std], where)}
 
 
+def torchvision_defaults(arch: str, size: int | None, top1: float | None) -> dict[str, Value] | None:
+    """The evaluation transform of the torchvision weights whose ImageNet acc@1 is the README's
+    top1 (within 0.5 points; `arch` has several: IMAGENET1K_V1, _V2 ...): resize and crop sizes,
+    interpolation, mean, std. None without torchvision, or without such weights."""
+    try:
+        from torchvision.models import get_model_weights
+    except ImportError:
+        return None
+    try:
+        weights = list(get_model_weights(arch))
+    except (KeyError, ValueError):
+        return None
+    scored = [(abs(w.meta["_metrics"]["ImageNet-1K"]["acc@1"] - top1), w) for w in weights
+              if top1 is not None and "ImageNet-1K" in w.meta.get("_metrics", {})]
+    if not scored or min(scored, key=lambda s: s[0])[0] > 0.5:
+        return None
+    chosen = min(scored, key=lambda s: s[0])[1]
+    transform = chosen.transforms()
+    accuracy = chosen.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+    where = f"torchvision {type(chosen).__name__}.{chosen.name} (acc@1 {accuracy})"
+    return {"resize": Value(int(transform.resize_size[0]), where),
+            "crop": Value(int(transform.crop_size[0]), where),
+            "crop_mode": Value("center", where),
+            "interpolation": Value(transform.interpolation.value, where),
+            "mean": Value([float(v) for v in transform.mean], where),
+            "std": Value([float(v) for v in transform.std], where)}
+
+
+def library_defaults(library: str, arch: str, size: int | None,
+                     top1: float | None) -> dict[str, Value] | None:
+    """The source library's own evaluation recipe for a row (timm or torchvision), else None."""
+    if library == "timm":
+        return timm_defaults(arch, size)
+    if library == "torchvision":
+        return torchvision_defaults(arch, size, top1)
+    return None
+
+
 # --- one row ------------------------------------------------------------------------------------
 
 
@@ -263,7 +302,8 @@ def derive(recipe: Recipe, size: int | None, library: Mapping[str, Value] | None
     if size is None:
         raise Undetermined("the input size (no input size column, no crop in the README)")
     names.update({n: size for n in SIZE_NAMES})
-    crops = crop_step is not None or (not recipe.listed and ("crop" in recipe.prose or crop_pct))
+    crops = crop_step is not None or (not recipe.listed and ("crop" in recipe.prose or crop_pct
+                                                              or "crop" in (library or {})))
     if crops:
         out["crop"] = Value(size, where if literal_crop in (None, size) else
                             f"the table's input size (the README's {literal_crop} is another row's)")
@@ -289,6 +329,12 @@ def derive(recipe: Recipe, size: int | None, library: Mapping[str, Value] | None
         value = math.floor(size * literal_resize / literal_crop)
         out["resize"] = Value(value, f"floor({size} * {literal_resize} / {literal_crop}): the README's "
                                      "resize/crop ratio at the table's input size")
+    if "resize" not in out and crop_pct is None and library is not None and "resize" in library:
+        resize, crop = library["resize"].value, library["crop"].value  # sizes, not a ratio
+        value = resize if size == crop else math.floor(size * resize / crop)
+        out["resize"] = Value(value, library["resize"].source + ("" if size == crop else
+                                                                 f": floor({size} * {resize} / {crop})"))
+        out["resize_mode"] = Value("short-side", library["resize"].source)
     if "resize" not in out:
         if crop_pct is None:
             raise Undetermined("the resize (no literal Resize size, no crop_pct in the README or "

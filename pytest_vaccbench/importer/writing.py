@@ -19,7 +19,7 @@ from .mapping import ImportedModel, LibraryDefaults, family_preprocess, map_mode
 from .names import ArchCheck, find_key, installed_arch
 from .readme import Readme, read_readme
 from .tables import Problem
-from .transforms import Value, timm_defaults
+from .transforms import Value, library_defaults
 
 COMMENT_COLUMN = 38
 
@@ -240,7 +240,7 @@ def family_name(readme: Readme, family: str | None, out: Path | None) -> str:
 
 def import_readme(readme_path: Path | str, out: Path | str | None = None, family: str | None = None,
                   check: ArchCheck = installed_arch, baselines_dir: Path | str = "baselines",
-                  defaults: LibraryDefaults = timm_defaults) -> ImportResult:
+                  defaults: LibraryDefaults = library_defaults) -> ImportResult:
     """Write (or update) the baseline file of the family a README describes."""
     readme = read_readme(readme_path)
     out_path = Path(out) if out is not None else None
