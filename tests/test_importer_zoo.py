@@ -494,3 +494,18 @@ def test_torchvision_rows_take_the_transform_of_the_weights_with_their_accuracy(
     assert geometry(models["torchvision-inception_v3"].preprocess) == (342, "short-side", 299, "bilinear")
     assert models["timm-resnet50"].preprocess.interpolation == "bicubic"  # timm's own config
     assert "# torchvision ResNet50_Weights.IMAGENET1K_V1 (acc@1 76.13)" in got["text"]
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ("transforms.Resize(input_size / 0)\ntransforms.CenterCrop(input_size)", "input_size / 0: division by zero"),
+    ("transforms.Resize(scale_size)\ntransforms.CenterCrop(input_size)\ncrop_pct = 1.5",
+     "crop_pct 1.5 (crop_pct = 1.5 in the README (line 3)) is not in (0, 1]"),
+    ("transforms.Resize(256)\ntransforms.CenterCrop(224)\ntransforms.Normalize(mean, std)\nmean = [1, 2]\nstd = [1, 2]",
+     "[1, 2] (mean = [1, 2] in the README (line 4)) is not three numbers"),
+    ("transforms.Resize(os.system('x'))\ntransforms.CenterCrop(224)", "is not a value the importer evaluates"),
+])
+def test_a_recipe_it_cannot_evaluate_is_refused_with_the_reason(tmp_path, recipe, message):
+    table = "\n| model | source | top1 | input size |\n|---|---|---|---|\n| net | official | 70.0 | 224 |\n"
+    readme = write(tmp_path, recipe + table, "markdown")
+    with pytest.raises(VaccbenchError, match=re.escape(message)):
+        import_readme(readme, tmp_path / "net.yaml", check=builds(set()))

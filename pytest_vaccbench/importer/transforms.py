@@ -103,13 +103,25 @@ def _evaluate(node: ast.expr, names: Mapping[str, Any]) -> Any:
         return [_evaluate(e, names) for e in node.elts]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         return -_evaluate(node.operand, names)
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        return _OPERATORS[type(node.op)](_evaluate(node.left, names), _evaluate(node.right, names))
-    if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
-        func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if func in _FUNCTIONS:
-            return _FUNCTIONS[func](_evaluate(node.args[0], names))
+    try:
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](_evaluate(node.left, names), _evaluate(node.right, names))
+        if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if func in _FUNCTIONS:
+                return _FUNCTIONS[func](_evaluate(node.args[0], names))
+    except (ArithmeticError, TypeError) as exc:
+        raise ValueError(f"{ast.unparse(node)}: {exc}") from None
     raise ValueError(f"{ast.unparse(node)} is not a value the importer evaluates")
+
+
+def _channels(value: Value) -> Value:
+    """mean or std: three numbers."""
+    items = value.value
+    if not isinstance(items, (list, tuple)) or len(items) != 3 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        raise ValueError(f"{items!r} ({value.source}) is not three numbers")
+    return Value([float(v) for v in items], value.source)
 
 
 def _line_of(text: str, position: int) -> int:
@@ -267,9 +279,9 @@ def _mean_std(recipe: Recipe, names: Mapping[str, Any],
         else:
             named = isinstance(mean_node, ast.Name) and mean_node.id in recipe.names
             where = recipe.names[mean_node.id].source if named else f"{written} (line {line})"
-            return Value([float(v) for v in mean], where), Value([float(v) for v in std], where)
+            return _channels(Value(mean, where)), _channels(Value(std, where))
     if "mean" in recipe.names and "std" in recipe.names:
-        return recipe.names["mean"], recipe.names["std"]
+        return _channels(recipe.names["mean"]), _channels(recipe.names["std"])
     if library is not None:
         return library["mean"], library["std"]
     raise Undetermined("mean/std (no Normalize values in the README, no library defaults for this row)")
@@ -342,6 +354,8 @@ def derive(recipe: Recipe, size: int | None, library: Mapping[str, Value] | None
         mode = library["crop_mode"] if library else Value("center", "crop_pct: short side, then centre crop")
         if mode.value not in ("center", "squash"):
             raise Undetermined(f"the geometry ({mode.source}: only center and squash are emulated)")
+        if not 0 < crop_pct.value <= 1:
+            raise ValueError(f"crop_pct {crop_pct.value} ({crop_pct.source}) is not in (0, 1]")
         value = math.floor(size / crop_pct.value)
         out["resize"] = Value(value, f"floor({size} / crop_pct {crop_pct.value}), {crop_pct.source}")
         out["resize_mode"] = Value("square" if mode.value == "squash" else "short-side", mode.source)
