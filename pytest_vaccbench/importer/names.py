@@ -151,7 +151,7 @@ def resolve(row: TableRow, check: ArchCheck, problems: list[Problem]) -> tuple[s
     if alias is None and row.sources[0] in BUILD_LIBRARIES:
         alias = Alias(row.sources[0], normalise(row.name))
     if alias is None:
-        guess = normalise(row.name).replace("-", "_")
+        guess = normalise(row.name)
         known = check("timm", guess)
         if known:
             alias = _timm(guess, "guessed from the README name: check it is the same network")
