@@ -503,6 +503,8 @@ def test_torchvision_rows_take_the_transform_of_the_weights_with_their_accuracy(
     ("transforms.Resize(256)\ntransforms.CenterCrop(224)\ntransforms.Normalize(mean, std)\nmean = [1, 2]\nstd = [1, 2]",
      "[1, 2] (mean = [1, 2] in the README (line 4)) is not three numbers"),
     ("transforms.Resize(os.system('x'))\ntransforms.CenterCrop(224)", "is not a value the importer evaluates"),
+    ("transforms.Resize(200)\ntransforms.CenterCrop(input_size)\ntransforms.Normalize([0.5] * 3, [0.5] * 3)",
+     "the resize to 200 (Resize(200) (line 1)) is smaller than the row's 224 crop"),
 ])
 def test_a_recipe_it_cannot_evaluate_is_refused_with_the_reason(tmp_path, recipe, message):
     table = "\n| model | source | top1 | input size |\n|---|---|---|---|\n| net | official | 70.0 | 224 |\n"

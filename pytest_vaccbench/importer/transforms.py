@@ -359,6 +359,9 @@ def derive(recipe: Recipe, size: int | None, library: Mapping[str, Value] | None
         value = math.floor(size / crop_pct.value)
         out["resize"] = Value(value, f"floor({size} / crop_pct {crop_pct.value}), {crop_pct.source}")
         out["resize_mode"] = Value("square" if mode.value == "squash" else "short-side", mode.source)
+    if crops and out["resize"].value < size:
+        raise ValueError(f"the resize to {out['resize'].value} ({out['resize'].source}) is smaller than "
+                         f"the row's {size} crop")
     if not crops:
         out["crop"] = Value(None, "no crop in the README's transforms list")
         if out["resize"].value != size:
