@@ -173,6 +173,18 @@ def _opened(path: str | Path) -> Iterator[Any]:
         raise ImageDecodeError(f"cannot decode image: {exc}", path) from None
 
 
+def check_pixels(path: str | Path) -> None:
+    """ImageTooLargeError when the image's header declares more than MAX_PIXELS pixels; a
+    file Pillow cannot read is left to the decoder (OpenCV has its own limit)."""
+    try:
+        with _opened(path):
+            pass
+    except ImageTooLargeError:
+        raise
+    except ImageDecodeError:
+        pass
+
+
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
@@ -205,13 +217,7 @@ def decode_cv2_rgb(path: str | Path) -> np.ndarray:
     """Decode with OpenCV (as the accelerator's tools do), BGR -> RGB: uint8 (H, W, 3)."""
     import cv2
 
-    try:
-        with _opened(path):  # the pixel limit, from the header
-            pass
-    except ImageTooLargeError:
-        raise
-    except ImageDecodeError:  # a format Pillow does not read: OpenCV's own limit applies
-        pass
+    check_pixels(path)
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
@@ -319,5 +325,5 @@ def preprocess(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
     return normalize(load_crop(path, spec)[None], spec)[0]
 
 
-__all__ = ["PreprocessSpec", "load_crop", "resize_crop", "normalize", "preprocess", "decode_rgb",
+__all__ = ["PreprocessSpec", "load_crop", "check_pixels", "MAX_PIXELS", "resize_crop", "normalize", "preprocess", "decode_rgb",
            "decode_cv2_rgb", "resized_size", "crop_box", "IMAGENET_MEAN", "IMAGENET_STD"]
