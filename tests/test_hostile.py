@@ -43,7 +43,7 @@ def test_the_project_passes_as_made(project: Hostile) -> None:
 
 # -- names from a baseline file that become paths --------------------------------------------
 
-def test_family_and_model_keys_with_path_parts_stay_in_the_cache(project: Hostile, tmp_path: Path) -> None:
+def test_family_and_model_keys_with_path_parts_stay_in_the_cache(project: Hostile) -> None:
     outside = Path("/tmp") / f"vaccbench-hostile-{uuid.uuid4().hex}"
     project.baseline(model("../../escaped-key") + model(str(outside)), family="../../escaped-family")
     before = snapshot(project.root.parent, project.cache)
@@ -117,7 +117,7 @@ def test_16_bit_grayscale_png_reads_as_opencv_reads_it(project: Hostile) -> None
     cached = np.load(entry)[0]  # the crop the run used, from the image cache
     spec = PreprocessSpec(resize=16, crop=16)
     by_opencv = resize_crop(np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1]), spec)
-    assert np.array_equal(cached, by_opencv) and 0 < cached.max() < 255
+    assert np.array_equal(cached, by_opencv) and len(np.unique(cached)) > 10  # not a white image
 
 
 def test_image_replaced_with_same_size_and_time_is_not_served_stale(project: Hostile) -> None:
