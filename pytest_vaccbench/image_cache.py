@@ -38,6 +38,7 @@ from .safefiles import FILE_MODE, owner_tag, remove_orphans
 
 FORMAT = 1
 _CRC_BLOCK = 1 << 24  # bytes per crc32 call: bounded memory, and the GIL is released
+_READ_BLOCK = 1 << 20  # bytes per read while digesting an image file
 
 
 class CacheMiss(Exception):
@@ -56,11 +57,13 @@ def files_digest(samples: Sequence[Sample]) -> str:
     for s in samples:
         try:
             with open(s.path, "rb") as handle:
-                content = hashlib.file_digest(handle, "sha256").hexdigest()
+                content = hashlib.sha256()
+                for block in iter(lambda: handle.read(_READ_BLOCK), b""):
+                    content.update(block)
                 size = os.fstat(handle.fileno()).st_size
         except OSError as exc:
             raise ImageDecodeError(f"cannot read image file: {exc.strerror}", s.path) from None
-        h.update(f"{os.path.abspath(s.path)}\t{size}\t{content}\n".encode())
+        h.update(f"{os.path.abspath(s.path)}\t{size}\t{content.hexdigest()}\n".encode())
     return h.hexdigest()
 
 
