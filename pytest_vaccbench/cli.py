@@ -19,7 +19,8 @@ Handler = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], None]
 COMMAND_MODULES: list[str] = ["pytest_vaccbench.importer", "pytest_vaccbench.prep",
                               "pytest_vaccbench.history", "pytest_vaccbench.export",
-                              "pytest_vaccbench.calibration"]
+                              "pytest_vaccbench.calibration",
+                              "pytest_vaccbench.cli_compare", "pytest_vaccbench.cli_cache"]
 _COMMANDS: dict[str, tuple[Configure, Handler, str]] = {}
 
 
@@ -83,5 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m: subcommands register with the importable module
+    from pytest_vaccbench.cli import main as _main
+
+    sys.exit(_main())

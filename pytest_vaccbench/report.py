@@ -16,8 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+import numpy as np
+
 from . import __version__
 from .gate import STALE
+from .metrics import per_class
 from .run import Result
 
 PROPERTY = "vaccbench"  # the user_properties key of a test's JSON payload
@@ -197,10 +200,18 @@ def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path
                 target = folder / f"{_file_name(row.name)}.npz"
                 shutil.copyfile(source, target)
                 record["predictions"] = str(target.relative_to(path.parent))
+                record["per_class"] = class_counts(target)
         records.append(record)
     document = {"tool": f"pytest-vaccbench {__version__}", "session": session, "tests": records}
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+def class_counts(predictions: Path) -> dict[str, list[int]]:
+    """Per true class index: [images, top-1 correct, top-5 correct] of a predictions file."""
+    with np.load(predictions) as saved:
+        counts = per_class(saved["top5"], saved["labels"])
+    return {str(label): list(c) for label, c in counts.items()}
 
 
 # -- HTML -------------------------------------------------------------------------------
