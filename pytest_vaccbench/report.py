@@ -38,6 +38,7 @@ class Row:
     expected: dict[str, Any] | None = None  # the payload's: top1, top5, tol1, tol5, origin
     stale: bool = False
     updated: bool = False  # its baseline entry was written by --update-baselines
+    gate: dict[str, Any] | None = None  # the payload's gate details (gate.judge), when measured
 
     @property
     def name(self) -> str:
@@ -74,6 +75,12 @@ class Row:
         value = (self.expected or {}).get("tol1" if metric == "top1" else "tol5")
         return None if value is None else float(value)
 
+    def allowed(self, metric: str) -> float | None:
+        """The difference the gate allowed: tolerance plus sampling allowance (gate.judge);
+        the tolerance alone for a payload without it."""
+        value = ((self.gate or {}).get("allowed") or {}).get(metric)
+        return self.tolerance(metric) if value is None else float(value)
+
     def delta(self, metric: str) -> float | None:
         want = self.expected_value(metric)
         if self.result is None or want is None:
@@ -95,7 +102,8 @@ class Results:
             payload = find_payload(user_properties)
             if payload is not None:
                 self.rows[nodeid] = Row(nodeid, outcome, Result(**payload["result"]),
-                                        payload.get("expected"), STALE in longrepr)
+                                        payload.get("expected"), STALE in longrepr,
+                                        gate=payload.get("gate"))
             elif outcome == "failed":  # raised before measuring: no result
                 self.rows[nodeid] = Row(nodeid, "failed")
         elif outcome == "failed":  # setup or teardown error: whatever was measured is void
@@ -237,13 +245,14 @@ def _ticks(limit: float) -> list[float]:
 
 
 def delta_plot(rows: Sequence[Row]) -> str:
-    """SVG: top1 delta per test as a dot on its tolerance band, red where the test fails.
+    """SVG: top1 delta per test as a dot on the band the gate allowed it (tolerance, dark,
+    plus sampling allowance, light), red where the test fails.
 
-    The axis spans a few tolerances; a delta beyond it is an arrow in the margin with its
+    The axis spans a few allowances; a delta beyond it is an arrow in the margin with its
     value, so that one broken build does not squash every other row.
     """
-    label_w, gutter, plot_w, row_h, top = 430, 64, 480, 24, 52
-    tols = [t for row in rows if (t := row.tolerance("top1"))]
+    label_w, gutter, plot_w, row_h, top = 430, 64, 480, 24, 66
+    tols = [t for row in rows if (t := row.allowed("top1"))]
     limit = max([1.0, *(4 * t for t in tols)])
     inside = [abs(d) for row in rows if (d := row.delta("top1")) is not None and abs(d) <= limit * 2]
     limit = max([limit, *inside]) * 1.1
@@ -255,8 +264,10 @@ def delta_plot(rows: Sequence[Row]) -> str:
     width, height = left + plot_w + gutter, top + row_h * len(rows) + 10
     out = [f'<svg id="delta-plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'role="img">',
-           f'<text x="{left}" y="16">top1 delta (measured - expected, points); '
-           'band: tolerance; red: failing</text>']
+           f'<text x="{left}" y="16">top1 delta (measured - expected, points); band: the '
+           'allowed difference</text>',
+           f'<text x="{left}" y="32">(dark: tolerance, light: + sampling allowance); '
+           'red: failing</text>']
     for tick in _ticks(limit):
         out.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 8}" y2="{height - 10}" '
                    f'stroke="{"#888" if tick == 0 else "#e4e4e4"}"/>'
@@ -268,10 +279,14 @@ def delta_plot(rows: Sequence[Row]) -> str:
         status = html.escape(row.status)
         out.append(f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end">'
                    f'{html.escape(_fit(f"{row.model} {row.run}", 64))}</text>')
-        tol, delta = row.tolerance("top1"), row.delta("top1")
-        if tol is not None:
-            out.append(f'<rect class="band" x="{x(-tol):.1f}" y="{y - 7:.1f}" '
-                       f'width="{x(tol) - x(-tol):.1f}" height="14" fill="#cfe8d0"/>')
+        tol, allowed, delta = row.tolerance("top1"), row.allowed("top1"), row.delta("top1")
+        if allowed is not None:
+            out.append(f'<rect class="band" x="{x(-allowed):.1f}" y="{y - 7:.1f}" '
+                       f'width="{x(allowed) - x(-allowed):.1f}" height="14" fill="#cfe8d0">'
+                       f'<title>allowed ±{allowed:.3f}</title></rect>')
+        if tol is not None and allowed is not None and allowed > tol:
+            out.append(f'<rect class="tolerance" x="{x(-tol):.1f}" y="{y - 7:.1f}" '
+                       f'width="{x(tol) - x(-tol):.1f}" height="14" fill="#a5d6a7"/>')
         if delta is None:
             text = "error: no result" if row.result is None else "no baseline"
             out.append(f'<text class="{status}" x="{x(0) + 8:.1f}" y="{y + 4:.1f}" '
@@ -292,7 +307,7 @@ def delta_plot(rows: Sequence[Row]) -> str:
 
 def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
     """One self-contained HTML page (inline CSS and SVG, nothing fetched): the table and the plot."""
-    head = ["model", "run", "dataset", "top1", "expected", "delta", "tolerance", "top5",
+    head = ["model", "run", "dataset", "top1", "expected", "delta", "tolerance", "allowed", "top5",
             "expected", "delta", "n", "seconds", "status"]
     body = []
     for row in rows:
@@ -301,10 +316,11 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
         if r:
             cells += [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
                       _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
-                      f"{r.top5:.3f}", _num(row.expected_value("top5"), ".3f"),
+                      _num(row.allowed("top1"), ".3f"), f"{r.top5:.3f}",
+                      _num(row.expected_value("top5"), ".3f"),
                       _num(row.delta("top5"), "+.3f"), str(r.n), f"{r.seconds:.1f}"]
         else:
-            cells += ["-"] * 9
+            cells += ["-"] * 10
         tds = "".join(f'<td class="l">{html.escape(c)}</td>' if i < 3 else f"<td>{html.escape(c)}</td>"
                       for i, c in enumerate(cells))
         body.append(f'<tr class="{html.escape(row.status)}">{tds}'

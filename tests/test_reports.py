@@ -227,10 +227,16 @@ def test_trend_without_matplotlib_says_how_to_install_it(reported, tmp_path, cap
     assert "pip install 'pytest-vaccbench[plot]'" in capsys.readouterr().err
 
 
-def test_report_paths_in_missing_folders_are_usage_errors(project: FakeProject):
-    result = project.run("--vaccbench-html=nowhere/report.html")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--vaccbench-html=nowhere/report.html: folder *nowhere does not exist*"])
+def test_report_folders_are_created_as_junitxml_does(project: FakeProject):
+    result = project.run("-k", "efficientnet_lite0", "--vaccbench-html=new/a/report.html",
+                         "--vaccbench-json=new/b/r.json", "--junitxml=new/c/junit.xml")
+    result.assert_outcomes(passed=1)
+    for path in ("new/a/report.html", "new/b/r.json", "new/c/junit.xml"):
+        assert (project.path / path).is_file(), path
+    (project.path / "blocked").write_text("a file where the folder would go")
+    result = project.run("-k", "efficientnet_lite0", "--vaccbench-json=blocked/r.json")
+    result.stdout.fnmatch_lines(["*ERROR writing JSON report blocked/r.json: *"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
 def test_an_unwritable_history_fails_the_session_with_a_message(project: FakeProject):
@@ -248,3 +254,78 @@ def test_a_difference_that_rounds_to_zero_is_shown_as_plus_zero():
     assert summary_lines([row])[2].split()[2:5] == ["79.384", "79.385", "-0.001"]
     row.expected["top1"] = 79.3841
     assert summary_lines([row])[2].split()[4] == "+0.000"
+
+
+def _gated_rows() -> list[Row]:
+    """Rows gated by the real gate on 500 of 50,000 images against a whole-set baseline of
+    70.0: 68.0 passes only on the sampling allowance, 60.0 fails beyond it."""
+    from pytest_vaccbench.baselines import Tolerance
+    from pytest_vaccbench.gate import Expectation, Images, judge
+    from pytest_vaccbench.metrics import Accuracy
+
+    expected = Expectation(70.0, 90.0, Tolerance(0.5, 0.5), "test", n=50000)
+    rows = []
+    for name, correct1 in (("rescued", 340), ("regressed", 300)):
+        verdict = judge(Accuracy(500, correct1, 450), expected,
+                        Images("imagenet-val", 500, 50000, "abc"), "pytest --update-baselines")
+        result = Result("fam", name, "onnxruntime", "fp32", "imagenet-val", "abc", 500, correct1,
+                        450, 1.0, "/nonexistent.npz", "/b.yaml")
+        rows.append(Row(f"s.yaml::fam/{name}[onnxruntime-fp32]", "passed" if verdict.passed else "failed",
+                        result, {"top1": 70.0, "top5": 90.0, "tol1": 0.5, "tol5": 0.5},
+                        gate=verdict.details))
+    assert [r.status for r in rows] == ["passed", "FAILED"]
+    assert 0.5 < abs(rows[0].delta("top1")) < rows[0].allowed("top1")  # the sampling allowance's case
+    return rows
+
+
+def test_html_band_is_the_allowance_the_gate_used():
+    import re
+
+    from pytest_vaccbench.report import html_report
+
+    rows = _gated_rows()
+    page = html_report(rows, {})
+    bands = [(float(x), float(w)) for x, w in re.findall(r'class="band" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', page)]
+    tols = [(float(x), float(w)) for x, w in re.findall(r'class="tolerance" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', page)]
+    dots = [float(cx) for cx in re.findall(r'<circle class="delta \w+" cx="([\d.]+)"', page)]
+    assert len(bands) == len(tols) == len(dots) == 2
+    for (bx, bw), (tx, tw), cx, row in zip(bands, tols, dots, rows):
+        assert bw / tw == pytest.approx(row.allowed("top1") / 0.5, rel=0.01)
+        assert (bx <= cx <= bx + bw) == (row.status == "passed")
+        assert not tx <= cx <= tx + tw  # outside the tolerance alone, in both rows
+    assert f"allowed ±{rows[0].allowed('top1'):.3f}" in page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install "
+                                             "chromium chromium-driver; .ci/run installs it)")
+def test_chromium_draws_a_row_passed_on_the_sampling_allowance_inside_its_band(tmp_path):
+    from PIL import Image
+
+    from pytest_vaccbench.report import html_report
+
+    page = tmp_path / "report.html"
+    page.write_text(html_report(_gated_rows(), {}))
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                    "--window-size=1100,500", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+
+    def near(colour: int) -> np.ndarray:
+        return ((abs(r - (colour >> 16)) < 8) & (abs(g - (colour >> 8 & 255)) < 8)
+                & (abs(b - (colour & 255)) < 8))
+
+    band = near(0xcfe8d0) | near(0xa5d6a7)  # the allowed band, its tolerance core darker
+    lines = np.nonzero(band.any(axis=1))[0]
+    groups = np.split(lines, np.nonzero(np.diff(lines) > 1)[0] + 1)
+    assert len(groups) == 2  # one band per row
+    for group, colour, inside in ((groups[0], 0x2e7d32, True), (groups[1], 0xc62828, False)):
+        ys = slice(group.min(), group.max() + 1)
+        xs = np.nonzero(band[ys].any(axis=0))[0]
+        dot = np.nonzero(near(colour)[ys].any(axis=0))[0]
+        core = np.nonzero(near(0xa5d6a7)[ys].any(axis=0))[0]
+        assert dot.size > 5, "no marker in this row"
+        centre = (dot.min() + dot.max()) / 2
+        assert (xs.min() < centre < xs.max()) == inside
+        assert not core.min() <= centre <= core.max()  # outside the tolerance alone
