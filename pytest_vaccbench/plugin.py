@@ -411,7 +411,7 @@ class VaccbenchSession:
             return
         datasets = sorted({row.result.dataset for row in self.results if row.result})
         terminalreporter.section(f"vaccbench accuracy on {', '.join(datasets) or '-'}")
-        for line in summary_lines(self.results):
+        for line in summary_lines(self.results, self.config.get_terminal_writer().fullwidth):
             terminalreporter.write_line(line)
         for row in self.results:
             if row.result and row.result.excluded:

@@ -145,41 +145,56 @@ def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else format(round(value, 3) + 0.0, spec)
 
 
-def _fit(text: str, width: int) -> str:
-    """Shorten in the middle, where model names differ least."""
-    if len(text) <= width:
-        return text
-    keep = width - 1
-    return text[:keep - keep // 2] + "~" + text[len(text) - keep // 2:]
-
-
 COLUMNS = (("top1", 7), ("expect", 7), ("delta", 7), ("tol", 5), ("top5", 7), ("delta5", 7),
            ("n", 6))
 
 
-def summary_lines(rows: Iterable[Row], max_width: int = 120) -> list[str]:
-    """One row per test: model, backend/precision, top1 measured/expected/delta/tolerance,
-    top5 and its delta, n, status; at most `max_width` columns (long model names shortened)."""
-    rows = list(rows)
-    cells = []
+def _numbers(row: Row) -> list[str]:
+    r = row.result
+    if r is None:
+        return ["-"] * len(COLUMNS)
+    return [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
+            _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
+            f"{r.top5:.3f}", _num(row.delta("top5"), "+.3f"), str(r.n)]
+
+
+def summary_lines(rows: Iterable[Row], width: int = 80) -> list[str]:
+    """The terminal table in `width` columns: per model family a heading line, then per test
+    the model key, backend/precision, top1 measured/expected/delta/tolerance, top5 and its
+    delta, n and status. Names are never shortened: a key too long for its column takes a
+    line of its own; when not even the run fits beside the numbers (80 columns), every test
+    takes two lines, its key and run, then the numbers."""
+    by_family: dict[str, list[Row]] = {}
     for row in rows:
-        r = row.result
-        model, run = row.model, row.run
-        numbers = ["-"] * len(COLUMNS)
-        if r:
-            numbers = [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
-                       _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
-                       f"{r.top5:.3f}", _num(row.delta("top5"), "+.3f"), str(r.n)]
-        cells.append((model, run, numbers, row.status))
-    fixed = sum(w + 1 for _, w in COLUMNS) + 2 + max([len("status"), *(len(c[3]) for c in cells)])
-    run_w = max([3, *(len(c[1]) for c in cells)])
-    model_w = max(10, min(max([5, *(len(c[0]) for c in cells)]), max_width - fixed - run_w - 1))
-    header = (f"{'model':<{model_w}} {'run':<{run_w}} "
-              + " ".join(f"{name:>{w}}" for name, w in COLUMNS) + "  status")
-    lines = [header, "-" * len(header)]
-    for model, run, numbers, status in cells:
-        lines.append(f"{_fit(model, model_w):<{model_w}} {run:<{run_w}} "
-                     + " ".join(f"{v:>{w}}" for v, (_, w) in zip(numbers, COLUMNS)) + f"  {status}")
+        by_family.setdefault(row.model.partition("/")[0], []).append(row)
+    every = [row for group in by_family.values() for row in group]
+    status_w = max([len("status"), *(len(row.status) for row in every)])
+    numbers_w = sum(w + 1 for _, w in COLUMNS) + 1 + status_w  # "top1 ... n  status"
+    run_w = max([len("run"), *(len(row.run) for row in every)])
+    longest = max([len("model"), *(len(row.model.partition("/")[2]) + 2 for row in every)])
+    room = width - 2 - run_w - numbers_w  # for the model key column
+    key_w, narrow = min(longest, room), room < 16
+    numbers_head = " ".join(f"{name:>{w}}" for name, w in COLUMNS) + "  status"
+    if narrow:
+        indent = max(0, width - numbers_w - 1)  # then a space, then the numbers
+        lines = ["model  run", f"{'':<{indent}} {numbers_head}"]
+    else:
+        lines = [f"{'model':<{key_w}} {'run':<{run_w}} {numbers_head}"]
+    lines.append("-" * min(width, max(map(len, lines))))
+    for family, group in by_family.items():
+        lines.append(family)
+        for row in group:
+            key = "  " + row.model.partition("/")[2]
+            numbers = " ".join(f"{v:>{w}}" for v, (_, w) in zip(_numbers(row), COLUMNS))
+            numbers += f"  {row.status}"
+            if narrow:
+                label = f"{key}  {row.run}"
+                lines += [label] if len(label) <= width else [key, f"    {row.run}"]
+                lines.append(f"{'':<{indent}} {numbers}")
+            elif len(key) > key_w:
+                lines += [key, f"{'':<{key_w}} {row.run:<{run_w}} {numbers}"]
+            else:
+                lines.append(f"{key:<{key_w}} {row.run:<{run_w}} {numbers}")
     return lines
 
 
@@ -277,8 +292,11 @@ def delta_plot(rows: Sequence[Row]) -> str:
         y = top + row_h * i + row_h / 2
         colour = "#c62828" if row.status in FAILING else "#2e7d32"
         status = html.escape(row.status)
-        out.append(f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end">'
-                   f'{html.escape(_fit(f"{row.model} {row.run}", 64))}</text>')
+        label = f"{row.model} {row.run}"  # never shortened: squeezed to the margin if need be
+        squeeze = (f' textLength="{label_w - 16}" lengthAdjust="spacingAndGlyphs"'
+                   if len(label) > 64 else "")
+        out.append(f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end"{squeeze}>'
+                   f'{html.escape(label)}</text>')
         tol, allowed, delta = row.tolerance("top1"), row.allowed("top1"), row.delta("top1")
         if allowed is not None:
             out.append(f'<rect class="band" x="{x(-allowed):.1f}" y="{y - 7:.1f}" '

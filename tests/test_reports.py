@@ -59,21 +59,24 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[FakeProject, pyt
 
 
 def test_terminal_summary_has_one_row_per_test(reported):
+    """pytester's terminal is 80 columns: per test its key and run, then its numbers."""
     _, result = reported
     lines = result.stdout.lines
     start = next(i for i, line in enumerate(lines) if "vaccbench accuracy on skimage-photos" in line)
-    table = lines[start + 1:start + 7]
-    assert table[0].split() == ["model", "run", "top1", "expect", "delta", "tol", "top5", "delta5",
-                                "n", "status"]
-    assert [line.split() for line in table[2:]] == [
-        ["efficientnet_lite/timm-efficientnet_lite0", "fake/fp32", "60.000", "60.000", "+0.000",
-         "0.50", "100.000", "+0.000", "5", "passed"],
-        ["mobilenet_v2/timm-mobilenetv2_100", "fake/fp32", "100.000", "40.000", "+60.000", "0.50",
-         "100.000", "+0.000", "5", "stale"],
-        ["mobilenet_v2/keras-mobilenetv2", "fake/fp32", *["-"] * 7, "error"],
-        ["mobilenet_v2/local-mobilenetv2_100-tvq", "fake/fp32", "20.000", "60.000", "-40.000",
-         "0.50", "100.000", "+0.000", "5", "FAILED"]]
-    assert max(len(line) for line in table) <= 120
+    table = lines[start + 1:start + 14]
+    assert table[0] == "model  run"
+    assert table[1].split() == ["top1", "expect", "delta", "tol", "top5", "delta5", "n", "status"]
+    assert [line.split() for line in table[3:]] == [
+        ["efficientnet_lite"],
+        ["timm-efficientnet_lite0", "fake/fp32"],
+        ["60.000", "60.000", "+0.000", "0.50", "100.000", "+0.000", "5", "passed"],
+        ["mobilenet_v2"],
+        ["timm-mobilenetv2_100", "fake/fp32"],
+        ["100.000", "40.000", "+60.000", "0.50", "100.000", "+0.000", "5", "stale"],
+        ["keras-mobilenetv2", "fake/fp32"], [*["-"] * 7, "error"],
+        ["local-mobilenetv2_100-tvq", "fake/fp32"],
+        ["20.000", "60.000", "-40.000", "0.50", "100.000", "+0.000", "5", "FAILED"]]
+    assert max(len(line) for line in table) <= 80
 
 
 def _result(family: str, model: str, backend: str, precision: str, correct1: int) -> Result:
@@ -81,18 +84,32 @@ def _result(family: str, model: str, backend: str, precision: str, correct1: int
                   45000, 1.0, "/nonexistent.npz", "/b.yaml")
 
 
-def test_summary_stays_within_120_columns_and_shortens_long_names():
+def test_summary_fits_the_width_and_never_shortens_a_name():
     long = "ppcls-MobileNetV2_x0_25_with_a_very_long_suffix_from_some_zoo_export"
     rows = [Row("s.yaml::a", "passed", _result("mobilenet_v2", long, "onnxruntime",
                                                   "int8-kl_divergence", 35000),
                 {"top1": 70.0, "top5": 90.0, "tol1": 0.5, "tol5": 0.5}),
-            Row("s.yaml::mobilenet_v2/timm-x[vamp-int8-percentile]", "failed")]
-    lines = summary_lines(rows)
-    assert max(map(len, lines)) <= 120
-    model = lines[2].split()[0]
-    assert "~" in model and model.startswith("mobilenet_v2/p") and model.endswith("zoo_export")
-    assert lines[2].split()[1:5] == ["onnxruntime/int8-kl_divergence", "70.000", "70.000", "+0.000"]
-    assert lines[3].split()[:2] == ["mobilenet_v2/timm-x", "vamp/int8-percentile"]
+            Row("s.yaml::b", "passed", _result("mobilenet_v2", "local-mobilenetv2_100-tvq",
+                                               "onnxruntime", "int8-percentile", 35500),
+                {"top1": 70.0, "top5": 90.0, "tol1": 0.5, "tol5": 0.5}),
+            Row("s.yaml::mobilenet_v2/timm-x[vamp-int8-percentile]", "failed"),
+            Row("s.yaml::c", "passed", _result("repvgg", "timm-repvgg_a0", "reference", "fp32", 36000))]
+    tables = {width: summary_lines(rows, width) for width in (80, 120, 200)}
+    body = {width: lines[next(i for i, l in enumerate(lines) if l.startswith("---")) + 1:]
+            for width, lines in tables.items()}
+    for width, lines in tables.items():
+        assert max(map(len, lines)) <= width or max(map(len, lines)) == len(long) + 2, width
+        assert [line for line in lines if not line.startswith(" ")][2:] == ["mobilenet_v2", "repvgg"]
+        assert sum(line.split()[0] == long for line in body[width]) == 1  # whole, once
+    # the same words and numbers in every width (headers aside), in the same order
+    words = {width: " ".join(lines).split() for width, lines in body.items()}
+    assert words[80] == words[120] == words[200]
+    assert words[80][:12] == ["mobilenet_v2", long, "onnxruntime/int8-kl_divergence", "70.000", "70.000",
+                              "+0.000", "0.50", "90.000", "+0.000", "50000", "passed",
+                              "local-mobilenetv2_100-tvq"]
+    assert [line.split() for line in body[200][:3]] == [
+        ["mobilenet_v2"], words[80][1:11], words[80][11:21]]  # one line per test at 200
+    assert body[80][1].strip() == long and len(body[80]) == 2 + 4 * 2 + 1  # two or three at 80
 
 
 def test_json_report_with_per_image_predictions_beside_it(reported):
@@ -251,9 +268,9 @@ def test_a_difference_that_rounds_to_zero_is_shown_as_plus_zero():
     row = Row("s.yaml::a", "passed", _result("mobilenet_v2", "m", "reference", "fp32", 39692),
               {"top1": 79.385, "top5": 90.0, "tol1": 0.5, "tol5": 0.5})
     assert row.delta("top1") < 0  # 79.384 (39692 of 50000) against 79.385
-    assert summary_lines([row])[2].split()[2:5] == ["79.384", "79.385", "-0.001"]
+    assert summary_lines([row], 160)[3].split()[2:5] == ["79.384", "79.385", "-0.001"]
     row.expected["top1"] = 79.3841
-    assert summary_lines([row])[2].split()[4] == "+0.000"
+    assert summary_lines([row], 160)[3].split()[4] == "+0.000"
 
 
 def _gated_rows() -> list[Row]:
