@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -211,17 +212,26 @@ def test_history_appends_every_session_and_trend_prints_it(reported, project, ca
 
     assert main(["trend", str(db), "--model", "*tvq"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "mobilenet_v2/local-mobilenetv2_100-tvq  fake/fp32  on skimage-photos"
+    assert re.fullmatch(r"mobilenet_v2/local-mobilenetv2_100-tvq  fake/fp32  on skimage-photos "
+                        r"\(n=5, fingerprint [0-9a-f]{16}\)", out[0])
     assert len(out) == 3
-    assert out[1].split()[2:] == ["top1", "20.000", "top5", "100.000", "n=5", "FAILED"]
-    assert out[2].split()[2:] == ["top1", "60.000", "top5", "100.000", "n=5", "passed", "+40.000"]
+    assert out[1].split()[2:] == ["top1", "20.000", "top5", "100.000", "FAILED"]
+    assert out[2].split()[2:] == ["top1", "60.000", "top5", "100.000", "passed", "+40.000"]
+
+    # a run on other images (--limit 3) is another series, not a change in this one
+    project.run(f"--vaccbench-history={db}", "--limit=3", "-k", "tvq")
+    capsys.readouterr()
+    assert main(["trend", str(db), "--model", "*tvq"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split("(")[-1].split(",")[0] for line in out if not line.startswith(" ")] == ["n=3", "n=5"]
+    assert len(out) == 5 and len(out[1].split()) == 7  # one point, no change
 
     assert main(["trend", str(db), "--model", "no-such-model"]) == 1
     assert main(["trend", str(project.path / "missing.db")]) == 2
     assert "history database does not exist" in capsys.readouterr().err
 
 
-def test_trend_plots_a_png(reported, tmp_path, capsys):
+def test_trend_plots_a_png(reported, tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib", reason="plots need matplotlib (the `plot` extra)")
     from PIL import Image
 
@@ -230,6 +240,15 @@ def test_trend_plots_a_png(reported, tmp_path, capsys):
     out = tmp_path / "trend.png"
     assert main(["trend", str(project.path / "out" / "history.db"), "--png", str(out)]) == 0
     assert f"plot: {out}" in capsys.readouterr().out
+    import matplotlib.pyplot as plt  # the legend names each series as the text does
+    from pytest_vaccbench import history
+
+    labels = []
+    monkeypatch.setattr(plt.Axes, "legend", lambda ax, *a, **k: labels.extend(
+        t.get_label() for t in ax.get_lines()))
+    found = history.series(project.path / "out" / "history.db")
+    history.plot_png(found, tmp_path / "again.png")
+    assert labels == [history.series_label(key) for key in found] and "(n=5, fingerprint " in labels[0]
     image = np.asarray(Image.open(out).convert("RGB"))
     assert image.shape[:2] == (450, 900)
     assert (image.std(axis=2) > 40).sum() > 50  # coloured lines, not a blank canvas
