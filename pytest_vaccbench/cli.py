@@ -62,13 +62,18 @@ def _backends(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def registered() -> dict[str, tuple[Configure, Handler, str]]:
+    """Every subcommand: name -> (configure, handler, help), its modules imported."""
     for module in COMMAND_MODULES:
         import_module(module)
+    return dict(_COMMANDS)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaccbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pytest-vaccbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (configure, handler, help_text) in sorted(_COMMANDS.items()):
+    for name, (configure, handler, help_text) in sorted(registered().items()):
         p = sub.add_parser(name, help=help_text, description=help_text)
         configure(p)
         p.set_defaults(handler=handler)

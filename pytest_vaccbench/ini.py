@@ -51,6 +51,11 @@ def register(parser: pytest.Parser, group: pytest.OptionGroup) -> list[IniOption
     return list(_OPTIONS)
 
 
+def registered() -> list[IniOption]:
+    """The options `register` gave an ini key, in the order of the option group."""
+    return list(_OPTIONS)
+
+
 def _given(config: pytest.Config) -> set[str]:
     """Option names on the command line, in PYTEST_ADDOPTS or in `addopts`."""
     args = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),

@@ -79,3 +79,26 @@ def test_cache_command_sizes_kinds_and_clears_only_its_own(tmp_path, capsys, mon
     assert sorted(p.name for p in root.iterdir()) == ["mine.txt"]
     assert main(["cache", "--clear", "nonsense"]) == 2
     assert "no cache kind 'nonsense'" in capsys.readouterr().err
+
+
+def test_options_reference_is_up_to_date(project_root):
+    """docs/options.md is generated from the parsers; regenerate it after changing an option."""
+    from pytest_vaccbench import docgen
+
+    committed = (project_root / "docs" / "options.md").read_text()
+    assert committed == docgen.render(), \
+        "docs/options.md is out of date: run `python -m pytest_vaccbench.docgen` and commit it"
+    for needed in ("`--vaccbench-json=PATH` | `vaccbench_json`", "### vaccbench compare",
+                   "### vaccbench cache", "| `VACCBENCH_CACHE` |", "| pytest | 4 |"):
+        assert needed in committed
+
+
+def test_docgen_check_says_how_to_regenerate(tmp_path, capsys):
+    from pytest_vaccbench import docgen
+
+    stale = tmp_path / "options.md"
+    stale.write_text("# old\n")
+    assert docgen.main(["--check", "--output", str(stale)]) == 1
+    assert "run `python -m pytest_vaccbench.docgen`" in capsys.readouterr().err
+    assert docgen.main(["--output", str(stale)]) == 0
+    assert docgen.main(["--check", "--output", str(stale)]) == 0
