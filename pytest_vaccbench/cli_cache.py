@@ -16,6 +16,10 @@ def _cache_args(parser: argparse.ArgumentParser) -> None:
                              "digests.json), or every kind when KIND is left out")
 
 
+def _files(count: int) -> str:
+    return f"{count:>7} file{'' if count == 1 else 's'}"
+
+
 @command("cache", "show the cache folder's size per kind, or clear it", _cache_args)
 def _cache(args: argparse.Namespace) -> int:
     from .cache import KINDS, cache_dir, clear, human, usage
@@ -30,7 +34,9 @@ def _cache(args: argparse.Namespace) -> int:
     if not found:
         print("  empty")
     for u in found:
-        print(f"  {u.kind:<13} {human(u.bytes):>10} {u.files:>7} files  {KINDS.get(u.kind, 'not ours: never cleared')}")
+        print(f"  {u.kind:<13} {human(u.bytes):>10} {_files(u.files)}  "
+              f"{KINDS.get(u.kind, 'not ours: never cleared')}")
     if found:
-        print(f"  {'total':<13} {human(sum(u.bytes for u in found)):>10} {sum(u.files for u in found):>7} files")
+        print(f"  {'total':<13} {human(sum(u.bytes for u in found)):>10} "
+              f"{_files(sum(u.files for u in found))}")
     return 0
