@@ -294,6 +294,13 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1) ->
     return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def classes_table(classes: Sequence[ClassChange]) -> str:
+    """HTML table of classes whose top-1 count changed, in the order given."""
+    return _table(["class", "images", "A correct", "B correct", "change"],
+                  [(class_name(c.label), c.n, c.correct_a, c.correct_b, f"{c.change:+d}")
+                   for c in classes])
+
+
 def compare_html(pairs: Sequence[Pair], title: str) -> str:
     """One self-contained page (inline CSS, nothing fetched): the summary table, then per
     pair every flipped image and every class that changed."""
@@ -313,9 +320,7 @@ def compare_html(pairs: Sequence[Pair], title: str) -> str:
         flips = _table(["", "file", "label", "A top-1", "B top-1"],
                        [("lost" if f.lost else "gained", f.file, class_name(f.label),
                          class_name(f.top1_a), class_name(f.top1_b)) for f in p.flips], left=5)
-        classes = _table(["class", "images", "A correct", "B correct", "change"],
-                         [(class_name(c.label), c.n, c.correct_a, c.correct_b, f"{c.change:+d}")
-                          for c in p.classes])
+        classes = classes_table(p.classes)
         sections.append(f'{head}<p>{len(p.flips)} flipped images, lost first</p><div class="flips">'
                         f'{flips}</div><p>classes whose top-1 count changed, worst first</p>'
                         f'<div class="classes">{classes}</div>')

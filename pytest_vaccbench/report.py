@@ -19,6 +19,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import __version__
+from .compare import Pair, Record, classes_table, paired
+from .errors import VaccbenchError
 from .gate import STALE
 from .metrics import per_class
 from .run import Result
@@ -241,12 +243,12 @@ def class_counts(predictions: Path) -> dict[str, list[int]]:
 
 STYLE = """
 body{font:13px/1.4 system-ui,sans-serif;margin:24px;color:#222}
-h1{font-size:20px;margin:0 0 4px}.meta{color:#666;margin:0 0 16px}
+h1{font-size:20px;margin:0 0 4px}.meta{color:#666;margin:0 0 16px}h2{font-size:15px;margin:20px 0 4px}
 table{border-collapse:collapse;margin:16px 0}
 th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
 tr.FAILED td,tr.stale td,tr.error td{background:#fde8e8}
-td.s{font-weight:600}tr.FAILED td.s,tr.stale td.s,tr.error td.s{color:#c62828}
+td.s{font-weight:600}.neg{color:#c62828}.pos{color:#2e7d32}tr.FAILED td.s,tr.stale td.s,tr.error td.s{color:#c62828}
 svg text{font:12px system-ui,sans-serif}
 """
 
@@ -323,6 +325,49 @@ def delta_plot(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
+def _record(row: Row) -> Record:
+    r = row.result
+    assert r is not None
+    predictions = Path(r.predictions)
+    return Record(r.family, r.model, r.backend, r.precision, r.dataset, r.fingerprint, r.n,
+                  r.top1, r.top5, row.status, predictions if predictions.is_file() else None)
+
+
+def fp32_pairs(rows: Sequence[Row]) -> list[Pair]:
+    """Each run of another precision against the fp32 run of the same model on the same
+    dataset in this session (the same backend's when there is one), image by image."""
+    measured = [row for row in rows if row.result is not None]
+    fp32 = {(r.family, r.model, r.dataset, r.backend): row for row in measured
+            if (r := row.result) and r.precision == "fp32"}
+    pairs = []
+    for row in measured:
+        r = row.result
+        assert r is not None
+        if r.precision == "fp32":
+            continue
+        same = fp32.get((r.family, r.model, r.dataset, r.backend)) or next(
+            (v for (f, m, d, _), v in sorted(fp32.items()) if (f, m, d) == (r.family, r.model, r.dataset)),
+            None)
+        if same is not None:
+            a, b = _record(same), _record(row)
+            try:
+                pairs.append(paired(a, b))
+            except VaccbenchError as exc:  # a predictions file went missing or bad meanwhile
+                pairs.append(Pair(a, b, note=str(exc)))
+    return pairs
+
+
+def _class_losses(rows: Sequence[Row], limit: int = 10) -> str:
+    sections = []
+    for pair in fp32_pairs(rows):
+        losers = [c for c in pair.classes if c.change < 0][:limit]
+        if losers:
+            sections.append(f"<h2>{html.escape(pair.b.name)} {html.escape(pair.b.run)}: classes that "
+                            f"lost most against {html.escape(pair.a.run)} (top-1 correct, same "
+                            f"images)</h2>{classes_table(losers)}")
+    return f'<div id="class-losses">{"".join(sections)}</div>' if sections else ""
+
+
 def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
     """One self-contained HTML page (inline CSS and SVG, nothing fetched): the table and the plot."""
     head = ["model", "run", "dataset", "top1", "expected", "delta", "tolerance", "allowed", "top5",
@@ -361,6 +406,7 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
 <tbody>
 {chr(10).join(body)}
 </tbody></table>
+{_class_losses(rows)}
 </body></html>
 """
 

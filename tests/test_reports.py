@@ -366,3 +366,24 @@ def test_chromium_draws_a_row_passed_on_the_sampling_allowance_inside_its_band(t
         centre = (dot.min() + dot.max()) / 2
         assert (xs.min() < centre < xs.max()) == inside
         assert not core.min() <= centre <= core.max()  # outside the tolerance alone
+
+
+def test_html_lists_the_classes_each_run_lost_against_fp32(tmp_path):
+    from pytest_vaccbench.report import html_report
+
+    labels = np.array([0, 0, 1, 1, 2, 2], dtype=np.int16)
+    rows = []
+    for precision, top1 in (("fp32", [0, 0, 1, 1, 2, 5]), ("int8-max", [0, 7, 9, 9, 2, 2])):
+        npz = tmp_path / f"{precision}.npz"
+        top5 = np.array([[t, 10, 11, 12, 13] for t in top1], dtype=np.int16)
+        np.savez(npz, top5=top5, labels=labels, files=np.array([f"{i}.JPEG" for i in range(6)]))
+        correct = int((top5[:, 0] == labels).sum())
+        result = Result("fam", "m", "onnxruntime", precision, "d", "f", 6, correct, correct, 1.0,
+                        str(npz), "/b.yaml")
+        rows.append(Row(f"s.yaml::fam/m[onnxruntime-{precision}]", "passed", result))
+    page = html_report(rows, {})
+    section = page[page.index('<div id="class-losses">'):]
+    assert "fam/m onnxruntime/int8-max: classes that lost most against onnxruntime/fp32" in section
+    cells = re.findall(r"<tr><td class=\"l\">([^<]+)</td><td>(\d)</td><td>(\d)</td><td>(\d)</td>", section)
+    assert cells == [("goldfish", "2", "2", "0"), ("tench", "2", "2", "1")]  # class 1 lost 2, class 0 one
+    assert "great white shark" not in section  # class 2 gained
