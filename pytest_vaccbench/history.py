@@ -92,8 +92,8 @@ def series(path: Path, model: str | None = None, backend: str | None = None,
     db = _connect(path)
     try:
         rows = db.execute(
-            "SELECT r.family, r.model, r.backend, r.precision, r.dataset, r.fingerprint, runs.started, r.top1, "
-            "r.top5, r.n, r.status FROM results r JOIN runs ON runs.id = r.run_id "
+            "SELECT r.family, r.model, r.backend, r.precision, r.dataset, r.fingerprint, runs.started, "
+            "r.top1, r.top5, r.n, r.status FROM results r JOIN runs ON runs.id = r.run_id "
             "WHERE r.top1 IS NOT NULL ORDER BY runs.started, runs.id").fetchall()
     finally:
         db.close()

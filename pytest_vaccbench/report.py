@@ -248,7 +248,8 @@ table{border-collapse:collapse;margin:16px 0}
 th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
 tr.FAILED td,tr.stale td,tr.error td{background:#fde8e8}
-td.s{font-weight:600}.neg{color:#c62828}.pos{color:#2e7d32}tr.FAILED td.s,tr.stale td.s,tr.error td.s{color:#c62828}
+td.s{font-weight:600}tr.FAILED td.s,tr.stale td.s,tr.error td.s{color:#c62828}
+.neg{color:#c62828}.pos{color:#2e7d32}
 svg text{font:12px system-ui,sans-serif}
 """
 

@@ -315,14 +315,15 @@ def _gated_rows() -> list[Row]:
 
 
 def test_html_band_is_the_allowance_the_gate_used():
-    import re
-
     from pytest_vaccbench.report import html_report
 
     rows = _gated_rows()
     page = html_report(rows, {})
-    bands = [(float(x), float(w)) for x, w in re.findall(r'class="band" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', page)]
-    tols = [(float(x), float(w)) for x, w in re.findall(r'class="tolerance" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', page)]
+    def rects(kind: str) -> list[tuple[float, float]]:
+        found = re.findall(rf'class="{kind}" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', page)
+        return [(float(x), float(w)) for x, w in found]
+
+    bands, tols = rects("band"), rects("tolerance")
     dots = [float(cx) for cx in re.findall(r'<circle class="delta \w+" cx="([\d.]+)"', page)]
     assert len(bands) == len(tols) == len(dots) == 2
     for (bx, bw), (tx, tw), cx, row in zip(bands, tols, dots, rows):
