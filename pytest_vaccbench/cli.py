@@ -17,7 +17,7 @@ from .errors import VaccbenchError
 
 Handler = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], None]
-COMMAND_MODULES: list[str] = ["pytest_vaccbench.importer", "pytest_vaccbench.prep",
+COMMAND_MODULES: list[str] = ["pytest_vaccbench.cli_import", "pytest_vaccbench.prep",
                               "pytest_vaccbench.history", "pytest_vaccbench.export",
                               "pytest_vaccbench.calibration",
                               "pytest_vaccbench.cli_compare", "pytest_vaccbench.cli_cache"]

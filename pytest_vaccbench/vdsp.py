@@ -9,7 +9,8 @@ costs X points" from "quantization costs Y points".
 Two generations of the file:
 - newer: `{"OpType": "FUSION_OP_RGB_RESIZE_CVTCOLOR_CROP_NORM_TENSOR", "OpConfig": {...}}`:
   a SQUARE resize to ResizeWidth x ResizeHeight, a crop of OimageWidth x OimageHeight at
-  the fixed offset (CropX, CropY) (no crop for `..._RGB_RESIZE_CVTCOLOR_NORM_TENSOR`).
+  the fixed offset (CropX, CropY). `..._RGB_RESIZE_CVTCOLOR_NORM_TENSOR` has no crop: it
+  resizes the image to OimageWidth x OimageHeight (its files have no ResizeWidth/Height).
 - older (2023): `{"vdsp_op_type": "RGB_RESIZE_CVTCOLOR_CROP_NORMALIZATION_TENSORIZATION_U8",
   "config": [{"Property": ..., "Value": ...}, ...]}` with mean/std stored as fp16 bit
   patterns (`meanr` 14275 is 0.4851). Its geometry is read literally: the short edge is
@@ -113,15 +114,18 @@ def _from_new(data: Mapping[str, Any], path: Path) -> PreprocessSpec:
     config = data.get("OpConfig")
     if not isinstance(config, Mapping):
         raise VdspError("OpConfig must be an object", path)
-    width, height = _int(config, "ResizeWidth", path), _int(config, "ResizeHeight", path)
-    if width != height:
-        raise VdspError(f"ResizeWidth {width} != ResizeHeight {height}: only square resizes "
-                        "are emulated", path)
     out_w, out_h = _int(config, "OimageWidth", path), _int(config, "OimageHeight", path)
     if out_w != out_h:
         raise VdspError(f"OimageWidth {out_w} != OimageHeight {out_h}: only square outputs "
                         "are emulated", path)
     crops = NEW_OP_TYPES[op]
+    if crops or "ResizeWidth" in config:
+        width, height = _int(config, "ResizeWidth", path), _int(config, "ResizeHeight", path)
+    else:  # the op without a crop resizes straight to the output size; the zoo's files say no more
+        width = height = out_w
+    if width != height:
+        raise VdspError(f"ResizeWidth {width} != ResizeHeight {height}: only square resizes "
+                        "are emulated", path)
     if not crops and out_w != width:
         raise VdspError(f"{op} has no crop, so OimageWidth {out_w} must equal ResizeWidth {width}",
                         path)

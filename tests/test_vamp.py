@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_vaccbench.backends.vamp import (VampError, device_for_worker, parse_model_dir,
-                                            read_outputs, run_vamp)
+from pytest_vaccbench.backends.vamp import (VampError, VampSettings, device_for_worker, find_compiled,
+                                            parse_deploy_dir, parse_model_dir, read_outputs, run_vamp)
+from pytest_vaccbench.baselines import load_family
 from pytest_vaccbench.errors import VaccbenchError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -322,6 +323,44 @@ def test_run_vamp_kills_the_process_group_on_timeout(tmp_path: Path) -> None:
 ])
 def test_model_folder_names(name: str, parsed: tuple | None) -> None:
     assert parse_model_dir(name) == parsed
+
+
+@pytest.mark.parametrize("name, parsed", [
+    ("timm_mobilenetv2_run_stream_fp16", ("timm_mobilenetv2", "fp16")),
+    ("timm_mobilenetv2_run_stream_int8_kl_divergence", ("timm_mobilenetv2", "int8-kl_divergence")),
+    ("ppcls_ghostnet_x1_0_int8-percentile", ("ppcls_ghostnet_x1_0", "int8-percentile")),
+    ("timm_mobilenetv2_run_stream_int8", None),  # which calibration? a `vamp:` block says
+    ("timm_mobilenetv2", None),
+])
+def test_newer_deploy_folder_names(name: str, parsed: tuple | None) -> None:
+    assert parse_deploy_dir(name) == parsed
+
+
+def test_vamp_root_finds_both_layouts(tmp_path: Path) -> None:
+    baseline = tmp_path / "mobilenet_v2.yaml"
+    baseline.write_text("family: mobilenet_v2\npreprocess: {resize: 256, crop: 224}\nmodels:\n"
+                        "  timm-mobilenetv2_100: {name: mobilenetv2, source: timm, library: timm,\n"
+                        "    arch: mobilenetv2_100, input_size: 224}\n")
+    entry = load_family(baseline).models["timm-mobilenetv2_100"]
+    root = tmp_path / "zoo"
+    for folder in ("deploy_weights/timm_mobilenetv2_run_stream_fp16",
+                   "deploy_weights/timm_mobilenetv2_run_stream_int8_mse",
+                   "deploy_weights/timm_mobilenetv2_run_stream_int8",  # no calibration: not used
+                   "deploy_weights/timm_resnet18_run_stream_fp16"):  # another model
+        (root / folder).mkdir(parents=True)
+        (root / folder / "mod.so").touch()
+    expected = [("fp16", "timm_mobilenetv2_run_stream_fp16/mod"),
+                ("int8-mse", "timm_mobilenetv2_run_stream_int8_mse/mod")]
+    for vamp_root in (root, root / "deploy_weights"):  # the workspace, or deploy_weights itself
+        found = find_compiled(entry, VampSettings(command=("vamp",), root=vamp_root))
+        assert [(m.precision, m.prefix.relative_to(root / "deploy_weights").as_posix())
+                for m in found] == expected
+    older = tmp_path / "older" / "mobilenetv2_100-int8-percentile-3_224_224-vacc"
+    older.mkdir(parents=True)
+    (older / "mobilenetv2_100.so").touch()
+    found = find_compiled(entry, VampSettings(command=("vamp",), root=older.parent))
+    assert [(m.precision, m.prefix, m.input_size) for m in found] == [
+        ("int8-percentile", older / "mobilenetv2_100", 224)]
 
 
 def test_device_for_worker() -> None:

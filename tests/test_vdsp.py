@@ -109,6 +109,29 @@ def test_emulation_matches_a_hand_written_opencv_pipeline() -> None:
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_the_op_without_a_crop_resizes_to_its_output_size() -> None:
+    """The zoo's files of this op have no ResizeWidth (nor CropX): the image is resized
+    straight to OimageWidth x OimageHeight."""
+    cv2 = pytest.importorskip("cv2")
+    photo = _photo()
+    data = _newer(ColorCvtCode="BGR2RGB", Mean=[0.485, 0.456, 0.406], Std=[0.229, 0.224, 0.225])
+    data["OpType"] = "FUSION_OP_RGB_RESIZE_CVTCOLOR_NORM_TENSOR"
+    for key in ("ResizeWidth", "ResizeHeight", "CropX", "CropY"):
+        del data["OpConfig"][key]
+    spec = parse_vdsp(data, "x.json")
+    assert (spec.resize, spec.resize_mode, spec.crop, spec.channel_order) == (224, "square", None, "BGR")
+    got = normalize(load_crop(photo, spec)[None], spec)[0]
+    rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    resized = cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+    mean = np.array([np.float16(m) for m in (0.485, 0.456, 0.406)], dtype=np.float32)
+    std = np.array([np.float16(s) for s in (0.229, 0.224, 0.225)], dtype=np.float32)
+    bgr = resized[..., ::-1]  # BGR2RGB swaps the planes; Mean[i] is output channel i's
+    np.testing.assert_allclose(got, ((bgr - mean) / std).transpose(2, 0, 1), atol=1e-6)
+    data["OpConfig"].update(ResizeWidth=256, ResizeHeight=256)  # a resize it states must be the output
+    with pytest.raises(VdspError, match="OimageWidth 224 must equal ResizeWidth 256"):
+        parse_vdsp(data, "x.json")
+
+
 def test_pillow_resize_type_resizes_an_opencv_decode_with_pillow(tmp_path: Path) -> None:
     cv2 = pytest.importorskip("cv2")
     from PIL import Image

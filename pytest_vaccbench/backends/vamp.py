@@ -16,6 +16,9 @@ Where the compiled models are (first match wins):
 2. under --vamp-root, the zoo's naming `<name>-<dtype>-<calibration>-3_<h>_<w>-vacc/<name>`,
    where <name> is the model key, else its arch, else its README name (so one compiled
    model can match several entries that share an arch; a `vamp:` block disambiguates).
+   The newer zoo layout, `deploy_weights/<source>_<name>[_run_stream]_<fp16|int8>[_<calibration>]/mod`
+   (under --vamp-root or its `deploy_weights/`), is found the same way; an int8 folder must
+   name its calibration (the zoo's vamc config holds it), else a `vamp:` block gives it.
    Its vdsp_params JSON: `<key>-vdsp_params.json` in the model folder, in
    `<vamp-root>/vdsp_params/`, or in <vamp-root>; else `vdsp_params.json` in the model folder.
 The precision is the compiled model's: `fp16` (fp16-none) or `int8-<calibration>`.
@@ -47,6 +50,8 @@ PRECISIONS = ("fp16", *(f"int8-{c}" for c in CALIBRATIONS))
 UNCOMPILED = "uncompiled"  # the precision of the one (skipped) test of a model with no compiled model
 MODEL_DIR_RE = re.compile(r"^(?P<name>.+)-(?P<dtype>fp16|int8)-(?P<calib>[A-Za-z0-9_]+)"
                           r"-(?P<c>\d+)_(?P<h>\d+)_(?P<w>\d+)-vacc$")
+DEPLOY_DIR_RE = re.compile(r"^(?P<name>.+?)(?:_run_?(?:stream|model))?_(?P<dtype>fp16|int8)"
+                           rf"(?:[-_](?P<calib>{'|'.join(CALIBRATIONS)}))?$")
 STDERR_TAIL_LINES = 20
 DEFAULT_TIMEOUT = 3600.0
 
@@ -121,6 +126,15 @@ def parse_model_dir(name: str) -> tuple[str, str, int | None] | None:
     return match["name"], precision, int(match["h"]) if match["h"] == match["w"] else None
 
 
+def parse_deploy_dir(name: str) -> tuple[str, str] | None:
+    """`timm_mobilenetv2_run_stream_int8_kl_divergence` -> (timm_mobilenetv2, int8-kl_divergence);
+    None for an int8 folder that does not name its calibration."""
+    match = DEPLOY_DIR_RE.match(name)
+    if not match or (match["dtype"] == "int8" and not match["calib"]):
+        return None
+    return match["name"], "fp16" if match["dtype"] == "fp16" else f"int8-{match['calib']}"
+
+
 def _line(entry: ModelEntry, node: Any) -> int:
     """The baseline line of a `vamp:` block (ruamel keeps it), else the model's."""
     line = getattr(getattr(node, "lc", None), "line", None)
@@ -190,12 +204,23 @@ def find_compiled(entry: ModelEntry, settings: VampSettings) -> list[CompiledMod
     if settings.root is None or not settings.root.is_dir():
         return []
     folders = [(d, parse_model_dir(d.name)) for d in sorted(settings.root.iterdir()) if d.is_dir()]
+    deployed = [(d, parse_deploy_dir(d.name)) for base in (settings.root, settings.root / "deploy_weights")
+                if base.is_dir() for d in sorted(base.iterdir()) if any(d.glob("mod.*"))]
     for name in _names(entry):
         found = [_with_vdsp(entry, folder / name, parsed[1], parsed[2], settings.root, str(folder))
                  for folder, parsed in folders if parsed and parsed[0] == name]
+        found += [_with_vdsp(entry, folder / "mod", parsed[1], None, settings.root, str(folder))
+                  for folder, parsed in deployed if parsed and parsed[0] in _deploy_names(name, entry)]
         if found:
             return found
     return []
+
+
+def _deploy_names(name: str, entry: ModelEntry) -> set[str]:
+    """The newer zoo's folder names are `<source>_<name>`: key, arch or README name, with or
+    without the source, '-' read as '_'."""
+    plain = name.replace("-", "_")
+    return {plain, f"{entry.sources[0]}_{plain}" if entry.sources else plain}
 
 
 def _where_looked(entry: ModelEntry, settings: VampSettings) -> str:
@@ -203,6 +228,7 @@ def _where_looked(entry: ModelEntry, settings: VampSettings) -> str:
         return (f"no --vamp-root given and no `vamp:` block for {entry.key} in "
                 f"{entry.baseline_path}:{entry.line}")
     pattern = " or ".join(f"{n}-<fp16|int8>-<calibration>-3_<h>_<w>-vacc/{n}" for n in _names(entry))
+    pattern += " or [deploy_weights/]<source>_<name>[_run_stream]_<fp16|int8_<calibration>>/mod"
     return f"looked in {settings.root} for {pattern}"
 
 
