@@ -94,6 +94,9 @@ def test_two_reports_pair_by_file_name_and_report_partial_overlap(tmp_path, caps
     assert page.count("<tr>") == 2 + 4 + 4  # summary, flips, classes (each with its header)
     for outside in ("http:", "https:", "<script", "src=", "url("):
         assert outside not in page
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--b", "int8-max"]) == 1  # B has no int8-max run
+    assert "no model was measured on the same dataset by both sides" in capsys.readouterr().out
 
 
 def test_bad_reports_name_the_file(tmp_path, capsys):
