@@ -19,7 +19,8 @@ Handler = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], None]
 COMMAND_MODULES: list[str] = ["pytest_vaccbench.cli_import", "pytest_vaccbench.prep",
                               "pytest_vaccbench.history", "pytest_vaccbench.export",
-                              "pytest_vaccbench.calibration"]
+                              "pytest_vaccbench.calibration",
+                              "pytest_vaccbench.cli_compare", "pytest_vaccbench.cli_cache"]
 _COMMANDS: dict[str, tuple[Configure, Handler, str]] = {}
 
 
@@ -61,13 +62,18 @@ def _backends(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def registered() -> dict[str, tuple[Configure, Handler, str]]:
+    """Every subcommand: name -> (configure, handler, help), its modules imported."""
     for module in COMMAND_MODULES:
         import_module(module)
+    return dict(_COMMANDS)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaccbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pytest-vaccbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (configure, handler, help_text) in sorted(_COMMANDS.items()):
+    for name, (configure, handler, help_text) in sorted(registered().items()):
         p = sub.add_parser(name, help=help_text, description=help_text)
         configure(p)
         p.set_defaults(handler=handler)
@@ -83,5 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m: subcommands register with the importable module
+    from pytest_vaccbench.cli import main as _main
+
+    sys.exit(_main())

@@ -108,49 +108,57 @@ class Point:
     started: str
     top1: float
     top5: float
-    n: int
     status: str
 
 
-SeriesKey = tuple[str, str, str]  # (family/model, backend/precision, dataset)
+# (family/model, backend/precision, dataset, fingerprint, n): runs on other images (another
+# --limit, a changed dataset) are another series, never a jump in this one
+SeriesKey = tuple[str, str, str, str, int]
 
 
 def series(path: Path, model: str | None = None, backend: str | None = None,
            dataset: str | None = None) -> dict[SeriesKey, list[Point]]:
-    """Measured points per (model, run, dataset), oldest first; `model` is a glob matched
-    against the model key and against family/key."""
+    """Measured points per (model, run, dataset, fingerprint, n), oldest first; `model` is a
+    glob matched against the model key and against family/key."""
     if not path.is_file():
         raise VaccbenchError("history database does not exist (write one with "
                              "pytest ... --vaccbench-history PATH)", path)
     db = _connect(path)
     try:
         rows = db.execute(
-            "SELECT r.family, r.model, r.backend, r.precision, r.dataset, runs.started, r.top1, "
-            "r.top5, r.n, r.status FROM results r JOIN runs ON runs.id = r.run_id "
+            "SELECT r.family, r.model, r.backend, r.precision, r.dataset, r.fingerprint, runs.started, "
+            "r.top1, r.top5, r.n, r.status FROM results r JOIN runs ON runs.id = r.run_id "
             "WHERE r.top1 IS NOT NULL ORDER BY runs.started, runs.id").fetchall()
     finally:
         db.close()
     found: dict[SeriesKey, list[Point]] = defaultdict(list)
-    for family, key, back, precision, data, started, top1, top5, n, status in rows:
+    for family, key, back, precision, data, fingerprint, started, top1, top5, n, status in rows:
         if model and not (fnmatch.fnmatchcase(key, model) or fnmatch.fnmatchcase(f"{family}/{key}", model)):
             continue
         if (backend and back != backend) or (dataset and data != dataset):
             continue
-        found[(f"{family}/{key}", f"{back}/{precision}", data)].append(
-            Point(started, top1, top5, n, status))
-    return dict(sorted(found.items()))
+        found[(f"{family}/{key}", f"{back}/{precision}", data, fingerprint or "-", n)].append(
+            Point(started, top1, top5, status))
+    return dict(sorted(found.items(), key=lambda item: (item[0][:3], item[0][4], item[0][3])))
+
+
+def series_label(key: SeriesKey) -> str:
+    """How a series is named in the text and in the plot's legend."""
+    model, run, data, fingerprint, n = key
+    return f"{model}  {run}  on {data} (n={n}, fingerprint {fingerprint})"
 
 
 def trend_lines(found: dict[SeriesKey, list[Point]]) -> list[str]:
-    """Per series a heading, then one line per run: when, top1, change since the run before."""
+    """Per series a heading, then one line per run: when, top1, change since the run before
+    (on the same images)."""
     lines: list[str] = []
-    for (model, run, data), points in found.items():
-        lines.append(f"{model}  {run}  on {data}")
+    for key, points in found.items():
+        lines.append(series_label(key))
         previous = None
         for p in points:
             change = "" if previous is None else f"{p.top1 - previous:+8.3f}"
             lines.append(f"  {p.started.replace('T', ' ')}  top1 {p.top1:7.3f}  top5 {p.top5:7.3f}  "
-                         f"n={p.n:<6} {p.status:<8}{change}".rstrip())
+                         f"{p.status:<8}{change}".rstrip())
             previous = p.top1
     return lines
 
@@ -165,9 +173,9 @@ def plot_png(found: dict[SeriesKey, list[Point]], out: Path) -> Path:
     except ImportError:
         raise VaccbenchError("plotting needs matplotlib: pip install 'pytest-vaccbench[plot]'") from None
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
-    for (model, run, data), points in found.items():
+    for key, points in found.items():
         when = [_dt.datetime.fromisoformat(p.started) for p in points]
-        ax.plot(when, [p.top1 for p in points], marker="o", label=f"{model} {run} ({data})")
+        ax.plot(when, [p.top1 for p in points], marker="o", label=series_label(key))
     ax.set_ylabel("top1 (%)")
     ax.set_title("top1 over time")
     ax.grid(alpha=0.3)

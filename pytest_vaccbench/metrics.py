@@ -127,3 +127,15 @@ def agreement(run_top1: np.ndarray, reference_top1: np.ndarray, labels: Sequence
     run_ok, ref_ok = run == truth, ref == truth
     return Agreement(int(run.shape[0]), int((run == ref).sum()), int((ref_ok & ~run_ok).sum()),
                      int((run_ok & ~ref_ok).sum()))
+
+
+def per_class(predictions: np.ndarray, labels: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+    """Per true class: (images, top-1 correct, top-5 correct), from (N, >=5) predictions."""
+    truth = np.asarray(labels).ravel()
+    hits = predictions[:, :5] == truth.reshape(-1, 1)
+    counts: dict[int, tuple[int, int, int]] = {}
+    for label in np.unique(truth).tolist():
+        mine = truth == label
+        counts[int(label)] = (int(mine.sum()), int(hits[mine, 0].sum()),
+                              int(hits[mine].any(axis=1).sum()))
+    return counts

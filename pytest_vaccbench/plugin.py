@@ -21,9 +21,10 @@ from typing import Any, Iterator
 import pytest
 
 from . import dataset as dataset_mod
-from . import history, progress
+from . import history, ini, progress
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry, update_file
+from .cache import cache_dir
 from .errors import VaccbenchError
 from .gate import Images, expectation_for, judge, needs_paired
 from .metrics import Accuracy
@@ -70,7 +71,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="folder of baseline YAMLs (default: the suite file's `baselines`)")
     group.addoption("--vaccbench-cache", default=None, metavar="DIR",
                     help="cache of exported models, preprocessed images and predictions (default: "
-                         "$VACCBENCH_CACHE or ~/.cache/vaccbench)")
+                         "$VACCBENCH_CACHE, else $XDG_CACHE_HOME/vaccbench, else ~/.cache/vaccbench)")
     group.addoption("--no-image-cache", action="store_true", default=False,
                     help="decode every image again instead of reusing the preprocessed crops kept "
                          "in <vaccbench-cache>/images")
@@ -111,21 +112,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default 1000); they are left out of the accuracy count")
     group.addoption("--calib-include", action="store_true", default=False,
                     help="int8: count the calibration images too")
+    ini.register(parser, group)  # every option above is also an ini key (see ini.py)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vaccbench: an accuracy test generated from a suite file")
-    for name in ("vaccbench_json", "vaccbench_html", "vaccbench_history"):
-        value = config.getoption(name)
-        if value and not Path(value).expanduser().resolve().parent.is_dir():
-            raise pytest.UsageError(f"--{name.replace('_', '-')}={value}: folder "
-                                    f"{Path(value).expanduser().resolve().parent} does not exist")
+    ini.resolve(config)
     config.pluginmanager.register(VaccbenchSession(config), "vaccbench-session")
 
 
-def _split(values: list[str] | None) -> tuple[str, ...] | None:
+def _split(values: list[str] | str | None) -> tuple[str, ...] | None:
     if not values:
         return None
+    if isinstance(values, str):  # from the ini file
+        values = [values]
     return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
 
 
@@ -235,14 +235,13 @@ class VaccbenchSession:
         if not 0 < self.confidence < 1:
             raise pytest.UsageError(f"--confidence must be between 0 and 1, got {self.confidence}")
         self.baselines_dir = Path(opt("baselines")).resolve() if opt("baselines") else None
-        cache = opt("vaccbench_cache") or os.environ.get("VACCBENCH_CACHE") or "~/.cache/vaccbench"
         weights = opt("weights_dir") or os.environ.get("VACCBENCH_WEIGHTS") or "weights"
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
         threads = opt("threads") or max(1, (os.cpu_count() or 1) // workers)
         vamp = ("vamp_bin", "vamp_root", "vamp_timeout", "vamp_instances", "vamp_processes",
                 "vamp_batch", "vamp_args", "devices")
         self.options = RunOptions(weights_dir=Path(weights).expanduser().resolve(),
-                                  cache_dir=Path(cache).expanduser().resolve(),
+                                  cache_dir=cache_dir(opt("vaccbench_cache")),
                                   batch_size=opt("batch_size"), threads=threads, workers=threads,
                                   extra={**{name: opt(name) for name in vamp},
                                          "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
@@ -376,6 +375,7 @@ class VaccbenchSession:
             if opt(name):
                 path = Path(opt(name)).expanduser()
                 try:
+                    path.parent.mkdir(parents=True, exist_ok=True)  # as --junitxml does
                     write(path)
                     self.messages.append(f"{what}: {path}")
                 except (OSError, VaccbenchError) as exc:
@@ -410,7 +410,7 @@ class VaccbenchSession:
             return
         datasets = sorted({row.result.dataset for row in self.results if row.result})
         terminalreporter.section(f"vaccbench accuracy on {', '.join(datasets) or '-'}")
-        for line in summary_lines(self.results):
+        for line in summary_lines(self.results, self.config.get_terminal_writer().fullwidth):
             terminalreporter.write_line(line)
         for row in self.results:
             if row.result and row.result.excluded:

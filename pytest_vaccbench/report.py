@@ -16,8 +16,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+import numpy as np
+
 from . import __version__
+from .compare import Pair, Record, classes_table, paired
+from .errors import VaccbenchError
 from .gate import STALE
+from .metrics import per_class
 from .run import Result
 from .safefiles import atomic_write, write_atomic
 
@@ -36,6 +41,7 @@ class Row:
     expected: dict[str, Any] | None = None  # the payload's: top1, top5, tol1, tol5, origin
     stale: bool = False
     updated: bool = False  # its baseline entry was written by --update-baselines
+    gate: dict[str, Any] | None = None  # the payload's gate details (gate.judge), when measured
 
     @property
     def name(self) -> str:
@@ -72,6 +78,12 @@ class Row:
         value = (self.expected or {}).get("tol1" if metric == "top1" else "tol5")
         return None if value is None else float(value)
 
+    def allowed(self, metric: str) -> float | None:
+        """The difference the gate allowed: tolerance plus sampling allowance (gate.judge);
+        the tolerance alone for a payload without it."""
+        value = ((self.gate or {}).get("allowed") or {}).get(metric)
+        return self.tolerance(metric) if value is None else float(value)
+
     def delta(self, metric: str) -> float | None:
         want = self.expected_value(metric)
         if self.result is None or want is None:
@@ -93,7 +105,8 @@ class Results:
             payload = find_payload(user_properties)
             if payload is not None:
                 self.rows[nodeid] = Row(nodeid, outcome, Result(**payload["result"]),
-                                        payload.get("expected"), STALE in longrepr)
+                                        payload.get("expected"), STALE in longrepr,
+                                        gate=payload.get("gate"))
             elif outcome == "failed":  # raised before measuring: no result
                 self.rows[nodeid] = Row(nodeid, "failed")
         elif outcome == "failed":  # setup or teardown error: whatever was measured is void
@@ -135,41 +148,56 @@ def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else format(round(value, 3) + 0.0, spec)
 
 
-def _fit(text: str, width: int) -> str:
-    """Shorten in the middle, where model names differ least."""
-    if len(text) <= width:
-        return text
-    keep = width - 1
-    return text[:keep - keep // 2] + "~" + text[len(text) - keep // 2:]
-
-
 COLUMNS = (("top1", 7), ("expect", 7), ("delta", 7), ("tol", 5), ("top5", 7), ("delta5", 7),
            ("n", 6))
 
 
-def summary_lines(rows: Iterable[Row], max_width: int = 120) -> list[str]:
-    """One row per test: model, backend/precision, top1 measured/expected/delta/tolerance,
-    top5 and its delta, n, status; at most `max_width` columns (long model names shortened)."""
-    rows = list(rows)
-    cells = []
+def _numbers(row: Row) -> list[str]:
+    r = row.result
+    if r is None:
+        return ["-"] * len(COLUMNS)
+    return [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
+            _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
+            f"{r.top5:.3f}", _num(row.delta("top5"), "+.3f"), str(r.n)]
+
+
+def summary_lines(rows: Iterable[Row], width: int = 80) -> list[str]:
+    """The terminal table in `width` columns: per model family a heading line, then per test
+    the model key, backend/precision, top1 measured/expected/delta/tolerance, top5 and its
+    delta, n and status. Names are never shortened: a key too long for its column takes a
+    line of its own; when not even the run fits beside the numbers (80 columns), every test
+    takes two lines, its key and run, then the numbers."""
+    by_family: dict[str, list[Row]] = {}
     for row in rows:
-        r = row.result
-        model, run = row.model, row.run
-        numbers = ["-"] * len(COLUMNS)
-        if r:
-            numbers = [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
-                       _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
-                       f"{r.top5:.3f}", _num(row.delta("top5"), "+.3f"), str(r.n)]
-        cells.append((model, run, numbers, row.status))
-    fixed = sum(w + 1 for _, w in COLUMNS) + 2 + max([len("status"), *(len(c[3]) for c in cells)])
-    run_w = max([3, *(len(c[1]) for c in cells)])
-    model_w = max(10, min(max([5, *(len(c[0]) for c in cells)]), max_width - fixed - run_w - 1))
-    header = (f"{'model':<{model_w}} {'run':<{run_w}} "
-              + " ".join(f"{name:>{w}}" for name, w in COLUMNS) + "  status")
-    lines = [header, "-" * len(header)]
-    for model, run, numbers, status in cells:
-        lines.append(f"{_fit(model, model_w):<{model_w}} {run:<{run_w}} "
-                     + " ".join(f"{v:>{w}}" for v, (_, w) in zip(numbers, COLUMNS)) + f"  {status}")
+        by_family.setdefault(row.model.partition("/")[0], []).append(row)
+    every = [row for group in by_family.values() for row in group]
+    status_w = max([len("status"), *(len(row.status) for row in every)])
+    numbers_w = sum(w + 1 for _, w in COLUMNS) + 1 + status_w  # "top1 ... n  status"
+    run_w = max([len("run"), *(len(row.run) for row in every)])
+    longest = max([len("model"), *(len(row.model.partition("/")[2]) + 2 for row in every)])
+    room = width - 2 - run_w - numbers_w  # for the model key column
+    key_w, narrow = min(longest, room), room < 16
+    numbers_head = " ".join(f"{name:>{w}}" for name, w in COLUMNS) + "  status"
+    if narrow:
+        indent = max(0, width - numbers_w - 1)  # then a space, then the numbers
+        lines = ["model  run", f"{'':<{indent}} {numbers_head}"]
+    else:
+        lines = [f"{'model':<{key_w}} {'run':<{run_w}} {numbers_head}"]
+    lines.append("-" * min(width, max(map(len, lines))))
+    for family, group in by_family.items():
+        lines.append(family)
+        for row in group:
+            key = "  " + row.model.partition("/")[2]
+            numbers = " ".join(f"{v:>{w}}" for v, (_, w) in zip(_numbers(row), COLUMNS))
+            numbers += f"  {row.status}"
+            if narrow:
+                label = f"{key}  {row.run}"
+                lines += [label] if len(label) <= width else [key, f"    {row.run}"]
+                lines.append(f"{'':<{indent}} {numbers}")
+            elif len(key) > key_w:
+                lines += [key, f"{'':<{key_w}} {row.run:<{run_w}} {numbers}"]
+            else:
+                lines.append(f"{key:<{key_w}} {row.run:<{run_w}} {numbers}")
     return lines
 
 
@@ -203,6 +231,7 @@ def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path
                         folder.rmdir()  # made just now, and still empty: not left behind
                     raise
                 record["predictions"] = str(target.relative_to(path.parent))
+                record["per_class"] = class_counts(target)
         records.append(record)
     document = {"tool": f"pytest-vaccbench {__version__}", "session": session, "tests": records}
     atomic_write(path, json.dumps(document, indent=2) + "\n")
@@ -215,16 +244,24 @@ def write_html(rows: Sequence[Row], path: Path, session: dict[str, Any]) -> Path
     return path
 
 
+def class_counts(predictions: Path) -> dict[str, list[int]]:
+    """Per true class index: [images, top-1 correct, top-5 correct] of a predictions file."""
+    with np.load(predictions) as saved:
+        counts = per_class(saved["top5"], saved["labels"])
+    return {str(label): list(c) for label, c in counts.items()}
+
+
 # -- HTML -------------------------------------------------------------------------------
 
 STYLE = """
 body{font:13px/1.4 system-ui,sans-serif;margin:24px;color:#222}
-h1{font-size:20px;margin:0 0 4px}.meta{color:#666;margin:0 0 16px}
+h1{font-size:20px;margin:0 0 4px}.meta{color:#666;margin:0 0 16px}h2{font-size:15px;margin:20px 0 4px}
 table{border-collapse:collapse;margin:16px 0}
 th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
 tr.FAILED td,tr.stale td,tr.error td{background:#fde8e8}
 td.s{font-weight:600}tr.FAILED td.s,tr.stale td.s,tr.error td.s{color:#c62828}
+.neg{color:#c62828}.pos{color:#2e7d32}
 svg text{font:12px system-ui,sans-serif}
 """
 
@@ -238,13 +275,14 @@ def _ticks(limit: float) -> list[float]:
 
 
 def delta_plot(rows: Sequence[Row]) -> str:
-    """SVG: top1 delta per test as a dot on its tolerance band, red where the test fails.
+    """SVG: top1 delta per test as a dot on the band the gate allowed it (tolerance, dark,
+    plus sampling allowance, light), red where the test fails.
 
-    The axis spans a few tolerances; a delta beyond it is an arrow in the margin with its
+    The axis spans a few allowances; a delta beyond it is an arrow in the margin with its
     value, so that one broken build does not squash every other row.
     """
-    label_w, gutter, plot_w, row_h, top = 430, 64, 480, 24, 52
-    tols = [t for row in rows if (t := row.tolerance("top1"))]
+    label_w, gutter, plot_w, row_h, top = 430, 64, 480, 24, 66
+    tols = [t for row in rows if (t := row.allowed("top1"))]
     limit = max([1.0, *(4 * t for t in tols)])
     inside = [abs(d) for row in rows if (d := row.delta("top1")) is not None and abs(d) <= limit * 2]
     limit = max([limit, *inside]) * 1.1
@@ -256,8 +294,10 @@ def delta_plot(rows: Sequence[Row]) -> str:
     width, height = left + plot_w + gutter, top + row_h * len(rows) + 10
     out = [f'<svg id="delta-plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'role="img">',
-           f'<text x="{left}" y="16">top1 delta (measured - expected, points); '
-           'band: tolerance; red: failing</text>']
+           f'<text x="{left}" y="16">top1 delta (measured - expected, points); band: the '
+           'allowed difference</text>',
+           f'<text x="{left}" y="32">(dark: tolerance, light: + sampling allowance); '
+           'red: failing</text>']
     for tick in _ticks(limit):
         out.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 8}" y2="{height - 10}" '
                    f'stroke="{"#888" if tick == 0 else "#e4e4e4"}"/>'
@@ -267,12 +307,19 @@ def delta_plot(rows: Sequence[Row]) -> str:
         y = top + row_h * i + row_h / 2
         colour = "#c62828" if row.status in FAILING else "#2e7d32"
         status = html.escape(row.status)
-        out.append(f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end">'
-                   f'{html.escape(_fit(f"{row.model} {row.run}", 64))}</text>')
-        tol, delta = row.tolerance("top1"), row.delta("top1")
-        if tol is not None:
-            out.append(f'<rect class="band" x="{x(-tol):.1f}" y="{y - 7:.1f}" '
-                       f'width="{x(tol) - x(-tol):.1f}" height="14" fill="#cfe8d0"/>')
+        label = f"{row.model} {row.run}"  # never shortened: squeezed to the margin if need be
+        squeeze = (f' textLength="{label_w - 16}" lengthAdjust="spacingAndGlyphs"'
+                   if len(label) > 64 else "")
+        out.append(f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end"{squeeze}>'
+                   f'{html.escape(label)}</text>')
+        tol, allowed, delta = row.tolerance("top1"), row.allowed("top1"), row.delta("top1")
+        if allowed is not None:
+            out.append(f'<rect class="band" x="{x(-allowed):.1f}" y="{y - 7:.1f}" '
+                       f'width="{x(allowed) - x(-allowed):.1f}" height="14" fill="#cfe8d0">'
+                       f'<title>allowed ±{allowed:.3f}</title></rect>')
+        if tol is not None and allowed is not None and allowed > tol:
+            out.append(f'<rect class="tolerance" x="{x(-tol):.1f}" y="{y - 7:.1f}" '
+                       f'width="{x(tol) - x(-tol):.1f}" height="14" fill="#a5d6a7"/>')
         if delta is None:
             text = "error: no result" if row.result is None else "no baseline"
             out.append(f'<text class="{status}" x="{x(0) + 8:.1f}" y="{y + 4:.1f}" '
@@ -291,9 +338,52 @@ def delta_plot(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
+def _record(row: Row) -> Record:
+    r = row.result
+    assert r is not None
+    predictions = Path(r.predictions)
+    return Record(r.family, r.model, r.backend, r.precision, r.dataset, r.fingerprint, r.n,
+                  r.top1, r.top5, row.status, predictions if predictions.is_file() else None)
+
+
+def fp32_pairs(rows: Sequence[Row]) -> list[Pair]:
+    """Each run of another precision against the fp32 run of the same model on the same
+    dataset in this session (the same backend's when there is one), image by image."""
+    measured = [row for row in rows if row.result is not None]
+    fp32 = {(r.family, r.model, r.dataset, r.backend): row for row in measured
+            if (r := row.result) and r.precision == "fp32"}
+    pairs = []
+    for row in measured:
+        r = row.result
+        assert r is not None
+        if r.precision == "fp32":
+            continue
+        same = fp32.get((r.family, r.model, r.dataset, r.backend)) or next(
+            (v for (f, m, d, _), v in sorted(fp32.items()) if (f, m, d) == (r.family, r.model, r.dataset)),
+            None)
+        if same is not None:
+            a, b = _record(same), _record(row)
+            try:
+                pairs.append(paired(a, b))
+            except VaccbenchError as exc:  # a predictions file went missing or bad meanwhile
+                pairs.append(Pair(a, b, note=str(exc)))
+    return pairs
+
+
+def _class_losses(rows: Sequence[Row], limit: int = 10) -> str:
+    sections = []
+    for pair in fp32_pairs(rows):
+        losers = [c for c in pair.classes if c.change < 0][:limit]
+        if losers:
+            sections.append(f"<h2>{html.escape(pair.b.name)} {html.escape(pair.b.run)}: classes that "
+                            f"lost most against {html.escape(pair.a.run)} (top-1 correct, same "
+                            f"images)</h2>{classes_table(losers)}")
+    return f'<div id="class-losses">{"".join(sections)}</div>' if sections else ""
+
+
 def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
     """One self-contained HTML page (inline CSS and SVG, nothing fetched): the table and the plot."""
-    head = ["model", "run", "dataset", "top1", "expected", "delta", "tolerance", "top5",
+    head = ["model", "run", "dataset", "top1", "expected", "delta", "tolerance", "allowed", "top5",
             "expected", "delta", "n", "seconds", "status"]
     body = []
     for row in rows:
@@ -302,10 +392,11 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
         if r:
             cells += [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
                       _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
-                      f"{r.top5:.3f}", _num(row.expected_value("top5"), ".3f"),
+                      _num(row.allowed("top1"), ".3f"), f"{r.top5:.3f}",
+                      _num(row.expected_value("top5"), ".3f"),
                       _num(row.delta("top5"), "+.3f"), str(r.n), f"{r.seconds:.1f}"]
         else:
-            cells += ["-"] * 9
+            cells += ["-"] * 10
         tds = "".join(f'<td class="l">{html.escape(c)}</td>' if i < 3 else f"<td>{html.escape(c)}</td>"
                       for i, c in enumerate(cells))
         body.append(f'<tr class="{html.escape(row.status)}">{tds}'
@@ -328,6 +419,7 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
 <tbody>
 {chr(10).join(body)}
 </tbody></table>
+{_class_losses(rows)}
 </body></html>
 """
 

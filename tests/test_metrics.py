@@ -32,3 +32,11 @@ def test_wilson_interval_hand_values() -> None:
     assert lo == pytest.approx(40.383, abs=1e-3) and hi == pytest.approx(59.617, abs=1e-3)
     lo, hi = wilson_interval(0, 10, 0.95)
     assert lo == pytest.approx(0.0, abs=1e-9) and hi == pytest.approx(27.754, abs=1e-3)
+
+
+def test_per_class_counts_by_hand():
+    from pytest_vaccbench.metrics import per_class
+
+    # class 3: two images, first right at top-1, second in the top-5 only; class 7: one miss
+    predictions = np.array([[3, 1, 2, 4, 5], [1, 2, 3, 4, 5], [0, 1, 2, 3, 4]])
+    assert per_class(predictions, [3, 3, 7]) == {3: (2, 1, 2), 7: (1, 0, 0)}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from vaccbench_fake import summary_table
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -66,5 +67,7 @@ def test_suite_gates_real_models_on_real_data(pytester: pytest.Pytester, shared_
         "timm-efficientnet_lite0 or local-mobilenetv2_100-tvq", f"--dataset={shared_data / dataset}",
         f"--weights-dir={shared_data / 'weights'}")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*efficientnet_lite/timm-efficientnet_lite0*passed",
-                                 "*mobilenet_v2/local-mobilenetv2_100-tvq*passed"])
+    table = summary_table(result.stdout.lines)
+    assert {name: cells[-1] for name, cells in table.items()} == {
+        "efficientnet_lite/timm-efficientnet_lite0 reference/fp32": "passed",
+        "mobilenet_v2/local-mobilenetv2_100-tvq reference/fp32": "passed"}

@@ -8,7 +8,7 @@ import os
 import xml.etree.ElementTree as ET
 
 import pytest
-from vaccbench_fake import N_IMAGES, FakeProject
+from vaccbench_fake import N_IMAGES, FakeProject, summary_table
 
 from pytest_vaccbench.baselines import _plain, read_yaml, update_file
 from pytest_vaccbench.dataset import BUILTIN_SKIMAGE, resolve
@@ -63,12 +63,11 @@ def test_update_writes_only_tests_that_produced_a_result(project: FakeProject):
     out = result.stdout.str()
     assert "updated efficientnet_lite.yaml: timm-efficientnet_lite0 skimage-photos fake/fp32" in out
     assert "updated mobilenet_v2.yaml: timm-mobilenetv2_100 skimage-photos fake/fp32" in out
-    summary = {line.split()[0]: line.split()[-1] for line in out.splitlines()
-               if line.startswith(("efficientnet_lite/", "mobilenet_v2/"))}
-    assert summary == {"efficientnet_lite/timm-efficientnet_lite0": "updated",
-                       "mobilenet_v2/timm-mobilenetv2_100": "updated",
-                       "mobilenet_v2/local-mobilenetv2_100-tvq": "error",
-                       "mobilenet_v2/keras-mobilenetv2": "error"}
+    summary = {name: cells[-1] for name, cells in summary_table(out.splitlines()).items()}
+    assert summary == {"efficientnet_lite/timm-efficientnet_lite0 fake/fp32": "updated",
+                       "mobilenet_v2/timm-mobilenetv2_100 fake/fp32": "updated",
+                       "mobilenet_v2/local-mobilenetv2_100-tvq fake/fp32": "error",
+                       "mobilenet_v2/keras-mobilenetv2 fake/fp32": "error"}
 
 
 def test_written_entries_carry_provenance(project: FakeProject):
@@ -177,11 +176,12 @@ def test_a_result_better_than_the_baseline_fails_as_stale_unless_allowed(project
     # a regression is not called stale (counted as message lines: with CI=true pytest repeats
     # whole messages in the short summary)
     assert sum(line.startswith("baseline is stale") for line in out.splitlines()) == 1
-    assert "efficientnet_lite/timm-efficientnet_lite0 fake/fp32  60.000  40.000 +20.000" in out
-    statuses = {line.split()[0]: line.split()[-1] for line in out.splitlines()
-                if line.startswith(("efficientnet_lite/", "mobilenet_v2/"))}
-    assert statuses == {"efficientnet_lite/timm-efficientnet_lite0": "stale",
-                        "mobilenet_v2/timm-mobilenetv2_100": "FAILED"}
+    table = summary_table(out.splitlines())
+    assert table["efficientnet_lite/timm-efficientnet_lite0 fake/fp32"][:3] == \
+        ["60.000", "40.000", "+20.000"]
+    assert {name: cells[-1] for name, cells in table.items()} == {
+        "efficientnet_lite/timm-efficientnet_lite0 fake/fp32": "stale",
+        "mobilenet_v2/timm-mobilenetv2_100 fake/fp32": "FAILED"}
 
     allowed = project.run("-k", selection, "--allow-improvement")
     allowed.assert_outcomes(passed=1, failed=1)

@@ -146,3 +146,23 @@ class FakeProject:
     def update_calls(self) -> list[dict]:
         log = self.path / "update_calls.log"
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def summary_table(lines: list[str]) -> dict[str, list[str]]:
+    """The terminal table of report.summary_lines, in any width: "family/key run" -> the
+    numbers and the status of that test."""
+    start = next(i for i, line in enumerate(lines) if "vaccbench accuracy" in line)
+    start = next(i for i in range(start, len(lines)) if lines[i].startswith("---")) + 1
+    rows: list[list[str]] = []
+    family = ""
+    for line in lines[start:]:
+        if line and not line.startswith(" ") and " " not in line:
+            family = line
+        elif line.startswith("  ") and not line.startswith("   "):  # a key, maybe with the rest
+            key, *rest = line.split()
+            rows.append([f"{family}/{key}", *rest])
+        elif line.startswith("   ") and rows:
+            rows[-1].extend(line.split())
+        else:
+            break
+    return {f"{words[0]} {words[1]}": [*words[2:9], " ".join(words[9:])] for words in rows}

@@ -1,0 +1,334 @@
+"""Compare: two result sets (two --vaccbench-json reports, or two runs inside one) side by side.
+
+Per model and dataset: each side's top1/top5 and n, the difference, and where both saw the
+same images (matched by file name) the image-by-image view: top-1 agreement, exact McNemar,
+the images whose correctness flipped and the classes that lost most. Plain functions; the
+`vaccbench compare` command (cli_compare) prints `compare_lines` or writes `compare_html`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .dataset import class_name
+from .errors import VaccbenchError
+from .metrics import Agreement, agreement, per_class
+
+
+@dataclass(frozen=True)
+class Record:
+    """One test of a report that measured something."""
+
+    family: str
+    model: str
+    backend: str
+    precision: str
+    dataset: str
+    fingerprint: str
+    n: int
+    top1: float
+    top5: float
+    status: str
+    predictions: Path | None  # the .npz beside the report (top5, labels, files)
+    per_class: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}/{self.model}"
+
+    @property
+    def run(self) -> str:
+        return f"{self.backend}/{self.precision}"
+
+
+REQUIRED = ("family", "model", "backend", "precision", "dataset", "fingerprint", "n", "top1", "top5")
+
+
+def load_report(path: Path) -> list[Record]:
+    """The tests of a --vaccbench-json report that have a result. The predictions file a
+    record names must lie inside the report's folder (a report cannot point elsewhere)."""
+    try:
+        document = json.loads(path.read_text())
+        tests = document["tests"]
+        if not isinstance(tests, list):
+            raise TypeError("`tests` is not a list")
+    except OSError as exc:
+        raise VaccbenchError(f"cannot read the report ({exc.strerror or exc})", path) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VaccbenchError(f"not a --vaccbench-json report ({exc}); write one with "
+                             "pytest ... --vaccbench-json PATH", path) from None
+    folder = path.resolve().parent
+    records = []
+    for i, test in enumerate(tests):
+        if not isinstance(test, dict) or test.get("top1") is None:
+            continue  # a test that raised before measuring
+        missing = [k for k in REQUIRED if k not in test]
+        if missing:
+            raise VaccbenchError(f"test {i} ({test.get('nodeid', '?')}) lacks {', '.join(missing)}", path)
+        predictions = None
+        if test.get("predictions"):
+            candidate = (folder / str(test["predictions"])).resolve()
+            if not candidate.is_relative_to(folder):
+                raise VaccbenchError(f"test {i} names predictions outside the report's folder: "
+                                     f"{test['predictions']!r}", path)
+            predictions = candidate if candidate.is_file() else None
+        counts = {int(k): tuple(int(x) for x in v) for k, v in (test.get("per_class") or {}).items()}
+        records.append(Record(*(str(test[k]) for k in REQUIRED[:6]), int(test["n"]),
+                              float(test["top1"]), float(test["top5"]), str(test.get("status", "")),
+                              predictions, counts))  # type: ignore[arg-type]
+    return records
+
+
+@dataclass(frozen=True)
+class Selector:
+    """--a/--b: `fp32` (a precision), `onnxruntime` (a backend) or `onnxruntime/fp32`."""
+
+    backend: str | None = None
+    precision: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | None, backends: Iterable[str]) -> "Selector":
+        if not text:
+            return cls()
+        if "/" in text:
+            backend, precision = text.split("/", 1)
+            return cls(backend, precision)
+        return cls(backend=text) if text in set(backends) else cls(precision=text)
+
+    def matches(self, record: Record) -> bool:
+        return (self.backend in (None, record.backend)
+                and self.precision in (None, record.precision))
+
+
+@dataclass(frozen=True)
+class Flip:
+    """An image right on one side and wrong on the other."""
+
+    file: str
+    label: int
+    top1_a: int
+    top1_b: int
+    lost: bool  # right in A, wrong in B
+    rank: int  # where the label sits in the wrong side's top-5 (5: absent)
+
+
+@dataclass(frozen=True)
+class ClassChange:
+    label: int
+    n: int
+    correct_a: int
+    correct_b: int
+
+    @property
+    def change(self) -> int:
+        return self.correct_b - self.correct_a
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Side A and side B of one model on one dataset, and what the images say."""
+
+    a: Record
+    b: Record
+    agreement: Agreement | None = None  # None: not the same images, or no predictions
+    note: str = ""  # why there is no image-by-image comparison
+    flips: tuple[Flip, ...] = ()
+    classes: tuple[ClassChange, ...] = ()  # every class whose top-1 count changed, worst first
+
+    @property
+    def top1_delta(self) -> float:
+        return self.b.top1 - self.a.top1
+
+    @property
+    def top5_delta(self) -> float:
+        return self.b.top5 - self.a.top5
+
+    @property
+    def paired_delta(self) -> float:
+        """B - A top1 on the images both saw (nan without them)."""
+        g = self.agreement
+        return 100.0 * (g.run_only - g.reference_only) / g.n if g and g.n else float("nan")
+
+
+def _load_predictions(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as saved:
+            return {k: saved[k] for k in ("top5", "labels", "files")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise VaccbenchError(f"cannot read predictions ({exc})", path) from None
+
+
+def paired(a: Record, b: Record) -> Pair:
+    """The image-by-image comparison of two records on the images both saw."""
+    if a.predictions is None or b.predictions is None:
+        missing = a if a.predictions is None else b
+        return Pair(a, b, note=f"no predictions file for {missing.run}: totals only")
+    pa, pb = _load_predictions(a.predictions), _load_predictions(b.predictions)
+    index = {name: i for i, name in enumerate(pa["files"].tolist())}
+    both = [(index[name], j) for j, name in enumerate(pb["files"].tolist()) if name in index]
+    if not both:
+        return Pair(a, b, note="no image in common: totals only")
+    ia, ib = (np.array(x, dtype=np.int64) for x in zip(*both))
+    labels = pa["labels"][ia]
+    if not np.array_equal(labels, pb["labels"][ib]):
+        return Pair(a, b, note="the same files carry different labels: totals only")
+    top5_a, top5_b = pa["top5"][ia], pb["top5"][ib]
+    compared = agreement(top5_b[:, 0], top5_a[:, 0], labels)
+    right_a, right_b = top5_a[:, 0] == labels, top5_b[:, 0] == labels
+    files = pa["files"][ia]
+    flips = []
+    for k in np.nonzero(right_a != right_b)[0].tolist():
+        lost = bool(right_a[k])
+        wrong = top5_b[k] if lost else top5_a[k]
+        hit = np.nonzero(wrong[:5] == labels[k])[0]
+        flips.append(Flip(str(files[k]), int(labels[k]), int(top5_a[k, 0]), int(top5_b[k, 0]),
+                          lost, int(hit[0]) if hit.size else 5))
+    # lost before gained; within each, the label furthest from the wrong side's top-5 first
+    flips.sort(key=lambda f: (not f.lost, -f.rank, f.file))
+    ca, cb = per_class(top5_a, labels), per_class(top5_b, labels)
+    classes = sorted((ClassChange(k, ca[k][0], ca[k][1], cb[k][1]) for k in ca
+                      if ca[k][1] != cb[k][1]), key=lambda c: (c.change, c.label))
+    note = "" if len(both) == max(a.n, b.n) else f"of {a.n} and {b.n}"
+    return Pair(a, b, compared, note, tuple(flips), tuple(classes))
+
+
+def pair_up(a: Sequence[Record], b: Sequence[Record], select_a: Selector = Selector(),
+            select_b: Selector = Selector()) -> list[Pair]:
+    """Records of A and B matched by model and dataset, and by whatever part of the run
+    (backend, precision) the selectors leave open; unmatched records are left out."""
+    by_backend = select_a.backend is None and select_b.backend is None
+    by_precision = select_a.precision is None and select_b.precision is None
+
+    def key(r: Record) -> tuple[str, ...]:
+        return (r.name, r.dataset, r.backend if by_backend else "", r.precision if by_precision else "")
+
+    side_b = {key(r): r for r in b if select_b.matches(r)}
+    pairs = []
+    for ra in a:
+        rb = side_b.get(key(ra))
+        if select_a.matches(ra) and rb is not None and rb is not ra:
+            pairs.append(paired(ra, rb))
+    return pairs
+
+
+def compare_files(a: Path, b: Path | None, select_a: str | None = None,
+                  select_b: str | None = None) -> list[Pair]:
+    """Pairs of report `a` against report `b` (or against itself when `b` is None)."""
+    records_a = load_report(a)
+    records_b = records_a if b is None else load_report(b)
+    backends = {r.backend for r in (*records_a, *records_b)}
+    sa, sb = Selector.parse(select_a, backends), Selector.parse(select_b, backends)
+    if b is None and sa == sb:
+        raise VaccbenchError("comparing a report with itself: say which runs with --a and --b "
+                             "(e.g. --a fp32 --b int8-percentile)", a)
+    return pair_up(records_a, records_b, sa, sb)
+
+
+# -- views ------------------------------------------------------------------------------
+
+def _flip_line(f: Flip) -> str:
+    return (f"{'lost' if f.lost else 'gained':<6} {f.file}  label {class_name(f.label)!r}: "
+            f"A {class_name(f.top1_a)!r}, B {class_name(f.top1_b)!r}")
+
+
+def compare_lines(pairs: Sequence[Pair], flips: int = 10, classes: int = 5) -> list[str]:
+    """Per pair a block: each side, B - A, the paired view, the first `flips` flipped images
+    and the `classes` classes that lost most. Fits 80 columns but for long file names."""
+    lines: list[str] = []
+    for p in pairs:
+        run_w = max(len(p.a.run), len(p.b.run))
+        lines += [f"{p.a.name} on {p.a.dataset}",
+                  *(f"  {side} {r.run:<{run_w}}  top1 {r.top1:7.3f}  top5 {r.top5:7.3f}  n={r.n}"
+                    for side, r in (("A", p.a), ("B", p.b))),
+                  f"  {'B - A':<{run_w + 2}}  top1 {p.top1_delta:+7.3f}  top5 {p.top5_delta:+7.3f}"]
+        g = p.agreement
+        if g is None:
+            lines.append(f"  {p.note}")
+            lines.append("")
+            continue
+        lines += [f"  same {g.n} images{f' ({p.note})' if p.note else ''}: top-1 agreement "
+                  f"{g.percent:.3f}% ({g.agree}/{g.n})",
+                  f"    B lost {g.reference_only}, gained {g.run_only} (top1 {p.paired_delta:+.3f} on "
+                  f"these images); exact McNemar p={g.mcnemar_p:.3g}"]
+        if p.flips:
+            lines.append(f"  flipped images ({len(p.flips)}, lost first):")
+            lines += [f"    {_flip_line(f)}" for f in p.flips[:flips]]
+            if len(p.flips) > flips:
+                lines.append(f"    ... {len(p.flips) - flips} more (--flips N, or --html)")
+        losers = [c for c in p.classes if c.change < 0][:classes]
+        if losers:
+            lines.append("  classes that lost most (top-1 correct, same images):")
+            lines += [f"    {c.change:+d}  {class_name(c.label)} ({c.correct_a}/{c.n} -> "
+                      f"{c.correct_b}/{c.n})" for c in losers]
+        lines.append("")
+    return lines
+
+
+STYLE = """
+body{font:13px/1.4 system-ui,sans-serif;margin:24px;color:#222}
+h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 4px}
+table{border-collapse:collapse;margin:8px 0}
+th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
+th{background:#f3f3f3}td.l,th.l{text-align:left}.neg{color:#c62828}.pos{color:#2e7d32}
+"""
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1) -> str:
+    ths = "".join(f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(head))
+    body = []
+    for row in rows:
+        tds = []
+        for i, cell in enumerate(row):
+            text = html.escape(str(cell))
+            cls = "l" if i < left else ("neg" if text.startswith("-") and text != "-" else
+                                       "pos" if text.startswith("+") and text.strip("+0.") else "")
+            tds.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
+        body.append(f"<tr>{''.join(tds)}</tr>")
+    return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def classes_table(classes: Sequence[ClassChange]) -> str:
+    """HTML table of classes whose top-1 count changed, in the order given."""
+    return _table(["class", "images", "A correct", "B correct", "change"],
+                  [(class_name(c.label), c.n, c.correct_a, c.correct_b, f"{c.change:+d}")
+                   for c in classes])
+
+
+def compare_html(pairs: Sequence[Pair], title: str) -> str:
+    """One self-contained page (inline CSS, nothing fetched): the summary table, then per
+    pair every flipped image and every class that changed."""
+    summary = _table(["model", "dataset", "A", "B", "top1 A", "top1 B", "delta", "top5 A", "top5 B",
+                      "delta", "n A", "n B", "agreement", "McNemar p"],
+                     [(p.a.name, p.a.dataset, p.a.run, p.b.run, f"{p.a.top1:.3f}", f"{p.b.top1:.3f}",
+                       f"{p.top1_delta:+.3f}", f"{p.a.top5:.3f}", f"{p.b.top5:.3f}", f"{p.top5_delta:+.3f}",
+                       p.a.n, p.b.n, f"{p.agreement.percent:.3f}%" if p.agreement else "-",
+                       f"{p.agreement.mcnemar_p:.3g}" if p.agreement else "-") for p in pairs], left=4)
+    sections = []
+    for p in pairs:
+        head = f"<h2>{html.escape(p.a.name)} on {html.escape(p.a.dataset)}: " \
+               f"{html.escape(p.a.run)} (A) vs {html.escape(p.b.run)} (B)</h2>"
+        if p.agreement is None:
+            sections.append(f"{head}<p>{html.escape(p.note)}</p>")
+            continue
+        flips = _table(["", "file", "label", "A top-1", "B top-1"],
+                       [("lost" if f.lost else "gained", f.file, class_name(f.label),
+                         class_name(f.top1_a), class_name(f.top1_b)) for f in p.flips], left=5)
+        classes = classes_table(p.classes)
+        sections.append(f'{head}<p>{len(p.flips)} flipped images, lost first</p><div class="flips">'
+                        f'{flips}</div><p>classes whose top-1 count changed, worst first</p>'
+                        f'<div class="classes">{classes}</div>')
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>vaccbench compare</title>
+<style>{STYLE}</style></head><body>
+<h1>vaccbench compare</h1><p>{html.escape(title)}</p>
+<div id="summary">{summary}</div>
+{chr(10).join(sections)}
+</body></html>
+"""
