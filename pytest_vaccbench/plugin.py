@@ -24,6 +24,7 @@ from . import dataset as dataset_mod
 from . import history, progress
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry, update_file
+from .devices import DevicePool, check_workers, parse_devices
 from .errors import VaccbenchError
 from .gate import Images, expectation_for, judge, needs_paired
 from .metrics import Accuracy
@@ -31,6 +32,7 @@ from .preprocess import PreprocessSpec
 from .report import (PROPERTY, Results, Row, find_payload, html_report, junit_properties,
                      session_info, summary_lines, write_json)
 from .run import Case, evaluate, paired_with_fp32
+from .shard_record import ShardRecorder
 from .suite import load_suite, select_models
 from .vdsp import preprocess_option
 
@@ -96,8 +98,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vamp-args", default=None, metavar="ARGS",
                     help="more vamp arguments, e.g. '--hwconfig hw.json'")
     group.addoption("--devices", default=None, metavar="IDS",
-                    help="accelerator ids for vamp -d, e.g. 0,1,2,3: xdist worker gwN uses the "
-                         "(N mod count)-th")
+                    help="accelerator ids for vamp -d, e.g. 0,1,2,3: each xdist worker (or the one "
+                         "pytest process) holds a free one for the session, through a file lock")
+    group.addoption("--device-locks", default=None, metavar="DIR",
+                    help="folder of the --devices lock files, shared by every session that uses "
+                         "the same cards (default: <vaccbench-cache>/device-locks)")
     group.addoption("--ort-provider", default="cpu", metavar="NAME",
                     help="onnxruntime execution provider: cpu (default), cuda, or a full provider name")
     group.addoption("--onnx-dir", default=None, metavar="DIR",
@@ -113,6 +118,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="int8: count the calibration images too")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-split's: ShardRecorder sees the items before the split
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vaccbench: an accuracy test generated from a suite file")
     for name in ("vaccbench_json", "vaccbench_html", "vaccbench_history"):
@@ -121,6 +127,27 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--{name.replace('_', '-')}={value}: folder "
                                     f"{Path(value).expanduser().resolve().parent} does not exist")
     config.pluginmanager.register(VaccbenchSession(config), "vaccbench-session")
+    config.pluginmanager.register(ShardRecorder(config), "vaccbench-shards")
+
+
+def _device_pool(config: pytest.Config, cache: Path) -> DevicePool | None:
+    """--devices: the process that runs tests holds a free device for the session (an xdist
+    controller runs none and holds none); more workers than devices is a usage error."""
+    value = config.getoption("devices")
+    if not value:
+        return None
+    in_controller = not hasattr(config, "workerinput") and config.getoption("numprocesses", None)
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT") or config.getoption("numprocesses", None)
+    locks = config.getoption("device_locks")
+    pool = DevicePool((), Path(locks).expanduser().resolve() if locks else cache / "device-locks")
+    try:
+        pool.ids = parse_devices(value)
+        check_workers(pool.ids, int(workers or 1))
+        if not in_controller:
+            pool.acquire()
+    except VaccbenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return pool
 
 
 def _split(values: list[str] | None) -> tuple[str, ...] | None:
@@ -240,12 +267,13 @@ class VaccbenchSession:
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
         threads = opt("threads") or max(1, (os.cpu_count() or 1) // workers)
         vamp = ("vamp_bin", "vamp_root", "vamp_timeout", "vamp_instances", "vamp_processes",
-                "vamp_batch", "vamp_args", "devices")
+                "vamp_batch", "vamp_args")
+        self.devices = _device_pool(config, Path(cache).expanduser().resolve())
         self.options = RunOptions(weights_dir=Path(weights).expanduser().resolve(),
                                   cache_dir=Path(cache).expanduser().resolve(),
                                   batch_size=opt("batch_size"), threads=threads, workers=threads,
                                   extra={**{name: opt(name) for name in vamp},
-                                         "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
+                                         "device": self.devices.device if self.devices else None,
                                          "ort_provider": opt("ort_provider"), "onnx_dir": opt("onnx_dir"),
                                          "opset": opt("opset"), "int8_per_channel": opt("int8_per_channel"),
                                          "calib_images": opt("calib_images"),
@@ -367,6 +395,8 @@ class VaccbenchSession:
             elif not self.update_baselines():
                 session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
         info = session_info(self.config.invocation_params.args, exitstatus, self.started)
+        info.update(self.config.pluginmanager.get_plugin("vaccbench-shards").session_fields(
+            *self._dataset_identity()))
         rows = list(self.results)
         opt = self.config.getoption
         writers = (("vaccbench_json", lambda p: write_json(rows, p, info), "JSON report"),
@@ -382,6 +412,18 @@ class VaccbenchSession:
                 except (OSError, VaccbenchError) as exc:
                     self.messages.append(f"ERROR writing {what} {path}: {exc}")
                     session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
+
+    def _dataset_identity(self) -> tuple[str | None, str | None]:
+        """Name and fingerprint of the session's images, for `vaccbench merge`."""
+        try:
+            data = self.dataset()
+        except VaccbenchError:
+            return None, None
+        return data.name, data.fingerprint()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.devices:
+            self.devices.release()
 
     def update_baselines(self) -> bool:
         """One write per baseline file, of the tests that passed with a result; False when a
