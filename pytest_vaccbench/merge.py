@@ -189,9 +189,10 @@ def merge(shards: Sequence[Shard], command: str) -> Merged:
     if failing:
         problems.append(f"{len(failing)} test(s) failed: " + ", ".join(failing[:10])
                         + (" ..." if len(failing) > 10 else ""))
-    for shard in shards:
+    for shard in shards:  # beyond its accuracy tests: an internal error, a report not written
         status = shard.session.get("exitstatus")
-        if status not in GREEN_EXIT:
+        failed = any(record["outcome"] in ("failed", "error") for record in shard.ran.values())
+        if status not in GREEN_EXIT and not (status == 1 and failed):
             problems.append(f"{shard.label} ended with pytest exit status {status}")
     ran = {nodeid: record for shard in shards for nodeid, record in shard.ran.items()}
     session = {

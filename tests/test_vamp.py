@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 from pytest_vaccbench.backends.vamp import VampError, parse_model_dir, read_outputs, run_vamp
-from pytest_vaccbench.errors import VaccbenchError
 
 sys.path.insert(0, str(Path(__file__).parent))
 import vamp_standin  # noqa: E402

@@ -17,6 +17,7 @@ To rehearse a nightly gate's failures, set VAMP_STUB_FAIL to one of
   shape  write output_0 of shape (3, classes)
   nan    write NaNs into the first output
 VAMP_STUB_LOG=<file> appends one JSON line per run (argv, device, xdist worker, pid);
+VAMP_STUB_SLEEP='{"<model name>": seconds, ...}' makes runs of those models take longer;
 VAMP_STUB_CHILD=<file> receives the pid of the `hang` mode's child.
 """
 
@@ -84,6 +85,7 @@ def main(argv: list[str]) -> int:
         fail("VACC runtime: stream 1 exceeded its memory pool (code 0x2f)", 3)
     if mode == "hang":
         hang()
+    time.sleep(json.loads(os.environ.get("VAMP_STUB_SLEEP") or "{}").get(model.stem, 0))
 
     import numpy as np
     import onnxruntime as ort
