@@ -16,7 +16,8 @@ To rehearse a nightly gate's failures, set VAMP_STUB_FAIL to one of
   many   write one output more than there are inputs
   shape  write output_0 of shape (3, classes)
   nan    write NaNs into the first output
-VAMP_STUB_LOG=<file> appends one JSON line per run (argv, device, xdist worker, pid);
+VAMP_STUB_LOG=<file> appends one JSON line per run (argv, device, xdist worker, pid, parent
+pid, model name);
 VAMP_STUB_SLEEP='{"<model name>": seconds, ...}' makes runs of those models take longer;
 VAMP_STUB_CHILD=<file> receives the pid of the `hang` mode's child.
 """
@@ -74,6 +75,7 @@ def main(argv: list[str]) -> int:
     if os.environ.get("VAMP_STUB_LOG"):
         with open(os.environ["VAMP_STUB_LOG"], "a") as log:
             log.write(json.dumps({"argv": argv, "device": args.device_ids, "pid": os.getpid(),
+                                  "parent": os.getppid(), "model": Path(args.model_prefix).name,
                                   "worker": os.environ.get("PYTEST_XDIST_WORKER")}) + "\n")
     model = Path(args.model_prefix + ".onnx")
     if not model.is_file():
