@@ -61,15 +61,20 @@ def describe_selection(tests: Sequence[tuple[str, Path, Path]], root: Path) -> d
             "baselines_digest": h.hexdigest()[:16], "session_tests": [t[0] for t in tests]}
 
 
+UNFINISHED = "error"  # a test whose setup passed and that never reported a call: its worker died
+UNFINISHED_MESSAGE = "started, but no result came back (did its process crash?)"
+
+
 def outcome_of(current: dict[str, Any] | None, when: str, outcome: str, seconds: float,
                message: str) -> dict[str, Any]:
-    """Fold one pytest phase report into a test's record: an error in setup or teardown wins,
-    else the call's outcome (or setup's skip); seconds add up over the phases."""
-    record = dict(current or {"outcome": "passed", "seconds": 0.0, "message": ""})
+    """Fold one pytest phase report into a test's record: an error outside the call (setup,
+    teardown, xdist's report of a crashed worker) wins, else the call's outcome or setup's
+    skip; until then the test counts as unfinished. Seconds add up over the phases."""
+    record = dict(current or {"outcome": UNFINISHED, "seconds": 0.0, "message": UNFINISHED_MESSAGE})
     record["seconds"] = round(record["seconds"] + seconds, 3)
     if outcome == "failed" and when != "call":
         record.update(outcome="error", message=message)
-    elif record["outcome"] != "error" and (when == "call" or outcome == "skipped"):
+    elif when == "call" or (when == "setup" and outcome == "skipped"):
         record.update(outcome=outcome, message=message if outcome != "passed" else "")
     return record
 

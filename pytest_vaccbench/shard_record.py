@@ -41,7 +41,8 @@ class ShardRecorder:
             self.selection = json.loads(text)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if MARKER in report.keywords and not hasattr(self.config, "workerinput"):
+        known = MARKER in report.keywords or report.nodeid in self.ran  # xdist's crash report
+        if known and not hasattr(self.config, "workerinput"):  # has no keywords
             message = report.longreprtext
             if report.skipped and isinstance(report.longrepr, tuple):
                 message = str(report.longrepr[2]).removeprefix("Skipped: ")

@@ -241,3 +241,6 @@ def test_outcome_folds_phases() -> None:
     assert record == {"outcome": "failed", "seconds": 1.5, "message": "gate failed"}
     assert outcome_of(record, "teardown", "failed", 0.25, "boom")["outcome"] == "error"
     assert outcome_of(None, "setup", "skipped", 0.0, "why")["outcome"] == "skipped"
+    started = outcome_of(None, "setup", "passed", 0.5, "")  # and then its worker died
+    assert started["outcome"] == "error" and "no result came back" in started["message"]
+    assert outcome_of(started, "???", "failed", 0.0, "worker 'gw1' crashed")["outcome"] == "error"
