@@ -83,5 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m pytest_vaccbench.cli: the commands register in the
+    from pytest_vaccbench.cli import main as _main  # module by its own name, not in __main__
+
+    sys.exit(_main())
