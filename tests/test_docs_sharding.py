@@ -51,7 +51,8 @@ def machine(tmp_path: Path) -> dict[str, str]:
                                      os.environ["PATH"]]),
             "PYTHONPATH": str(ROOT), "ROOT": str(root), "TMP": str(tmp_path),
             "IMAGENET_VAL": str(root / "colours" / "images"), "VAMP_MODELS": str(root / "models"),
-            "DEVICES": "0,1", "WORKERS": "0",  # -n 0: no xdist, faster here "RESULTS": str(tmp_path / "results")}
+            "DEVICES": "0,1", "WORKERS": "0",  # -n 0: no xdist workers to start, faster
+            "RESULTS": str(tmp_path / "results")}
 
 
 def bash(script: str, env: dict[str, str], cwd: str, cache: str) -> subprocess.CompletedProcess:
