@@ -8,7 +8,8 @@ and writes `vaccbench durations nightly.json > .test_durations`; night 2 runs th
 those durations (--splitting-algorithm least_duration). Shards run one after another so each
 one's wall time is its own. Prints, per night, each shard's wall time (the pytest process)
 and test time (its tests' seconds), the slowest and fastest shard and the imbalance
-slowest/fastest - 1, and the ratio of the slowest shards of the two nights.
+slowest/fastest - 1 (also of the test times, and of pytest-split's estimates: its plan,
+free of this run's noise), and the ratio of the slowest shards of the two nights.
 
     python benchmarks/sharding.py [--splits 4] [--scale 1.0]
 """
@@ -68,9 +69,11 @@ def show(title: str, shards: list[tuple[int, float, float, float]]) -> float:
               f"(pytest-split's estimate {estimate:5.1f} s)")
     walls = [shard[1] for shard in shards]
     busy = [shard[2] for shard in shards]
+    plan = [shard[3] for shard in shards]
     print(f"  slowest {max(walls):.1f} s, fastest {min(walls):.1f} s: imbalance "
           f"{100 * (max(walls) / min(walls) - 1):.0f}% (test time alone: "
-          f"{100 * (max(busy) / max(min(busy), 1e-9) - 1):.0f}%)")
+          f"{100 * (max(busy) / max(min(busy), 1e-9) - 1):.0f}%; pytest-split's plan: "
+          f"{100 * (max(plan) / min(plan) - 1):.0f}%)")
     return max(walls)
 
 

@@ -53,7 +53,10 @@ def _merge(args: argparse.Namespace) -> int:
         if path is not None and not path.expanduser().resolve().parent.is_dir():
             raise VaccbenchError("its folder does not exist", path)
     shards = [load_shard(path) for path in args.shards]
-    merged = merge(shards, shlex.join(["vaccbench", "merge", *sys.argv[2:]]))
+    options = [(flag, value) for flag, value in (("-o", args.output), ("--html", args.html),
+               ("--junitxml", args.junitxml), ("--history", args.history)) if value is not None]
+    merged = merge(shards, shlex.join(["vaccbench", "merge", *map(str, args.shards),
+                                       *(str(part) for option in options for part in option)]))
     write_json(merged.rows, args.output, merged.session)
     written = [f"JSON report: {args.output}"]
     if args.html:

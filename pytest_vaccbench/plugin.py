@@ -139,9 +139,9 @@ def _device_pool(config: pytest.Config, cache: Path) -> DevicePool | None:
     in_controller = not hasattr(config, "workerinput") and config.getoption("numprocesses", None)
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT") or config.getoption("numprocesses", None)
     locks = config.getoption("device_locks")
-    pool = DevicePool((), Path(locks).expanduser().resolve() if locks else cache / "device-locks")
     try:
-        pool.ids = parse_devices(value)
+        pool = DevicePool(parse_devices(value),
+                          Path(locks).expanduser().resolve() if locks else cache / "device-locks")
         check_workers(pool.ids, int(workers or 1))
         if not in_controller:
             pool.acquire()
@@ -395,10 +395,11 @@ class VaccbenchSession:
             elif not self.update_baselines():
                 session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
         info = session_info(self.config.invocation_params.args, exitstatus, self.started)
-        info.update(self.config.pluginmanager.get_plugin("vaccbench-shards").session_fields(
-            *self._dataset_identity()))
         rows = list(self.results)
         opt = self.config.getoption
+        if opt("vaccbench_json"):  # what `vaccbench merge` checks and needs
+            info.update(self.config.pluginmanager.get_plugin("vaccbench-shards").session_fields(
+                *self._dataset_identity()))
         writers = (("vaccbench_json", lambda p: write_json(rows, p, info), "JSON report"),
                    ("vaccbench_html", lambda p: p.write_text(html_report(rows, info)),
                     "HTML report"),
