@@ -11,7 +11,7 @@ and test time (its tests' seconds), the slowest and fastest shard and the imbala
 slowest/fastest - 1 (also of the test times, and of pytest-split's estimates: its plan,
 free of this run's noise), and the ratio of the slowest shards of the two nights.
 
-    python benchmarks/sharding.py [--splits 4] [--scale 1.0]
+    python benchmarks/sharding.py [--splits 4] [--models 32] [--scale 1.0]
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ from _common import ROOT, header
 sys.path.insert(0, str(ROOT / "tests"))
 import colour_zoo  # noqa: E402
 
-SLEEPS = (4.0, 3.0, 2.5, 2.0, 1.5, 1.5, 1.0, 1.0, 0.8, 0.8, 0.5, 0.5, 0.3, 0.3, 0.2, 0.2)
+
+
+def sleeps(count: int) -> list[float]:
+    """Uneven per-model seconds, heaviest first: 6.2, 5.3, 4.5, ... down towards 0.2."""
+    return [round(0.2 + 6 * 0.85 ** i, 2) for i in range(count)]
 
 
 def run(root: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -80,12 +84,13 @@ def show(title: str, shards: list[tuple[int, float, float, float]]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, default=4, help="K shards (default 4)")
+    parser.add_argument("--models", type=int, default=32, help="tests in the suite (default 32)")
     parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply the per-model sleeps (default 1.0: 0.2 to 4 s)")
+                        help="multiply the per-model sleeps (default 1.0: 6.2 s down to 0.2 s)")
     parser.add_argument("--keep", type=Path, default=None, help="build the zoo here and keep it")
     args = parser.parse_args()
-    models = [colour_zoo.ZooModel(f"zoo-m{i:02d}", "zoo", ("fp16",)) for i in range(len(SLEEPS))]
-    sleep = {m.key: s * args.scale for m, s in zip(models, SLEEPS)}
+    models = [colour_zoo.ZooModel(f"zoo-m{i:02d}", "zoo", ("fp16",)) for i in range(args.models)]
+    sleep = {m.key: s * args.scale for m, s in zip(models, sleeps(args.models))}
     header(f"sharding: {len(models)} tests, the stand-in sleeps {min(sleep.values()):g} to "
            f"{max(sleep.values()):g} s per model (sum {sum(sleep.values()):.1f} s), K={args.splits}")
     with tempfile.TemporaryDirectory() as tmp:
