@@ -190,7 +190,10 @@ def merge(shards: Sequence[Shard], command: str) -> Merged:
     if missing:
         problems.append(f"{len(missing)} test(s) no shard ran: " + ", ".join(missing[:10])
                         + (" ..." if len(missing) > 10 else ""))
-    failing = [row.nodeid for row in rows if row.status in FAILING]
+    ran = {nodeid: record for shard in shards for nodeid, record in shard.ran.items()}
+    failing = sorted({row.nodeid for row in rows if row.status in FAILING}  # crashed tests
+                     | {t for t, record in ran.items() if record["outcome"] in ("failed", "error")},
+                     key=lambda t: (order.get(t, len(order)), t))
     if failing:
         problems.append(f"{len(failing)} test(s) failed: " + ", ".join(failing[:10])
                         + (" ..." if len(failing) > 10 else ""))
@@ -199,12 +202,12 @@ def merge(shards: Sequence[Shard], command: str) -> Merged:
         failed = any(record["outcome"] in ("failed", "error") for record in shard.ran.values())
         if status not in GREEN_EXIT and not (status == 1 and failed):
             problems.append(f"{shard.label} ended with pytest exit status {status}")
-    ran = {nodeid: record for shard in shards for nodeid, record in shard.ran.items()}
     session = {
         "command": command, "exitstatus": 0 if not problems else 1,
         "started": min(str(s.session.get("started", "")) for s in shards),
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
-        **{key: first.get(key) for key in (*AGREE, "baselines")}, "group": None,
+        **{key: first.get(key) for key in (*AGREE, "baselines")},
+        "splits": None, "group": None,  # one whole session now
         "session_tests": first["session_tests"],
         "ran": {t: ran[t] for t in sorted(ran, key=lambda t: (order.get(t, len(order)), t))},
         "missing": missing,

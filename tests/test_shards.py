@@ -126,6 +126,7 @@ def test_three_shards_merge_to_the_single_run(runs: Runs) -> None:
     # the merged report is a report like any other: it merges again, alone
     again = vaccbench(root, "merge", "nightly.json", "-o", "again.json")
     assert again.returncode == 1 and per_test(root / "again.json") == want, again.stderr
+    assert "RED: 1 test(s) failed" in again.stdout and "no report of group" not in again.stdout
 
 
 def _copy(root: Path, name: str, new: str, **session: object) -> str:
@@ -168,6 +169,24 @@ def test_merge_without_a_shard_is_red_and_lists_what_no_shard_ran(runs: Runs) ->
     assert f"RED: {len(ran)} test(s) no shard ran: " in done.stdout
     errors = {k for k, v in junit_cases(root / "partial.xml").items() if v == "error"}
     assert len(errors) == len(ran)
+
+
+def test_a_test_whose_worker_crashed_makes_the_merge_red(runs: Runs) -> None:
+    """xdist's report of a crashed worker has no result: only the shard's `ran` knows."""
+    root = runs.root
+    name = next(f"shard{i}.json" for i in (1, 2, 3) if '"status": "passed"' in (root / f"shard{i}.json").read_text())
+    document = json.loads((root / name).read_text())
+    nodeid = next(t["nodeid"] for t in document["tests"] if t["status"] == "passed")
+    document["tests"] = [t for t in document["tests"] if t["nodeid"] != nodeid]
+    document["session"]["ran"][nodeid] = {"outcome": "error", "seconds": 1.0,
+                                          "message": "worker 'gw0' crashed while running it"}
+    document["session"]["exitstatus"] = 1
+    (root / "crashed.json").write_text(json.dumps(document))
+    shards = [n if n != name else "crashed.json" for n in ("shard1.json", "shard2.json", "shard3.json")]
+    done = vaccbench(root, "merge", *shards, "-o", "crashed-merged.json", "--junitxml", "crashed.xml")
+    assert done.returncode == 1 and "RED: 2 test(s) failed: " in done.stdout and nodeid in done.stdout
+    test = nodeid.split("::")[1]
+    assert junit_cases(root / "crashed.xml")[f"suites.zoo.yaml::{test}"] == "error"
 
 
 def test_merge_explains_bad_inputs(runs: Runs, tmp_path: Path) -> None:
