@@ -46,8 +46,8 @@ def _merge_args(parser: argparse.ArgumentParser) -> None:
          "test failed or no shard ran it)", _merge_args)
 def _merge(args: argparse.Namespace) -> int:
     from .history import append_run
-    from .merge import junit_xml, load_shard, merge, summary
-    from .report import html_report, write_json
+    from .merge import junit_xml, load_shard, merge, summary, write_merged_json
+    from .report import html_report
 
     for path in (args.output, args.html, args.junitxml, args.history):
         if path is not None and not path.expanduser().resolve().parent.is_dir():
@@ -57,8 +57,11 @@ def _merge(args: argparse.Namespace) -> int:
                ("--junitxml", args.junitxml), ("--history", args.history)) if value is not None]
     merged = merge(shards, shlex.join(["vaccbench", "merge", *map(str, args.shards),
                                        *(str(part) for option in options for part in option)]))
-    write_json(merged.rows, args.output, merged.session)
+    lost = write_merged_json(merged, args.output)
     written = [f"JSON report: {args.output}"]
+    if lost:
+        written.append(f"note: {len(lost)} test(s) without their per-image predictions (copy each "
+                       "shard's <report>.predictions/ folder with its report), e.g. " + lost[0])
     if args.html:
         args.html.write_text(html_report(merged.rows, merged.session))
         written.append(f"HTML report: {args.html}")

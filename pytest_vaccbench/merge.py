@@ -15,12 +15,14 @@ import datetime as _dt
 import hashlib
 import json
 import platform
+import shutil
 import sqlite3
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import __version__
 from .errors import VaccbenchError
 from .report import FAILING, Row, junit_properties
 from .run import Result
@@ -139,7 +141,8 @@ def row_from_record(record: dict[str, Any], folder: Path) -> Row:
 
 @dataclass
 class Merged:
-    rows: list[Row]
+    rows: list[Row]  # for the HTML report, the history and the JUnit properties
+    records: list[tuple[Path, dict[str, Any]]]  # each shard's JSON record, and its folder
     session: dict[str, Any]
     missing: list[str] = field(default_factory=list)  # selected, but no shard ran them
     problems: list[str] = field(default_factory=list)  # what makes the merge red
@@ -177,8 +180,9 @@ def merge(shards: Sequence[Shard], command: str) -> Merged:
             seen[nodeid] = shard
     first = shards[0].session
     order = {nodeid: i for i, nodeid in enumerate(first["session_tests"])}
-    rows = sorted((row_from_record(r, s.path.parent) for s in shards for r in s.records),
-                  key=lambda row: (order.get(row.nodeid, len(order)), row.nodeid))
+    records = sorted(((s.path.parent, r) for s in shards for r in s.records),
+                     key=lambda item: (order.get(item[1]["nodeid"], len(order)), item[1]["nodeid"]))
+    rows = [row_from_record(record, folder) for folder, record in records]
     missing = [t for t in first["session_tests"] if t not in seen]
     problems = []
     splits = first.get("splits")
@@ -213,7 +217,31 @@ def merge(shards: Sequence[Shard], command: str) -> Merged:
         "missing": missing,
         "shards": [{"report": str(s.path), **{k: s.session.get(k) for k in
                     ("group", "command", "exitstatus", "started", "finished")}} for s in shards]}
-    return Merged(rows, session, missing, problems)
+    return Merged(rows, records, session, missing, problems)
+
+
+def write_merged_json(merged: Merged, path: Path) -> list[str]:
+    """The shards' records as they wrote them (every field the plugin's report has), in
+    collection order, with each test's predictions copied beside `path` as write_json does.
+    Returns the tests whose predictions file was not beside its shard's report."""
+    folder = path.with_name(path.stem + ".predictions")
+    records, lost = [], []
+    for shard_folder, record in merged.records:
+        record = dict(record)
+        if record.get("predictions"):
+            source = shard_folder / record["predictions"]
+            record["predictions"] = None
+            if source.is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, folder / source.name)
+                record["predictions"] = (folder / source.name).relative_to(path.parent).as_posix()
+            else:
+                lost.append(record["nodeid"])
+        records.append(record)
+    document = {"tool": f"pytest-vaccbench {__version__}", "session": merged.session,
+                "tests": records}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return lost
 
 
 # -- JUnit XML --------------------------------------------------------------------------

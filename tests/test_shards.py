@@ -107,10 +107,16 @@ def test_three_shards_merge_to_the_single_run(runs: Runs) -> None:
         return {t["nodeid"]: (t["outcome"], t["n"], t["correct1"], t["correct5"], t["status"])
                 for t in json.loads(path.read_text())["tests"]}
 
+    def everything_but_timing(path: Path) -> dict[str, dict]:
+        varies = {"seconds", "predictions", "date", "options"}  # threads: fewer under xdist
+        return {t["nodeid"]: {k: v for k, v in t.items() if k not in varies}
+                for t in json.loads(path.read_text())["tests"]}
+
     want = per_test(root / "single.json")
     assert len(want) == 6 and want["suites/zoo.yaml::zoob/zoo-broken[vamp-fp16]"] == ("failed", 8, 1, 6, "FAILED")
     assert want["suites/zoo.yaml::zooa/zoo-m00[vamp-int8-percentile]"] == ("passed", 8, 6, 7, "passed")
     assert per_test(root / "nightly.json") == want
+    assert everything_but_timing(root / "nightly.json") == everything_but_timing(root / "single.json")
     assert junit_counts(root / "nightly.xml") == junit_counts(root / "single.xml") == \
         {"tests": "7", "failures": "1", "errors": "0", "skipped": "1"}
     assert junit_cases(root / "nightly.xml") == single
@@ -118,6 +124,7 @@ def test_three_shards_merge_to_the_single_run(runs: Runs) -> None:
     assert [t["nodeid"] for t in nightly["tests"]] == [
         t for t in nightly["session"]["session_tests"] if "uncompiled" not in t]
     for test in nightly["tests"]:  # the predictions travel with the merged report
+        assert test["predictions"].startswith("nightly.predictions/")
         assert (root / test["predictions"]).is_file()
     with sqlite3.connect(root / "history.db") as db:
         assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
@@ -187,6 +194,18 @@ def test_a_test_whose_worker_crashed_makes_the_merge_red(runs: Runs) -> None:
     assert done.returncode == 1 and "RED: 2 test(s) failed: " in done.stdout and nodeid in done.stdout
     test = nodeid.split("::")[1]
     assert junit_cases(root / "crashed.xml")[f"suites.zoo.yaml::{test}"] == "error"
+
+
+def test_merge_says_which_predictions_did_not_come_with_a_report(runs: Runs, tmp_path: Path) -> None:
+    for i in (1, 2, 3):  # shard 1 without its .predictions/ folder
+        shutil.copy(runs.root / f"shard{i}.json", tmp_path)
+        if i != 1:
+            shutil.copytree(runs.root / f"shard{i}.predictions", tmp_path / f"shard{i}.predictions")
+    lost = [t["nodeid"] for t in json.loads((runs.root / "shard1.json").read_text())["tests"]]
+    done = vaccbench(tmp_path, "merge", "shard1.json", "shard2.json", "shard3.json", "-o", "n.json")
+    assert done.returncode == 1 and f"note: {len(lost)} test(s) without their per-image predictions" in done.stdout
+    tests = {t["nodeid"]: t for t in json.loads((tmp_path / "n.json").read_text())["tests"]}
+    assert {t for t, record in tests.items() if record["predictions"] is None} == set(lost)
 
 
 def test_merge_explains_bad_inputs(runs: Runs, tmp_path: Path) -> None:
