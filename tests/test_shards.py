@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -230,11 +231,14 @@ def test_durations_feed_pytest_split(runs: Runs) -> None:
     for test in report["tests"]:  # measured inference seconds, not pytest's wall time
         assert found[test["nodeid"]] == test["seconds"]
     (root / ".test_durations").write_text(done.stdout)
-    collected = subprocess.run([sys.executable, "-m", "pytest", *colour_zoo.pytest_args(root),
-                                "--collect-only", "-q", "--splits=2", "--group=1",
-                                "--splitting-algorithm=least_duration"],
-                               cwd=root, env=env(), capture_output=True, text=True)
-    assert "estimated duration" in collected.stdout and "No test durations" not in collected.stdout
+    for group in (1, 2):  # pytest-split finds every test id: its estimate is the sum of ours
+        collected = subprocess.run([sys.executable, "-m", "pytest", *colour_zoo.pytest_args(root),
+                                    "--collect-only", "-q", "--splits=2", f"--group={group}",
+                                    "--splitting-algorithm=least_duration"],
+                                   cwd=root, env=env(), capture_output=True, text=True)
+        ids = [line for line in collected.stdout.splitlines() if line.startswith("suites/")]
+        estimate = float(re.search(r"estimated duration: ([\d.]+)s", collected.stdout)[1])
+        assert ids and estimate == pytest.approx(sum(found[i] for i in ids), abs=0.01)
 
 
 def test_durations_from_history_take_each_tests_latest_run(tmp_path: Path) -> None:
