@@ -48,6 +48,7 @@ class DevicePool:
     ids: tuple[int, ...]
     lock_dir: Path
     held: tuple[int, FileLock] | None = field(default=None, init=False)
+    problem: str | None = field(default=None, init=False)  # why this process holds none
 
     @property
     def device(self) -> int | None:

@@ -132,7 +132,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _device_pool(config: pytest.Config, cache: Path) -> DevicePool | None:
     """--devices: the process that runs tests holds a free device for the session (an xdist
-    controller runs none and holds none); more workers than devices is a usage error."""
+    controller runs none and holds none); more workers than devices is a usage error. An
+    xdist worker that finds no free device fails its tests with the reason (a usage error
+    there would reach the terminal as xdist's traceback of a worker that did not start)."""
     value = config.getoption("devices")
     if not value:
         return None
@@ -143,10 +145,15 @@ def _device_pool(config: pytest.Config, cache: Path) -> DevicePool | None:
         pool = DevicePool(parse_devices(value),
                           Path(locks).expanduser().resolve() if locks else cache / "device-locks")
         check_workers(pool.ids, int(workers or 1))
-        if not in_controller:
-            pool.acquire()
     except VaccbenchError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if not in_controller:
+        try:
+            pool.acquire()
+        except VaccbenchError as exc:
+            if not hasattr(config, "workerinput"):
+                raise pytest.UsageError(str(exc)) from None
+            pool.problem = str(exc)
     return pool
 
 
@@ -322,6 +329,8 @@ class VaccbenchSession:
         return shlex.join([*args, "--update-baselines"])
 
     def run_case(self, item: AccuracyItem) -> None:
+        if self.devices and self.devices.problem:
+            raise VaccbenchError(self.devices.problem)
         case = item.case
         backend = get_backend(case.backend)
         if case.precision not in backend.precisions:
