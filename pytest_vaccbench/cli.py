@@ -20,7 +20,8 @@ Configure = Callable[[argparse.ArgumentParser], None]
 COMMAND_MODULES: list[str] = ["pytest_vaccbench.cli_import", "pytest_vaccbench.prep",
                               "pytest_vaccbench.history", "pytest_vaccbench.export",
                               "pytest_vaccbench.calibration",
-                              "pytest_vaccbench.cli_compare", "pytest_vaccbench.cli_cache"]
+                              "pytest_vaccbench.cli_compare", "pytest_vaccbench.cli_cache",
+                              "pytest_vaccbench.cli_shards"]
 _COMMANDS: dict[str, tuple[Configure, Handler, str]] = {}
 
 
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":  # python -m: subcommands register with the importable module
-    from pytest_vaccbench.cli import main as _main
+if __name__ == "__main__":  # python -m pytest_vaccbench.cli: the commands register in the
+    from pytest_vaccbench.cli import main as _main  # module by its own name, not in __main__
 
     sys.exit(_main())

@@ -25,6 +25,7 @@ from . import history, ini, progress
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry, update_file
 from .cache import cache_dir
+from .devices import DevicePool, check_workers, parse_devices
 from .errors import VaccbenchError
 from .gate import Images, expectation_for, judge, needs_paired
 from .metrics import Accuracy
@@ -32,6 +33,7 @@ from .preprocess import PreprocessSpec
 from .report import (PROPERTY, Results, Row, find_payload, junit_properties, session_info,
                      summary_lines, write_html, write_json)
 from .run import Case, evaluate, paired_with_fp32
+from .shard_record import ShardRecorder
 from .suite import load_suite, select_models
 from .vdsp import preprocess_option
 
@@ -97,8 +99,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vamp-args", default=None, metavar="ARGS",
                     help="more vamp arguments, e.g. '--hwconfig hw.json'")
     group.addoption("--devices", default=None, metavar="IDS",
-                    help="accelerator ids for vamp -d, e.g. 0,1,2,3: xdist worker gwN uses the "
-                         "(N mod count)-th")
+                    help="accelerator ids for vamp -d, e.g. 0,1,2,3: each xdist worker (or the one "
+                         "pytest process) holds a free one for the session, through a file lock")
+    group.addoption("--device-locks", default=None, metavar="DIR",
+                    help="folder of the --devices lock files, shared by every session that uses "
+                         "the same cards (default: <vaccbench-cache>/device-locks)")
     group.addoption("--ort-provider", default="cpu", metavar="NAME",
                     help="onnxruntime execution provider: cpu (default), cuda, or a full provider name")
     group.addoption("--onnx-dir", default=None, metavar="DIR",
@@ -115,10 +120,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     ini.register(parser, group)  # every option above is also an ini key (see ini.py)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-split's: ShardRecorder sees the items before the split
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vaccbench: an accuracy test generated from a suite file")
     ini.resolve(config)
     config.pluginmanager.register(VaccbenchSession(config), "vaccbench-session")
+    config.pluginmanager.register(ShardRecorder(config), "vaccbench-shards")
+
+
+def _device_pool(config: pytest.Config, cache: Path) -> DevicePool | None:
+    """--devices: the process that runs tests holds a free device for the session (an xdist
+    controller runs none and holds none); more workers than devices is a usage error. An
+    xdist worker that finds no free device fails its tests with the reason (a usage error
+    there would reach the terminal as xdist's traceback of a worker that did not start)."""
+    value = config.getoption("devices")
+    if not value:
+        return None
+    in_controller = not hasattr(config, "workerinput") and config.getoption("numprocesses", None)
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT") or config.getoption("numprocesses", None)
+    locks = config.getoption("device_locks")
+    try:
+        pool = DevicePool(parse_devices(value),
+                          Path(locks).expanduser().resolve() if locks else cache / "device-locks")
+        check_workers(pool.ids, int(workers or 1))
+    except VaccbenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if not in_controller:
+        try:
+            pool.acquire()
+        except VaccbenchError as exc:
+            if not hasattr(config, "workerinput"):
+                raise pytest.UsageError(str(exc)) from None
+            pool.problem = str(exc)
+    return pool
 
 
 def _split(values: list[str] | str | None) -> tuple[str, ...] | None:
@@ -239,12 +273,14 @@ class VaccbenchSession:
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
         threads = opt("threads") or max(1, (os.cpu_count() or 1) // workers)
         vamp = ("vamp_bin", "vamp_root", "vamp_timeout", "vamp_instances", "vamp_processes",
-                "vamp_batch", "vamp_args", "devices")
+                "vamp_batch", "vamp_args")
+        cache = cache_dir(opt("vaccbench_cache"))
+        self.devices = _device_pool(config, cache)
         self.options = RunOptions(weights_dir=Path(weights).expanduser().resolve(),
-                                  cache_dir=cache_dir(opt("vaccbench_cache")),
+                                  cache_dir=cache,
                                   batch_size=opt("batch_size"), threads=threads, workers=threads,
                                   extra={**{name: opt(name) for name in vamp},
-                                         "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
+                                         "device": self.devices.device if self.devices else None,
                                          "ort_provider": opt("ort_provider"), "onnx_dir": opt("onnx_dir"),
                                          "opset": opt("opset"), "int8_per_channel": opt("int8_per_channel"),
                                          "calib_images": opt("calib_images"),
@@ -293,6 +329,8 @@ class VaccbenchSession:
         return shlex.join([*args, "--update-baselines"])
 
     def run_case(self, item: AccuracyItem) -> None:
+        if self.devices and self.devices.problem:
+            raise VaccbenchError(self.devices.problem)
         case = item.case
         backend = get_backend(case.backend)
         if case.precision not in backend.precisions:
@@ -368,6 +406,9 @@ class VaccbenchSession:
         info = session_info(self.config.invocation_params.args, exitstatus, self.started)
         rows = list(self.results)
         opt = self.config.getoption
+        if opt("vaccbench_json"):  # what `vaccbench merge` checks and needs
+            info.update(self.config.pluginmanager.get_plugin("vaccbench-shards").session_fields(
+                *self._dataset_identity()))
         writers = (("vaccbench_json", lambda p: write_json(rows, p, info), "JSON report"),
                    ("vaccbench_html", lambda p: write_html(rows, p, info), "HTML report"),
                    ("vaccbench_history", lambda p: history.append_run(p, rows, info), "history"))
@@ -381,6 +422,18 @@ class VaccbenchSession:
                 except (OSError, VaccbenchError) as exc:
                     self.messages.append(f"ERROR writing {what} {path}: {exc}")
                     session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
+
+    def _dataset_identity(self) -> tuple[str | None, str | None]:
+        """Name and fingerprint of the session's images, for `vaccbench merge`."""
+        try:
+            data = self.dataset()
+        except VaccbenchError:
+            return None, None
+        return data.name, data.fingerprint()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.devices:
+            self.devices.release()
 
     def update_baselines(self) -> bool:
         """One write per baseline file, of the tests that passed with a result; False when a

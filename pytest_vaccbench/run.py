@@ -66,6 +66,7 @@ class Result:
     machine: str = ""  # CPU model
     options: dict[str, Any] = field(default_factory=dict)  # backend options that shape the numbers
     excluded: int = 0  # images left out of the count (int8 calibration images)
+    device: int | None = None  # the accelerator it ran on (--devices), else None
 
     @property
     def top1(self) -> float:
@@ -223,4 +224,5 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
                   str(case.entry.baseline_path), date=_dt.date.today().isoformat(),
                   versions=library_versions(backend, options), machine=machine(),
-                  options=run_options(case.entry, options, backend), excluded=len(excluded))
+                  options=run_options(case.entry, options, backend), excluded=len(excluded),
+                  device=options.extra.get("device"))

@@ -19,7 +19,9 @@ To rehearse a nightly gate's failures, set VAMP_STUB_FAIL to one of
   nan    write NaNs into the first output
   badzip write bytes that are not an npz into the first output
   empty  leave the first output empty (0 bytes)
-VAMP_STUB_LOG=<file> appends one JSON line per run (argv, device, xdist worker, pid);
+VAMP_STUB_LOG=<file> appends one JSON line per run (argv, device, xdist worker, pid, parent
+pid, model name);
+VAMP_STUB_SLEEP='{"<model name>": seconds, ...}' makes runs of those models take longer;
 VAMP_STUB_CHILD=<file> receives the pid of the `hang`/`detach` modes' child.
 """
 
@@ -77,6 +79,7 @@ def main(argv: list[str]) -> int:
     if os.environ.get("VAMP_STUB_LOG"):
         with open(os.environ["VAMP_STUB_LOG"], "a") as log:
             log.write(json.dumps({"argv": argv, "device": args.device_ids, "pid": os.getpid(),
+                                  "parent": os.getppid(), "model": Path(args.model_prefix).name,
                                   "worker": os.environ.get("PYTEST_XDIST_WORKER")}) + "\n")
     model = Path(args.model_prefix + ".onnx")
     if not model.is_file():
@@ -88,6 +91,7 @@ def main(argv: list[str]) -> int:
         fail("VACC runtime: stream 1 exceeded its memory pool (code 0x2f)", 3)
     if mode in ("hang", "detach"):
         hang(new_session=mode == "detach")
+    time.sleep(json.loads(os.environ.get("VAMP_STUB_SLEEP") or "{}").get(model.stem, 0))
 
     import numpy as np
     import onnxruntime as ort

@@ -88,26 +88,12 @@ class VampSettings:
                    instances=int(extra.get("vamp_instances") or 1),
                    processes=int(extra.get("vamp_processes") or 1),
                    batch_size=int(extra.get("vamp_batch") or 1),
-                   device=device_for_worker(extra.get("devices"), extra.get("xdist_worker")),
+                   device=extra.get("device"),  # the one devices.DevicePool gave this process
                    extra_args=tuple(shlex.split(extra.get("vamp_args") or "")))
 
     def executable(self) -> str | None:
         """The binary's full path, or None when it is not there."""
         return shutil.which(self.command[0])
-
-
-def device_for_worker(devices: str | None, worker: str | None) -> int | None:
-    """`--devices 0,1,2,3`: xdist worker gwN runs on devices[N % len]; no xdist: devices[0]."""
-    if not devices:
-        return None
-    try:
-        ids = [int(d) for d in devices.split(",") if d.strip()]
-    except ValueError:
-        raise VaccbenchError(f"--devices {devices!r}: expected device ids like 0,1,2,3") from None
-    if not ids:
-        raise VaccbenchError(f"--devices {devices!r}: no device id given")
-    index = int(worker[2:]) if worker and worker.startswith("gw") and worker[2:].isdigit() else 0
-    return ids[index % len(ids)]
 
 
 @dataclass(frozen=True)
