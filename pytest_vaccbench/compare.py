@@ -3,7 +3,7 @@
 Per model and dataset: each side's top1/top5 and n, the difference, and where both saw the
 same images (matched by file name) the image-by-image view: top-1 agreement, exact McNemar,
 the images whose correctness flipped and the classes that lost most. Plain functions; the
-`vaccbench compare` command (cli_compare) prints `compare_lines` or writes `compare_html`.
+`vaccbench compare` command (cli/compare.py) prints `compare_lines` or writes `compare_html`.
 """
 
 from __future__ import annotations

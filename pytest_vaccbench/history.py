@@ -7,7 +7,6 @@ top1 over time per model and run, and with `--png` plots it (matplotlib: the `pl
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as _dt
 import fnmatch
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import __version__
-from .cli import command
 from .errors import VaccbenchError
 from .report import Row
 
@@ -185,25 +183,3 @@ def plot_png(found: dict[SeriesKey, list[Point]], out: Path) -> Path:
     fig.savefig(out)
     plt.close(fig)
     return out
-
-
-def _trend_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("db", type=Path, help="history database written by --vaccbench-history")
-    parser.add_argument("--model", default=None, help="glob over model keys or family/key")
-    parser.add_argument("--backend", default=None, help="only this backend")
-    parser.add_argument("--dataset", default=None, help="only this dataset name")
-    parser.add_argument("--png", type=Path, default=None, metavar="OUT", help="also plot to OUT.png")
-
-
-@command("trend", "print (and plot) top1 over time per model from a --vaccbench-history database",
-         _trend_args)
-def _trend(args: argparse.Namespace) -> int:
-    found = series(args.db, args.model, args.backend, args.dataset)
-    if not found:
-        print("no results match")
-        return 1
-    for line in trend_lines(found):
-        print(line)
-    if args.png:
-        print(f"plot: {plot_png(found, args.png)}")
-    return 0

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import filecmp
 import os
@@ -25,7 +24,6 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .baselines import atomic_write
-from .cli import command
 from .dataset import IMAGE_SUFFIXES, imagenet_classes, resolve
 from .errors import DatasetError, ImageDecodeError
 from .preprocess import decode_cv2_rgb
@@ -160,45 +158,3 @@ def class_folders(dataset: str | Path, target: Path, labels: str | None = None,
         shutil.copystat(src, dst)
         copied += 1
     return FolderResult(linked, copied, present)
-
-
-def _configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="prep_command", required=True)
-    folders = sub.add_parser("folders", help="flat val folder + val_label.txt -> wnid class folders",
-                             description=class_folders.__doc__)
-    folders.add_argument("dataset", help="flat folder of images (val_label.txt beside it or above)")
-    folders.add_argument("target", help="folder to create <wnid>/<image> in")
-    folders.add_argument("--labels", default=None, help="label file `<image> <class index>`")
-    folders.add_argument("--copy", action="store_true", help="copy instead of hard-linking")
-    folders.set_defaults(prep_handler=_folders)
-    npz = sub.add_parser("npz", help="images -> vamp npz inputs + datalist (the zoo's image2npz)",
-                         description=write_npz.__doc__)
-    npz.add_argument("dataset", help="folder of images, walked recursively")
-    npz.add_argument("target", help="folder for <parent folder>/<stem>.npz")
-    npz.add_argument("--datalist", default=None,
-                     help="datalist file to write (default: <target>/npz_datalist.txt)")
-    npz.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads")
-    npz.set_defaults(prep_handler=_npz)
-
-
-@command("prep", "prepare data for the accelerator: class folders, vamp npz inputs", _configure)
-def _prep(args: argparse.Namespace) -> int:
-    return args.prep_handler(args)
-
-
-def _folders(args: argparse.Namespace) -> int:
-    result = class_folders(args.dataset, Path(args.target), args.labels, args.copy)
-    print(f"{args.target}: {result.linked} hard-linked, {result.copied} copied, "
-          f"{result.present} already there")
-    return 0
-
-
-def _npz(args: argparse.Namespace) -> int:
-    images = find_images(Path(args.dataset))
-    target = Path(args.target)
-    result = write_npz(images, target, args.workers)
-    datalist = Path(args.datalist) if args.datalist else target / "npz_datalist.txt"
-    write_datalist(result.paths, datalist)
-    print(f"{target}: {result.written} npz written, {len(images) - result.written} already there; "
-          f"datalist {datalist} ({len(images)} lines)")
-    return 0

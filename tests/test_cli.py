@@ -31,3 +31,22 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["dataset", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vaccbench dataset: error: ") and "does not exist" in err
+
+
+TOP_ROOMS = {"plugin.py", "ini.py", "shard_record.py", "docgen.py"}  # the pytest plugin and doc tools
+
+
+def test_stages_know_nothing_of_the_command_line_or_pytest() -> None:
+    """The CLI and the plugin import the stages, never the other way round."""
+    package = Path(__file__).parents[1] / "pytest_vaccbench"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name in TOP_ROOMS or "cli" in path.relative_to(package).parts:
+            continue
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if words[:1] in (["import"], ["from"]) and len(words) > 1 and (
+                    words[1].split(".")[0] in ("argparse", "pytest", "_pytest")
+                    or words[1].lstrip(".") in ("cli",) or words[1].startswith(("pytest_vaccbench.cli", ".cli", "..cli"))):
+                offenders.append(f"{path.relative_to(package)}: {line.strip()}")
+    assert not offenders, offenders

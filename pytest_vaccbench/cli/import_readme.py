@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import command
-from .importer import import_readme
+from . import command
+from ..importer import import_readme
 
 
 def _import_args(parser: argparse.ArgumentParser) -> None:

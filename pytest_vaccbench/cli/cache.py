@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import command
+from . import command
 
 
 def _cache_args(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def _files(count: int) -> str:
 
 @command("cache", "show the cache folder's size per kind, or clear it", _cache_args)
 def _cache(args: argparse.Namespace) -> int:
-    from .cache import KINDS, cache_dir, clear, human, usage
+    from ..cache import KINDS, cache_dir, clear, human, usage
 
     root = cache_dir(args.dir)
     if args.clear:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli import command
+from . import command
 
 
 def _compare_args(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +27,8 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
 @command("compare", "compare two result sets: accuracy, agreement, flipped images, per-class losses",
          _compare_args)
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare_files, compare_html, compare_lines
-    from .errors import VaccbenchError
+    from ..compare import compare_files, compare_html, compare_lines
+    from ..errors import VaccbenchError
 
     pairs = compare_files(args.a, args.b, args.select_a, args.select_b)
     if not pairs:

@@ -8,8 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .cli import command
-from .errors import VaccbenchError
+from . import command
+from ..errors import VaccbenchError
 
 
 def _durations_args(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def _durations_args(parser: argparse.ArgumentParser) -> None:
 @command("durations", "print the .test_durations JSON pytest-split reads, from a previous run's "
          "measured seconds per test", _durations_args)
 def _durations(args: argparse.Namespace) -> int:
-    from .merge import durations
+    from ..merge import durations
 
     found = durations(args.source)
     if not found:
@@ -45,9 +45,9 @@ def _merge_args(parser: argparse.ArgumentParser) -> None:
 @command("merge", "merge the JSON reports of pytest-split shards into one report (exit 1: a "
          "test failed or no shard ran it)", _merge_args)
 def _merge(args: argparse.Namespace) -> int:
-    from .history import append_run
-    from .merge import junit_xml, load_shard, merge, summary, write_merged_json
-    from .report import html_report
+    from ..history import append_run
+    from ..merge import junit_xml, load_shard, merge, summary, write_merged_json
+    from ..report import html_report
 
     for path in (args.output, args.html, args.junitxml, args.history):
         if path is not None and not path.expanduser().resolve().parent.is_dir():
