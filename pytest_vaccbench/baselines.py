@@ -18,14 +18,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError
 
+from .baseline_schema import validate
 from .errors import BaselineError, VaccbenchError
 from .preprocess import PreprocessSpec
 
-LIBRARIES = ("timm", "torchvision", "torchscript")
 DEFAULT_TOLERANCE = {"top1": 0.5, "top5": 0.5}
 MODEL_SECTIONS = ("models", "extra_models")
-REQUIRED_MODEL_FIELDS = ("name", "source", "library", "arch", "input_size")
-NATIVE_PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -128,43 +126,25 @@ def _line(node: Any, key: str | None = None, default: int = 1) -> int:
     return default
 
 
-def _tolerance(raw: Any, base: Mapping[str, float], path: Path, line: int) -> Tolerance:
-    merged = dict(base)
-    if raw is not None:
-        if not isinstance(raw, Mapping) or set(raw) - {"top1", "top5"}:
-            raise BaselineError("tolerance must be {top1: points, top5: points}", path, line)
-        merged.update({k: float(v) for k, v in raw.items()})
+def _tolerance(raw: Any, base: Mapping[str, float]) -> Tolerance:
+    merged = {**base, **(raw or {})}
     return Tolerance(float(merged["top1"]), float(merged["top5"]))
 
 
-def _weights(raw: Any, path: Path, line: int) -> WeightsSpec:
+def _weights(raw: Any) -> WeightsSpec:
     if raw is None:
         return WeightsSpec()
     if isinstance(raw, str):
         return WeightsSpec(file=raw)
-    if isinstance(raw, Mapping) and not set(raw) - {"file", "package", "key_map"}:
-        spec = WeightsSpec(file=raw.get("file"), package=raw.get("package"),
-                           key_map=raw.get("key_map", "names"))
-        if spec.key_map not in ("names", "by-order"):
-            raise BaselineError(f"weights.key_map must be names or by-order, not {spec.key_map!r}",
-                                path, line)
-        return spec
-    raise BaselineError("weights must be a file name or {file, package, key_map}", path, line)
+    return WeightsSpec(file=raw.get("file"), package=raw.get("package"),
+                       key_map=raw.get("key_map", "names"))
 
 
 def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str, Any],
            path: Path) -> ModelEntry:
+    """An entry of a file that `baseline_schema.validate` accepted."""
     line = _line(raw)
-    if not isinstance(raw, Mapping):
-        raise BaselineError(f"model {key!r} must be a mapping of fields", path, line)
-    missing = [f for f in REQUIRED_MODEL_FIELDS if f not in raw]
-    if missing:
-        raise BaselineError(f"model {key!r} is missing field(s) {', '.join(missing)} "
-                            f"(required: {', '.join(REQUIRED_MODEL_FIELDS)})", path, line)
     library = raw["library"]
-    if library is not None and library not in LIBRARIES:
-        raise BaselineError(f"model {key!r}: library {library!r} is not one of {LIBRARIES}",
-                            path, _line(raw, "library", line))
     sources = raw["source"]
     sources = tuple(sources) if isinstance(sources, list) else (str(sources),)
     try:
@@ -174,26 +154,14 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
     except VaccbenchError as exc:
         raise BaselineError(f"model {key!r}: {exc}", path, _line(raw, "preprocess", line)) from None
     precision = str(raw.get("precision", "fp32"))
-    if precision not in NATIVE_PRECISIONS:
-        raise BaselineError(f"model {key!r}: precision {precision!r} is not one of "
-                            f"{NATIVE_PRECISIONS} (the precision its weights are stored in)",
-                            path, _line(raw, "precision", line))
     min_agreement = raw.get("min_agreement")
-    if min_agreement is not None and (isinstance(min_agreement, bool) or not
-                                      isinstance(min_agreement, (int, float)) or
-                                      not 0 < min_agreement <= 100):
-        raise BaselineError(f"model {key!r}: min_agreement must be a percentage in (0, 100], "
-                            f"got {min_agreement!r}", path, _line(raw, "min_agreement", line))
     expected = raw.get("expected") or {}
-    if not isinstance(expected, Mapping):
-        raise BaselineError(f"model {key!r}: expected must map dataset -> backend/precision -> "
-                            "{top1, top5}", path, _line(raw, "expected", line))
     return ModelEntry(
         family=family, key=str(key), name=str(raw["name"]), sources=sources, library=library,
         arch=raw["arch"], input_size=int(raw["input_size"]), preprocess=spec,
-        tolerance=_tolerance(raw.get("tolerance"), defaults["tolerance"], path, line),
+        tolerance=_tolerance(raw.get("tolerance"), defaults["tolerance"]),
         baseline_path=path, line=line, section=section,
-        weights=_weights(raw.get("weights"), path, _line(raw, "weights", line)),
+        weights=_weights(raw.get("weights")),
         num_classes=int(raw.get("num_classes", 1000)), batch_size=raw.get("batch_size"),
         deploy=raw.get("deploy", defaults.get("deploy")), precision=precision,
         float_model=None if raw.get("float_model") is None else str(raw["float_model"]),
@@ -201,14 +169,26 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
         published=raw.get("published"), vamp=raw.get("vamp"), onnx=raw.get("onnx"), expected=expected)
 
 
+def _deep_line(text: str, limit: int = 50) -> int | None:
+    """The line where flow brackets nest deeper than `limit` (what made the parser recurse)."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        for char in line:
+            depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+            if depth > limit:
+                return number
+    return None
+
+
 def load_family(path: str | Path) -> Family:
+    """A baseline file, validated field by field (baseline_schema) before anything reads it."""
     path = Path(path)
-    data = read_yaml(path)
-    if not isinstance(data, Mapping):
-        raise BaselineError("a baseline file must be a mapping with family, preprocess, models", path)
-    for required in ("family", "preprocess", "models"):
-        if required not in data:
-            raise BaselineError(f"missing top-level field `{required}`", path)
+    try:
+        data = read_yaml(path)
+        validate(data, path)
+    except RecursionError:
+        raise BaselineError("lists or mappings nested too deeply to be a baseline file (see "
+                            "baselines/SCHEMA.md)", path, _deep_line(_read_text(path))) from None
     family = str(data["family"])
     try:
         spec = PreprocessSpec.from_mapping(data["preprocess"])
