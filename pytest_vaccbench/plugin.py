@@ -27,6 +27,7 @@ from .baselines import ModelEntry, update_file
 from .errors import VaccbenchError
 from .gate import Images, expectation_for, judge, needs_paired
 from .metrics import Accuracy
+from .options import check_options, split_names
 from .preprocess import PreprocessSpec
 from .report import (PROPERTY, Results, Row, find_payload, html_report, junit_properties,
                      session_info, summary_lines, write_json)
@@ -115,18 +116,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vaccbench: an accuracy test generated from a suite file")
+    try:
+        check_options(vars(config.option))
+    except VaccbenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
     for name in ("vaccbench_json", "vaccbench_html", "vaccbench_history"):
         value = config.getoption(name)
         if value and not Path(value).expanduser().resolve().parent.is_dir():
             raise pytest.UsageError(f"--{name.replace('_', '-')}={value}: folder "
                                     f"{Path(value).expanduser().resolve().parent} does not exist")
     config.pluginmanager.register(VaccbenchSession(config), "vaccbench-session")
-
-
-def _split(values: list[str] | None) -> tuple[str, ...] | None:
-    if not values:
-        return None
-    return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -144,8 +143,8 @@ class SuiteFile(pytest.File):
             override = session.preprocess_override()
         except VaccbenchError as exc:
             raise self.CollectError(str(exc)) from None
-        backends = _split(self.config.getoption("backend")) or suite.backends
-        requested = _split(self.config.getoption("precision"))
+        backends = split_names(self.config.getoption("backend")) or suite.backends
+        requested = split_names(self.config.getoption("precision")) or None
         for entry in entries:
             for backend in backends:
                 for precision in self._precisions(entry, backend, requested) or suite.precisions:
