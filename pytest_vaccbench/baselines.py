@@ -6,13 +6,16 @@ Files are read with ruamel.yaml so that errors carry line numbers and so that
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Tuple
+
+from filelock import FileLock, Timeout
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
@@ -232,20 +235,52 @@ def load_families(directory: str | Path, names: Iterable[str] | None = None) -> 
 # Keys of an `expected` entry that describe one measurement: an update replaces them all.
 # Any other key (a per-entry `tolerance`, gate settings, notes) is kept as the user wrote it.
 MEASUREMENT_KEYS = ("top1", "top5", "n", "fingerprint", "date", "versions", "machine", "options",
-                    "source", "broken")
+                    "source", "broken", "calibration_excluded")
 
 
-def update_file(path: Path, results: Iterable[tuple[str, str, str, Mapping[str, Any]]]) -> list[str]:
-    """Write measured results into one baseline file, atomically.
+LOCK_TIMEOUT = 600.0  # seconds an update waits for another session's update of the same file
+Results = Iterable[Tuple[str, str, str, Mapping[str, Any]]]
 
-    `results` holds (model key, dataset name, "backend/precision", values). Only those
+
+def lock_path(path: Path) -> Path:
+    """The lock file that serialises updates of one baseline file (kept beside it, hidden)."""
+    return path.with_name(f".{path.name}.lock")
+
+
+def update_file(path: Path, results: Results) -> list[str]:
+    """Write measured results into one baseline file, atomically, under an exclusive lock.
+
+    `results` holds (model key, dataset name, "backend/precision", values). The file is read
+    again under the lock and the entries are applied to what it holds now, so two sessions
+    updating different entries of one file at the same time both keep theirs. Only those
     entries change: the text of every other line is kept byte for byte (comments, key order,
     `null` spellings, number formats), so `git diff` shows the changed entries and nothing
     else. The new text goes to a temporary file in the same folder, which then replaces the
     old one: a reader, a crash or a kill -9 sees the old file or the new one, never half.
     Returns "model dataset backend/precision" for each entry written.
     """
+    try:
+        with FileLock(lock_path(path), timeout=LOCK_TIMEOUT):
+            old_text = _read_text(path)
+            new_text, changed = updated_text(path, old_text, results)
+            atomic_write(path, new_text)
+    except Timeout:
+        raise BaselineError(f"another update has held {lock_path(path)} for {LOCK_TIMEOUT:g} s; "
+                            "if no other session runs, delete that file", path) from None
+    return changed
+
+
+def update_diff(path: Path, results: Results) -> str:
+    """The unified diff `update_file` would make to `path` now (--dry-run): nothing is written."""
     old_text = _read_text(path)
+    new_text, _ = updated_text(path, old_text, results)
+    return "".join(difflib.unified_diff(old_text.splitlines(keepends=True),
+                                        new_text.splitlines(keepends=True),
+                                        f"a/{path.name}", f"b/{path.name}"))
+
+
+def updated_text(path: Path, old_text: str, results: Results) -> tuple[str, list[str]]:
+    """`old_text` (of `path`) with the results written in, and what changed."""
     data = parse_yaml(old_text, path)
     results = list(results)
     spans = {}  # the lines each touched model's block has now, before any change
@@ -272,8 +307,7 @@ def update_file(path: Path, results: Iterable[tuple[str, str, str, Mapping[str, 
         changed.append(f"{key} {dataset} {run}")
     buffer = io.StringIO()
     _yaml().dump(data, buffer)
-    atomic_write(path, _splice(old_text, buffer.getvalue(), spans))
-    return changed
+    return _splice(old_text, buffer.getvalue(), spans), changed
 
 
 def _span(doc: Any, keys: tuple[str, ...], text: str) -> tuple[int, int]:

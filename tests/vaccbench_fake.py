@@ -67,14 +67,14 @@ CONFTEST = '''
 import json, os
 from pathlib import Path
 import pytest
-from pytest_vaccbench import backends, plugin
+from pytest_vaccbench import backends, updates
 
 LOG = Path(__file__).with_name("update_calls.log")
 
 
 def pytest_configure(config):
     """Register the fake backend, and log every baseline write with the writing process."""
-    real = plugin.update_file
+    real = updates.update_file
 
     def logged(path, entries):
         with LOG.open("a") as log:
@@ -83,10 +83,10 @@ def pytest_configure(config):
         return real(path, entries)
 
     backends.BUILTIN["fake"] = "fakebackend:FakeBackend"
-    plugin.update_file = logged
+    updates.update_file = logged
 
     def restore():
-        plugin.update_file = real
+        updates.update_file = real
         backends.BUILTIN.pop("fake", None)
 
     config.add_cleanup(restore)
