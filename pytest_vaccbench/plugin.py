@@ -398,8 +398,9 @@ class VaccbenchSession:
         """Strict mode: a skip of an accuracy test is a failure with the same reason."""
         report = yield
         if report.skipped and getattr(item, "strict", False) and not hasattr(report, "wasxfail"):
+            reason = _reason(report)
             report.outcome = "failed"
-            report.longrepr = f"{STRICT} (--vaccbench-strict): {_reason(report)}"
+            report.longrepr = f"{STRICT} (--vaccbench-strict): {reason}"
         return report
 
     # -- controller side: collect results from reports, write baselines and reports -------

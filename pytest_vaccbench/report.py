@@ -377,7 +377,7 @@ def _clause(row: Row) -> str:
     text = row.reason.split("): ", 1)[-1] if row.reason.startswith(STRICT) else row.reason
     text = text.replace(row.model, "<model>").replace(key, "<model>") if key else text
     text = text.replace(row.run, "<run>")
-    return re.split(r"[:;(]", text, maxsplit=1)[0].strip().removesuffix(" for <model>")
+    return re.split(r"[:;(]", text, maxsplit=1)[0].strip()
 
 
 def skip_groups(rows: Iterable[Row]) -> list[tuple[str, list[str]]]:
@@ -399,8 +399,8 @@ def not_measured_line(rows: Results) -> str | None:
         return None
     causes: dict[str, int] = {}
     for row in selected:
-        cause = (_clause(row) if row.outcome == "skipped" or row.reason.startswith(STRICT)
-                 else row.status)
+        cause = (f"skipped ({_clause(row)})" if row.outcome == "skipped" else
+                 f"{row.status} ({_clause(row)})" if row.reason.startswith(STRICT) else row.status)
         causes[cause] = causes.get(cause, 0) + 1
     parts = ", ".join(f"{n} {cause}" for cause, n in sorted(causes.items(), key=lambda c: -c[1]))
     return f"0 of {len(selected)} selected accuracy tests measured: {parts}"

@@ -86,6 +86,11 @@ def apply_updates(recordings: Iterable[Recording], *, accept_broken: bool = Fals
             continue
         path = Path(rec.result.baseline)
         by_file[baselines_dir / path.name if baselines_dir else path].append(rec)
+    for path in list(by_file):
+        if path.suffix != ".yaml":
+            report.failed_files.append(str(path))
+            report.lines.append(f"ERROR: {path}: not a baseline file (*.yaml); nothing written")
+            del by_file[path]
     for path, recs in sorted(by_file.items()):
         entries = [(r.result.model, r.result.dataset, r.run, r.result.baseline_values())
                    for r in recs]
@@ -130,13 +135,30 @@ def recordings_from_json(path: Path) -> list[Recording]:
             continue  # a test without a measurement (skipped, errored before measuring)
         try:
             result = Result(**{k: test[k] for k in names if k in test})
+            problem = _implausible(result)
             gate = test.get("gate") or {}
-            found.append(Recording(str(test["nodeid"]), str(test["outcome"]), result,
-                                   str(gate.get("verdict", ""))))
-        except (KeyError, TypeError) as exc:
-            raise VaccbenchError(f"test {i} of the report lacks what an update needs ({exc})",
-                                 path) from None
+            recording = Recording(str(test["nodeid"]), str(test["outcome"]), result,
+                                  str(gate.get("verdict", "")))
+        except (KeyError, TypeError, AttributeError) as exc:
+            problem = f"lacks what an update needs ({exc})"
+        if problem:
+            raise VaccbenchError(f"test {i} of the report {problem}", path)
+        found.append(recording)
     return found
+
+
+def _implausible(r: Result) -> str | None:
+    """What is wrong with a result read from a file, or None."""
+    names = (r.family, r.model, r.backend, r.precision, r.dataset, r.fingerprint, r.baseline)
+    if not all(isinstance(v, str) and v for v in names) or "/" in r.backend + r.precision:
+        return "has a result with missing or malformed names"
+    counts = (r.n, r.correct1, r.correct5)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts) or \
+            not 0 <= r.correct1 <= r.correct5 <= r.n or r.n <= 0:
+        return f"has impossible counts n={r.n!r}, correct1={r.correct1!r}, correct5={r.correct5!r}"
+    if not isinstance(r.options, dict):
+        return "has a result whose options are not a mapping"
+    return None
 
 
 def recording_of(nodeid: str, outcome: str, result: Result | None,
