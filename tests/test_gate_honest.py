@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_gates_plugin import project, run  # noqa: F401  (the fixture)
+from vaccbench_fake import FakeProject
 
 from pytest_vaccbench.cli import main
 
@@ -163,3 +164,18 @@ def test_an_entry_with_misspelt_keys_is_an_error_never_a_pass(project: pytest.Py
     result.stdout.fnmatch_lines(["*fake.yaml:7: models.fake-subset.expected.photos.fake/fp32.tpo1 is "
                                  "not a known key: did you mean `top1`?*"])
     assert "passed" not in result.stdout.lines[-1]
+
+
+def test_nan_scores_are_an_error_naming_the_images_never_a_result(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("skimage", reason="the built-in skimage-photos dataset needs scikit-image")
+    fake = FakeProject(pytester.path, pytester)
+    fake.plan({"timm-efficientnet_lite0": {"nan": True}})
+    before = (fake.baselines / "efficientnet_lite.yaml").read_bytes()
+    result = fake.run("-k", "efficientnet_lite0", "--update-baselines")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*efficientnet_lite/timm-efficientnet_lite0[[]fake-fp32]: the backend returned NaN or "
+        "infinite scores for 2 of 5 images (motorcycle_left.png, rocket.jpg); check the model's "
+        "outputs*",
+        "efficientnet_lite/timm-efficientnet_lite0 fake/fp32 * -  error"])
+    assert (fake.baselines / "efficientnet_lite.yaml").read_bytes() == before
