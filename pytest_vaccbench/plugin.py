@@ -406,6 +406,8 @@ class VaccbenchSession:
     # -- controller side: collect results from reports, write baselines and reports -------
     @pytest.hookimpl
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.config.option.collectonly:
+            return  # nothing runs: nothing to report as not measured
         self.results.select(i.nodeid for i in session.items if isinstance(i, AccuracyItem))
 
     @pytest.hookimpl(optionalhook=True)

@@ -179,3 +179,23 @@ def test_nan_scores_are_an_error_naming_the_images_never_a_result(pytester: pyte
         "outputs*",
         "efficientnet_lite/timm-efficientnet_lite0 fake/fp32 * -  error"])
     assert (fake.baselines / "efficientnet_lite.yaml").read_bytes() == before
+
+
+def test_other_images_than_the_baselines_are_named_and_no_update_is_suggested(
+        project: pytest.Pytester) -> None:
+    path = project.path / BASELINE
+    text = path.read_text()
+    fingerprint = re.search(r"fingerprint: (\w+)", text).group(1)
+    path.write_text(text.replace(fingerprint, "0123456789abcdef"))
+    result = run(project, "-k", "regressed")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        f"measured on other images than the baseline: photos has fingerprint {fingerprint}, the "
+        "baseline was measured on 0123456789abcdef; the numbers are not comparable*"])
+    assert "--update-baselines" not in result.stdout.str() and "stale" not in result.stdout.str()
+
+
+def test_collect_only_is_not_a_session_that_measured_nothing(project: pytest.Pytester) -> None:
+    result = run(project, "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    assert "selected accuracy tests measured" not in result.stdout.str()
