@@ -24,7 +24,7 @@ from . import history, progress
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry
 from .errors import VaccbenchError
-from .gate import BROKEN_KINDS, Images, expectation_for, judge, needs_paired, recording_target
+from .gate import Images, expectation_for, judge, needs_paired, recording_target
 from .metrics import Accuracy
 from .options import check_options, split_names
 from .preprocess import PreprocessSpec
@@ -32,7 +32,7 @@ from .report import (PROPERTY, STRICT, Results, find_payload, html_report, junit
                      not_measured_line, session_info, skip_groups, summary_lines, write_json)
 from .run import Case, evaluate, paired_with_fp32
 from .suite import is_suite_file, load_suite, select_models
-from .updates import apply_updates, recording_of
+from .updates import Recording, apply_updates, recording_of, refusal
 from .vdsp import preprocess_option
 
 
@@ -363,11 +363,11 @@ class VaccbenchSession:
                    "gate": {**verdict.details, "message": verdict.message}}
         item.user_properties.append((PROPERTY, json.dumps(payload)))
         if self.update:
-            if verdict.kind in BROKEN_KINDS and not self.config.getoption("accept_broken"):
-                raise GateFailure(f"not recorded: {verdict.message}\nThe gate classifies this "
-                                  "result as a BROKEN BUILD, so --update-baselines refuses to make "
-                                  "it the baseline; fix the build, or pass --accept-broken to "
-                                  "record it deliberately")
+            why = refusal(Recording(item.nodeid, "passed", result, verdict.kind),
+                          self.config.getoption("accept_broken"))
+            if why:
+                raise GateFailure(f"not recorded: {verdict.message}\n--update-baselines refuses "
+                                  f"this result: {why}")
             return
         if not verdict.passed:
             raise GateFailure(verdict.message)

@@ -18,10 +18,10 @@ from typing import Any, Iterable
 
 from .baselines import update_diff, update_file
 from .errors import VaccbenchError
+from .gate import BROKEN_KINDS
 from .run import Result
 
 RECORDABLE_OUTCOMES = ("passed", "failed")  # a failed gate still measured; errors did not
-BROKEN = "broken"
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def refusal(recording: Recording, accept_broken: bool) -> str | None:
     """Why this result must not become a baseline, or None."""
     if recording.outcome not in RECORDABLE_OUTCOMES:
         return f"the test ended as {recording.outcome}: its numbers are void"
-    if recording.verdict == BROKEN and not accept_broken:
+    if recording.verdict in BROKEN_KINDS and not accept_broken:
         return ("the gate classifies it as a BROKEN BUILD; recording it would make the gate pass "
                 "this build from now on. Fix the build, or pass --accept-broken to record it "
                 "deliberately")
@@ -107,15 +107,15 @@ def apply_updates(recordings: Iterable[Recording], *, accept_broken: bool = Fals
             report.lines.append(f"ERROR: {exc} (this file was left as it was)")
             continue
         report.written.update(r.nodeid for r in recs)
-        report.lines.extend(f"updated {path.name}: {line}" + _accepted(r, accept_broken)
+        report.lines.extend(f"updated {path.name}: {line}" + _accepted(r)
                             for line, r in zip(written, recs))
     if dry_run:
         report.lines.append("dry run: no baseline file was changed")
     return report
 
 
-def _accepted(rec: Recording, accept_broken: bool) -> str:
-    return " (a BROKEN BUILD, recorded with --accept-broken)" if rec.verdict == BROKEN else ""
+def _accepted(rec: Recording) -> str:
+    return " (a BROKEN BUILD, recorded with --accept-broken)" if rec.verdict in BROKEN_KINDS else ""
 
 
 def recordings_from_json(path: Path) -> list[Recording]:

@@ -32,7 +32,8 @@ def test_recording_a_collapsed_int8_build_is_refused_unless_accepted(project: py
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*not recorded: BROKEN BUILD: top1 0.000% vs 93.000% expected*",
-        "*--update-baselines refuses to make it the baseline; fix the build, or pass "
+        "--update-baselines refuses this result: the gate classifies it as a BROKEN BUILD; "
+        "recording it would make the gate pass this build from now on. Fix the build, or pass "
         "--accept-broken to record it deliberately",
         "REFUSED fake-collapsed photos fake/int8-demo: the gate classifies it as a BROKEN BUILD*"])
     assert _bytes(project) == before  # byte-identical
