@@ -173,7 +173,8 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
 
 
 def _deep_line(text: str, limit: int = 50) -> int | None:
-    """The line where flow brackets nest deeper than `limit` (what made the parser recurse)."""
+    """The line where flow brackets nest deeper than `limit` (no baseline field nests more
+    than a few levels; the YAML parser would recurse once per level)."""
     depth = 0
     for number, line in enumerate(text.splitlines(), 1):
         for char in line:
@@ -186,12 +187,15 @@ def _deep_line(text: str, limit: int = 50) -> int | None:
 def load_family(path: str | Path) -> Family:
     """A baseline file, validated field by field (baseline_schema) before anything reads it."""
     path = Path(path)
+    too_deep = BaselineError("lists or mappings nested too deeply to be a baseline file (see "
+                             "baselines/SCHEMA.md)", path, _deep_line(_read_text(path)))
+    if too_deep.line is not None:  # found before the parser recurses into it
+        raise too_deep
     try:
         data = read_yaml(path)
         validate(data, path)
-    except RecursionError:
-        raise BaselineError("lists or mappings nested too deeply to be a baseline file (see "
-                            "baselines/SCHEMA.md)", path, _deep_line(_read_text(path))) from None
+    except RecursionError:  # nested by indentation
+        raise too_deep from None
     family = str(data["family"])
     try:
         spec = PreprocessSpec.from_mapping(data["preprocess"])
