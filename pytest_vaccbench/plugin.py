@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import shlex
 import sys
 from dataclasses import replace
@@ -218,9 +219,9 @@ NOTHING_MEASURED = pytest.ExitCode.NO_TESTS_COLLECTED  # exit 5: accuracy tests 
 
 def _reason(report: pytest.TestReport) -> str:
     """A report's text; for a skip, its reason alone."""
-    if report.skipped and isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
-    return report.longreprtext
+    if report.skipped and isinstance(report.longrepr, (tuple, list)) and len(report.longrepr) == 3:
+        return str(report.longrepr[2]).removeprefix("Skipped: ")  # (file, line, reason)
+    return re.sub(r"^\[gw\d+\] .*\n", "", report.longreprtext)  # xdist's worker line
 
 
 def _skip(reason: str) -> None:

@@ -200,3 +200,17 @@ def test_collect_only_is_not_a_session_that_measured_nothing(project: pytest.Pyt
     result = run(project, "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
     assert "selected accuracy tests measured" not in result.stdout.str()
+
+
+def test_reasons_read_under_xdist_lose_the_worker_line() -> None:
+    """pytest-xdist puts "[gw0] linux -- Python ..." before a failure's text; the reason (and
+    with it a strict-mode failure's status) must not depend on it."""
+    from types import SimpleNamespace
+
+    from pytest_vaccbench.plugin import _reason
+
+    report = SimpleNamespace(skipped=False, longrepr=None, longreprtext=(
+        "[gw1] linux -- Python 3.11.7 /usr/bin/python\nstrict mode (--vaccbench-strict): no baseline"))
+    assert _reason(report) == "strict mode (--vaccbench-strict): no baseline"  # type: ignore[arg-type]
+    skipped = SimpleNamespace(skipped=True, longrepr=["f.yaml", 3, "Skipped: no weights"])
+    assert _reason(skipped) == "no weights"  # type: ignore[arg-type]
