@@ -3,13 +3,12 @@ traceback, for wrong types, ranges, misspelt keys and absurd nesting (baseline_s
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from pytest_vaccbench.baseline_schema import MODEL_FIELDS, RUN_FIELDS
-from pytest_vaccbench.baselines import load_families, load_family, read_yaml
+from pytest_vaccbench.baselines import load_families, load_family
 from pytest_vaccbench.errors import BaselineError
 
 ROOT = Path(__file__).resolve().parents[1]
