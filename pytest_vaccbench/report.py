@@ -335,7 +335,7 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
         tds = "".join(f'<td class="l">{html.escape(c)}</td>' if i < 3 else f"<td>{html.escape(c)}</td>"
                       for i, c in enumerate(cells))
         reason = row.reason.strip().splitlines()[0] if row.reason.strip() else ""
-        body.append(f'<tr class="{html.escape(row.status)}">{tds}'
+        body.append(f'<tr class="{html.escape(row.status.replace(" ", "-"))}">{tds}'
                     f'<td class="s l">{html.escape(row.status)}</td>'
                     f'<td class="l reason" title="{html.escape(row.reason)}">'
                     f'{html.escape(_fit(reason, 100))}</td></tr>')
