@@ -6,24 +6,25 @@ Files are read with ruamel.yaml so that errors carry line numbers and so that
 
 from __future__ import annotations
 
+import difflib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Tuple
+
+from filelock import FileLock, Timeout
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError
 
+from .baseline_schema import validate
 from .errors import BaselineError, VaccbenchError
 from .preprocess import PreprocessSpec
 from .safefiles import atomic_write
 
-LIBRARIES = ("timm", "torchvision", "torchscript")
 DEFAULT_TOLERANCE = {"top1": 0.5, "top5": 0.5}
 MODEL_SECTIONS = ("models", "extra_models")
-REQUIRED_MODEL_FIELDS = ("name", "source", "library", "arch", "input_size")
-NATIVE_PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -138,43 +139,25 @@ def _line(node: Any, key: str | None = None, default: int = 1) -> int:
     return default
 
 
-def _tolerance(raw: Any, base: Mapping[str, float], path: Path, line: int) -> Tolerance:
-    merged = dict(base)
-    if raw is not None:
-        if not isinstance(raw, Mapping) or set(raw) - {"top1", "top5"}:
-            raise BaselineError("tolerance must be {top1: points, top5: points}", path, line)
-        merged.update({k: float(v) for k, v in raw.items()})
+def _tolerance(raw: Any, base: Mapping[str, float]) -> Tolerance:
+    merged = {**base, **(raw or {})}
     return Tolerance(float(merged["top1"]), float(merged["top5"]))
 
 
-def _weights(raw: Any, path: Path, line: int) -> WeightsSpec:
+def _weights(raw: Any) -> WeightsSpec:
     if raw is None:
         return WeightsSpec()
     if isinstance(raw, str):
         return WeightsSpec(file=raw)
-    if isinstance(raw, Mapping) and not set(raw) - {"file", "package", "key_map"}:
-        spec = WeightsSpec(file=raw.get("file"), package=raw.get("package"),
-                           key_map=raw.get("key_map", "names"))
-        if spec.key_map not in ("names", "by-order"):
-            raise BaselineError(f"weights.key_map must be names or by-order, not {spec.key_map!r}",
-                                path, line)
-        return spec
-    raise BaselineError("weights must be a file name or {file, package, key_map}", path, line)
+    return WeightsSpec(file=raw.get("file"), package=raw.get("package"),
+                       key_map=raw.get("key_map", "names"))
 
 
 def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str, Any],
            path: Path) -> ModelEntry:
+    """An entry of a file that `baseline_schema.validate` accepted."""
     line = _line(raw)
-    if not isinstance(raw, Mapping):
-        raise BaselineError(f"model {key!r} must be a mapping of fields", path, line)
-    missing = [f for f in REQUIRED_MODEL_FIELDS if f not in raw]
-    if missing:
-        raise BaselineError(f"model {key!r} is missing field(s) {', '.join(missing)} "
-                            f"(required: {', '.join(REQUIRED_MODEL_FIELDS)})", path, line)
     library = raw["library"]
-    if library is not None and library not in LIBRARIES:
-        raise BaselineError(f"model {key!r}: library {library!r} is not one of {LIBRARIES}",
-                            path, _line(raw, "library", line))
     sources = raw["source"]
     sources = tuple(sources) if isinstance(sources, list) else (str(sources),)
     try:
@@ -184,26 +167,14 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
     except VaccbenchError as exc:
         raise BaselineError(f"model {key!r}: {exc}", path, _line(raw, "preprocess", line)) from None
     precision = str(raw.get("precision", "fp32"))
-    if precision not in NATIVE_PRECISIONS:
-        raise BaselineError(f"model {key!r}: precision {precision!r} is not one of "
-                            f"{NATIVE_PRECISIONS} (the precision its weights are stored in)",
-                            path, _line(raw, "precision", line))
     min_agreement = raw.get("min_agreement")
-    if min_agreement is not None and (isinstance(min_agreement, bool) or not
-                                      isinstance(min_agreement, (int, float)) or
-                                      not 0 < min_agreement <= 100):
-        raise BaselineError(f"model {key!r}: min_agreement must be a percentage in (0, 100], "
-                            f"got {min_agreement!r}", path, _line(raw, "min_agreement", line))
     expected = raw.get("expected") or {}
-    if not isinstance(expected, Mapping):
-        raise BaselineError(f"model {key!r}: expected must map dataset -> backend/precision -> "
-                            "{top1, top5}", path, _line(raw, "expected", line))
     return ModelEntry(
         family=family, key=str(key), name=str(raw["name"]), sources=sources, library=library,
         arch=raw["arch"], input_size=int(raw["input_size"]), preprocess=spec,
-        tolerance=_tolerance(raw.get("tolerance"), defaults["tolerance"], path, line),
+        tolerance=_tolerance(raw.get("tolerance"), defaults["tolerance"]),
         baseline_path=path, line=line, section=section,
-        weights=_weights(raw.get("weights"), path, _line(raw, "weights", line)),
+        weights=_weights(raw.get("weights")),
         num_classes=int(raw.get("num_classes", 1000)), batch_size=raw.get("batch_size"),
         deploy=raw.get("deploy", defaults.get("deploy")), precision=precision,
         float_model=None if raw.get("float_model") is None else str(raw["float_model"]),
@@ -211,14 +182,30 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
         published=raw.get("published"), vamp=raw.get("vamp"), onnx=raw.get("onnx"), expected=expected)
 
 
+def _deep_line(text: str, limit: int = 50) -> int | None:
+    """The line where flow brackets nest deeper than `limit` (no baseline field nests more
+    than a few levels; the YAML parser would recurse once per level)."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        for char in line:
+            depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+            if depth > limit:
+                return number
+    return None
+
+
 def load_family(path: str | Path) -> Family:
+    """A baseline file, validated field by field (baseline_schema) before anything reads it."""
     path = Path(path)
-    data = read_yaml(path)
-    if not isinstance(data, Mapping):
-        raise BaselineError("a baseline file must be a mapping with family, preprocess, models", path)
-    for required in ("family", "preprocess", "models"):
-        if required not in data:
-            raise BaselineError(f"missing top-level field `{required}`", path)
+    too_deep = BaselineError("lists or mappings nested too deeply to be a baseline file (see "
+                             "baselines/SCHEMA.md)", path, _deep_line(_read_text(path)))
+    if too_deep.line is not None:  # found before the parser recurses into it
+        raise too_deep
+    try:
+        data = read_yaml(path)
+        validate(data, path)
+    except RecursionError:  # nested by indentation
+        raise too_deep from None
     family = str(data["family"])
     try:
         spec = PreprocessSpec.from_mapping(data["preprocess"])
@@ -262,20 +249,52 @@ def load_families(directory: str | Path, names: Iterable[str] | None = None) -> 
 # Keys of an `expected` entry that describe one measurement: an update replaces them all.
 # Any other key (a per-entry `tolerance`, gate settings, notes) is kept as the user wrote it.
 MEASUREMENT_KEYS = ("top1", "top5", "n", "fingerprint", "date", "versions", "machine", "options",
-                    "source", "broken")
+                    "source", "broken", "calibration_excluded")
 
 
-def update_file(path: Path, results: Iterable[tuple[str, str, str, Mapping[str, Any]]]) -> list[str]:
-    """Write measured results into one baseline file, atomically.
+LOCK_TIMEOUT = 600.0  # seconds an update waits for another session's update of the same file
+Results = Iterable[Tuple[str, str, str, Mapping[str, Any]]]
 
-    `results` holds (model key, dataset name, "backend/precision", values). Only those
+
+def lock_path(path: Path) -> Path:
+    """The lock file that serialises updates of one baseline file (kept beside it, hidden)."""
+    return path.with_name(f".{path.name}.lock")
+
+
+def update_file(path: Path, results: Results) -> list[str]:
+    """Write measured results into one baseline file, atomically, under an exclusive lock.
+
+    `results` holds (model key, dataset name, "backend/precision", values). The file is read
+    again under the lock and the entries are applied to what it holds now, so two sessions
+    updating different entries of one file at the same time both keep theirs. Only those
     entries change: the text of every other line is kept byte for byte (comments, key order,
     `null` spellings, number formats), so `git diff` shows the changed entries and nothing
     else. The new text goes to a temporary file in the same folder, which then replaces the
     old one: a reader, a crash or a kill -9 sees the old file or the new one, never half.
     Returns "model dataset backend/precision" for each entry written.
     """
+    try:
+        with FileLock(lock_path(path), timeout=LOCK_TIMEOUT):
+            old_text = _read_text(path)
+            new_text, changed = updated_text(path, old_text, results)
+            atomic_write(path, new_text)
+    except Timeout:
+        raise BaselineError(f"another update has held {lock_path(path)} for {LOCK_TIMEOUT:g} s; "
+                            "if no other session runs, delete that file", path) from None
+    return changed
+
+
+def update_diff(path: Path, results: Results) -> str:
+    """The unified diff `update_file` would make to `path` now (--dry-run): nothing is written."""
     old_text = _read_text(path)
+    new_text, _ = updated_text(path, old_text, results)
+    return "".join(difflib.unified_diff(old_text.splitlines(keepends=True),
+                                        new_text.splitlines(keepends=True),
+                                        f"a/{path.name}", f"b/{path.name}"))
+
+
+def updated_text(path: Path, old_text: str, results: Results) -> tuple[str, list[str]]:
+    """`old_text` (of `path`) with the results written in, and what changed."""
     data = parse_yaml(old_text, path)
     results = list(results)
     spans = {}  # the lines each touched model's block has now, before any change
@@ -302,8 +321,7 @@ def update_file(path: Path, results: Iterable[tuple[str, str, str, Mapping[str, 
         changed.append(f"{key} {dataset} {run}")
     buffer = io.StringIO()
     _yaml().dump(data, buffer)
-    atomic_write(path, _splice(old_text, buffer.getvalue(), spans))
-    return changed
+    return _splice(old_text, buffer.getvalue(), spans), changed
 
 
 def _span(doc: Any, keys: tuple[str, ...], text: str) -> tuple[int, int]:

@@ -19,19 +19,6 @@ from .errors import VaccbenchError
 POLL_SECONDS = 0.2
 
 
-def parse_devices(text: str) -> tuple[int, ...]:
-    """`--devices 0,1,2,3` -> (0, 1, 2, 3); no repeats, no negative ids."""
-    try:
-        ids = tuple(int(d) for d in text.split(",") if d.strip())
-    except ValueError:
-        raise VaccbenchError(f"--devices {text!r}: expected device ids like 0,1,2,3") from None
-    if not ids:
-        raise VaccbenchError(f"--devices {text!r}: no device id given")
-    if len(set(ids)) != len(ids) or min(ids) < 0:
-        raise VaccbenchError(f"--devices {text!r}: each id once, none negative (e.g. 0,1,2,3)")
-    return ids
-
-
 def check_workers(ids: tuple[int, ...], workers: int) -> None:
     """More processes than devices would leave some without one: refuse at startup."""
     if workers > len(ids):

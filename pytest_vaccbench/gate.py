@@ -14,7 +14,7 @@ Three checks, in plain functions:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from .baselines import ModelEntry, Tolerance
@@ -78,7 +78,8 @@ class Paired:
 class Verdict:
     passed: bool
     message: str
-    kind: str = "passed"  # passed | regression | stale | broken | no-baseline
+    # passed | regression | stale | broken | other-images | no-baseline
+    kind: str = "passed"
     details: dict[str, Any] = field(default_factory=dict)  # JSON numbers for reports
 
 
@@ -168,6 +169,43 @@ def expectation_for(entry: ModelEntry, dataset: Dataset, backend: str,
                            entry.tolerance, f"{entry.baseline_path.name}: {entry.key}.published "
                            "(README table, full ImageNet val)", 50_000, None, entry.min_agreement)
     return None
+
+
+BROKEN_KINDS = ("broken",)  # verdicts --update-baselines refuses to record
+
+
+def recording_target(entry: ModelEntry, dataset: Dataset, backend: str, precision: str,
+                     measured: Accuracy, paired: Paired | None) -> Expectation | None:
+    """What a result about to be recorded is checked against for a BROKEN BUILD.
+
+    The first that exists: the run's own (not broken) baseline entry; the fp32 run of the same
+    network on the same images (from the paired comparison: its top1 follows from the
+    discordant counts); the model's higher-precision figures (as for a known-broken entry);
+    the README's published figures, which a healthy build of the model is near on any
+    ImageNet sample.
+    """
+    own = expectation_for(entry, dataset, backend, precision)
+    if own is not None and own.known_broken is None:
+        return own
+    if paired is not None and paired.agreement is not None and paired.agreement.n == measured.n:
+        a = paired.agreement
+        top1 = 100.0 * (measured.correct1 + a.reference_only - a.run_only) / a.n
+        return Expectation(top1, None, entry.tolerance, f"{paired.reference} on the same {a.n} "
+                           f"images ({paired.note})", a.n, None, entry.min_agreement)
+    fallback = _float_fallback(entry, dataset, backend, precision, {})
+    if fallback is not None:
+        return replace(fallback, note=None, known_broken=None)
+    if entry.published and entry.published.get("top1") is not None:
+        return Expectation(_number(entry.published.get("top1")), _number(entry.published.get("top5")),
+                           entry.tolerance, f"{entry.baseline_path.name}: {entry.key}.published "
+                           "(README table, full ImageNet val)", 50_000, None, entry.min_agreement)
+    return own
+
+
+def other_images(expected: Expectation, images: Images) -> bool:
+    """A whole dataset whose fingerprint is not the one the baseline was measured on."""
+    return (bool(expected.fingerprint) and str(expected.fingerprint) != images.fingerprint
+            and images.n == images.total and expected.n in (None, images.total))
 
 
 def same_images(expected: Expectation, images: Images) -> bool:
@@ -281,8 +319,8 @@ def _sampling_note(expected: Expectation, images: Images, confidence: float) -> 
     if images.n == images.total and expected.n in (None, images.total):
         return (f"  images: the {images.n} images of {images.dataset or 'the dataset'} (fingerprint "
                 f"{images.fingerprint}) are not those the baseline was measured on ({base}); "
-                "no sampling allowance applies to a whole dataset. If the dataset changed, "
-                "re-record the baseline")
+                "no sampling allowance applies to a whole dataset. Run on the images the baseline "
+                "was measured on; numbers of other images belong under their own --dataset-name")
     return (f"  sampling: measured n={images.n} of the {images.total} images of "
             f"{images.dataset or 'the dataset'} (fingerprint {images.fingerprint}); the baseline "
             f"was measured on {base}. The allowed difference adds the {confidence:.0%} sampling "
@@ -346,6 +384,11 @@ def judge(measured: Accuracy, expected: Expectation | None, images: Images, upda
     agree_fail = _agreement_failure(expected, paired, details, confidence, n_note)
     if collapse:
         kind, headline = "broken", collapse
+    elif (failed or agree_fail) and other_images(expected, images):
+        kind = "other-images"
+        headline = (f"measured on other images than the baseline: {images.dataset or 'the dataset'} "
+                    f"has fingerprint {images.fingerprint}, the baseline was measured on "
+                    f"{expected.fingerprint}; the numbers are not comparable (see `images:` below)")
     elif failed and not agree_fail and all(delta > 0 for _, delta in failed):
         kind, headline = "stale", f"{STALE}, update with: {update_command}"
         rows = [*rows, "  (or pass --allow-improvement to accept results above the baseline)"]
@@ -385,8 +428,10 @@ def _collapse(measured: Accuracy, expected: Expectation, images: Images, paired:
 
     why = None
     if expected.top1 is not None and expected.top1 >= MIN_COLLAPSE_TARGET:
+        # the population the target describes: a baseline of more images than this dataset
+        # has (the README's 50k) makes even a whole small dataset a sample
         lo, hi = wilson_interval(measured.correct1, measured.n, confidence,
-                                 max(images.total, images.n))
+                                 max(images.total, images.n, expected.n or 0))
         if hi < COLLAPSE_FRACTION * expected.top1:
             why = (f"top1 {measured.top1:.3f}% vs {expected.top1:.3f}% expected",
                    f"{below(lo, hi, 'the expected top1')}; chance is {CHANCE:.3f}%")

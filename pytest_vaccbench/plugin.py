@@ -11,9 +11,9 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import shlex
 import sys
-from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,18 +23,20 @@ import pytest
 from . import dataset as dataset_mod
 from . import history, ini, progress
 from .backends import Backend, RunOptions, get_backend
-from .baselines import ModelEntry, update_file
+from .baselines import ModelEntry
 from .cache import cache_dir
-from .devices import DevicePool, check_workers, parse_devices
+from .devices import DevicePool, check_workers
 from .errors import VaccbenchError
-from .gate import Images, expectation_for, judge, needs_paired
+from .gate import Images, expectation_for, judge, needs_paired, recording_target
 from .metrics import Accuracy
+from .options import check_options, parse_devices, split_names
 from .preprocess import PreprocessSpec
-from .report import (PROPERTY, Results, Row, find_payload, junit_properties, session_info,
-                     summary_lines, write_html, write_json)
+from .report import (PROPERTY, STRICT, Results, find_payload, junit_properties, not_measured_line,
+                     session_info, skip_groups, summary_lines, write_html, write_json)
 from .run import Case, evaluate, paired_with_fp32
 from .shard_record import ShardRecorder
-from .suite import load_suite, select_models
+from .suite import is_suite_file, load_suite, select_models
+from .updates import Recording, apply_updates, recording_of, refusal
 from .vdsp import preprocess_option
 
 
@@ -117,13 +119,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default 1000); they are left out of the accuracy count")
     group.addoption("--calib-include", action="store_true", default=False,
                     help="int8: count the calibration images too")
+    group.addoption("--vaccbench-strict", action="store_true", default=False,
+                    help="a gate for CI: every skip of a selected accuracy test (no weights, no "
+                         "compiled model, no vamp binary, no baseline) fails with its reason")
+    group.addoption("--accept-broken", action="store_true", default=False,
+                    help="--update-baselines: record results the gate classifies as a BROKEN "
+                         "BUILD too (refused by default)")
+    group.addoption("--dry-run", action="store_true", default=False,
+                    help="--update-baselines: print the diff of every baseline file it would "
+                         "change, write nothing")
+    UPDATE_COMMAND_OPTIONS[:] = [o for o in group.options if o.dest not in NOT_IN_UPDATE_COMMAND]
     ini.register(parser, group)  # every option above is also an ini key (see ini.py)
+
+
+# Options the printed update command leaves out: it sets these itself, or they do not
+# change what is measured (reports, gating modes). Every other option given is repeated.
+NOT_IN_UPDATE_COMMAND = {"backend", "precision", "update_baselines", "dry_run", "accept_broken",
+                         "allow_improvement", "vaccbench_json", "vaccbench_html",
+                         "vaccbench_history", "vaccbench_strict", "confidence"}
+UPDATE_COMMAND_OPTIONS: list[Any] = []  # pytest's Argument objects, filled by pytest_addoption
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-split's: ShardRecorder sees the items before the split
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vaccbench: an accuracy test generated from a suite file")
     ini.resolve(config)
+    try:
+        check_options(vars(config.option))
+    except VaccbenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for name in ("dry_run", "accept_broken"):
+        if config.getoption(name) and not config.getoption("update_baselines"):
+            raise pytest.UsageError(f"--{name.replace('_', '-')} applies to --update-baselines only")
     config.pluginmanager.register(VaccbenchSession(config), "vaccbench-session")
     config.pluginmanager.register(ShardRecorder(config), "vaccbench-shards")
 
@@ -155,16 +182,8 @@ def _device_pool(config: pytest.Config, cache: Path) -> DevicePool | None:
     return pool
 
 
-def _split(values: list[str] | str | None) -> tuple[str, ...] | None:
-    if not values:
-        return None
-    if isinstance(values, str):  # from the ini file
-        values = [values]
-    return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
-
-
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "suites":
+    if is_suite_file(file_path):
         return SuiteFile.from_parent(parent, path=file_path)
     return None
 
@@ -178,13 +197,14 @@ class SuiteFile(pytest.File):
             override = session.preprocess_override()
         except VaccbenchError as exc:
             raise self.CollectError(str(exc)) from None
-        backends = _split(self.config.getoption("backend")) or suite.backends
-        requested = _split(self.config.getoption("precision"))
+        strict = bool(self.config.getoption("vaccbench_strict") or suite.strict)
+        backends = split_names(self.config.getoption("backend")) or suite.backends
+        requested = split_names(self.config.getoption("precision")) or None
         for entry in entries:
             for backend in backends:
                 for precision in self._precisions(entry, backend, requested) or suite.precisions:
                     case = _case(entry, backend, precision, override)
-                    item = AccuracyItem.from_parent(self, name=case.id, case=case)
+                    item = AccuracyItem.from_parent(self, name=case.id, case=case, strict=strict)
                     size = case.entry.preprocess.output_size
                     if case.variant and size != entry.input_size:
                         item.add_marker(pytest.mark.skip(reason=f"--preprocess gives {size}x{size} "
@@ -226,6 +246,16 @@ def _backend_or_none(name: str) -> Backend | None:
         return None
 
 
+NOTHING_MEASURED = pytest.ExitCode.NO_TESTS_COLLECTED  # exit 5: accuracy tests selected, none measured
+
+
+def _reason(report: pytest.TestReport) -> str:
+    """A report's text; for a skip, its reason alone."""
+    if report.skipped and isinstance(report.longrepr, (tuple, list)) and len(report.longrepr) == 3:
+        return str(report.longrepr[2]).removeprefix("Skipped: ")  # (file, line, reason)
+    return re.sub(r"^\[gw\d+\] .*\n", "", report.longreprtext)  # xdist's worker line
+
+
 def _skip(reason: str) -> None:
     """Skip reported at the model's baseline entry, not at this line (as pytest's skip marks do)."""
     raise pytest.skip.Exception(reason, _use_item_location=True)
@@ -236,9 +266,10 @@ class GateFailure(AssertionError):
 
 
 class AccuracyItem(pytest.Item):
-    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+    def __init__(self, *, case: Case, strict: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.strict = strict  # a skip is a failure (--vaccbench-strict, or the suite's `strict`)
 
     def runtest(self) -> None:
         session: VaccbenchSession = self.config.pluginmanager.get_plugin("vaccbench-session")
@@ -316,16 +347,20 @@ class VaccbenchSession:
         return self._dataset
 
     def update_command(self, item: AccuracyItem) -> str:
-        opt = self.config.getoption
+        """The command that records this test's result, as it would run: every option of
+        this session that shapes the numbers, and a --dataset-name of its own for a subset
+        (--update-baselines refuses to record a subset under the whole dataset's name)."""
         args = ["pytest", item.nodeid, f"--backend={item.case.backend}",
                 f"--precision={item.case.precision}"]
-        for flag, name in (("--dataset", "dataset"), ("--labels", "labels"),
-                           ("--dataset-name", "dataset_name"), ("--weights-dir", "weights_dir"),
-                           ("--limit", "limit"), ("--baselines", "baselines"),
-                           ("--preprocess", "preprocess"), ("--vamp-bin", "vamp_bin"),
-                           ("--vamp-root", "vamp_root")):
-            if opt(name) is not None:
-                args.append(f"{flag}={opt(name)}")
+        for option in UPDATE_COMMAND_OPTIONS:
+            value = self.config.getoption(option.dest)
+            if value is None or value == option.default:
+                continue
+            flag = option.names()[-1]
+            args.append(flag if value is True else f"{flag}={value}")
+        limit = self.config.getoption("limit")
+        if limit and self.config.getoption("dataset_name") is None:
+            args.append(f"--dataset-name={self.dataset().name}-limit{limit}")
         return shlex.join([*args, "--update-baselines"])
 
     def run_case(self, item: AccuracyItem) -> None:
@@ -348,8 +383,11 @@ class VaccbenchSession:
         result = evaluate(case, data, self.options)
         paired = (paired_with_fp32(result, case, self.options.cache_dir)
                   if needs_paired(case.backend, case.run_precision) else None)
-        verdict = judge(Accuracy(result.n, result.correct1, result.correct5),
-                        None if self.update else expected,
+        measured = Accuracy(result.n, result.correct1, result.correct5)
+        # recording: judged only to refuse a broken build (regressions are what updates record)
+        target = (recording_target(case.entry, data, case.backend, case.run_precision, measured,
+                                   paired) if self.update else expected)
+        verdict = judge(measured, target,
                         Images(data.name, result.n, data.total, result.fingerprint),
                         self.update_command(item), paired=paired,
                         build=f"{case.backend}/{case.run_precision}", confidence=self.confidence,
@@ -360,6 +398,13 @@ class VaccbenchSession:
                     "tol1": expected.tolerance.top1, "tol5": expected.tolerance.top5},
                    "gate": {**verdict.details, "message": verdict.message}}
         item.user_properties.append((PROPERTY, json.dumps(payload)))
+        if self.update:
+            why = refusal(Recording(item.nodeid, "passed", result, verdict.kind),
+                          self.config.getoption("accept_broken"))
+            if why:
+                raise GateFailure(f"not recorded: {verdict.message}\n--update-baselines refuses "
+                                  f"this result: {why}")
+            return
         if not verdict.passed:
             raise GateFailure(verdict.message)
         if verdict.message:  # shown for passed tests with -rP
@@ -384,11 +429,32 @@ class VaccbenchSession:
         with progress.shown_on(write, width):
             return (yield)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Any:
+        """Strict mode: a skip of an accuracy test is a failure with the same reason."""
+        report = yield
+        if report.skipped and getattr(item, "strict", False) and not hasattr(report, "wasxfail"):
+            reason = _reason(report)
+            report.outcome = "failed"
+            report.longrepr = f"{STRICT} (--vaccbench-strict): {reason}"
+        return report
+
     # -- controller side: collect results from reports, write baselines and reports -------
+    @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.config.option.collectonly:
+            return  # nothing runs: nothing to report as not measured
+        self.results.select(i.nodeid for i in session.items if isinstance(i, AccuracyItem))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """pytest-xdist: the tests a worker will run (the controller collects none itself)."""
+        self.results.select(i for i in ids if is_suite_file(Path(i.split("::", 1)[0])))
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.results.add(report.nodeid, report.when, report.outcome, report.keywords,
-                         report.user_properties, report.longreprtext)
+                         report.user_properties, _reason(report))
         if report.when == "teardown" and not self.is_worker:  # JUnit XML reads teardown reports
             payload = find_payload(report.user_properties)
             if payload is not None:
@@ -403,6 +469,10 @@ class VaccbenchSession:
                 self.messages.append("interrupted: no baseline file was changed")
             elif not self.update_baselines():
                 session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
+        nothing = not_measured_line(self.results)
+        if nothing and exitstatus != pytest.ExitCode.INTERRUPTED:
+            self.messages.append(f"ERROR: {nothing}")
+            session.exitstatus = session.exitstatus or NOTHING_MEASURED
         info = session_info(self.config.invocation_params.args, exitstatus, self.started)
         rows = list(self.results)
         opt = self.config.getoption
@@ -436,26 +506,16 @@ class VaccbenchSession:
             self.devices.release()
 
     def update_baselines(self) -> bool:
-        """One write per baseline file, of the tests that passed with a result; False when a
-        file could not be written (it is then left as it was)."""
-        by_file: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = defaultdict(list)
-        rows: dict[tuple[str, str, str, str], Row] = {}
+        """One locked write per baseline file (updates.apply_updates); False when a result
+        was refused or a file could not be written (it is then left as it was)."""
+        recordings = [rec for row in self.results
+                      if (rec := recording_of(row.nodeid, row.outcome, row.result, row.gate))]
+        done = apply_updates(recordings, accept_broken=self.config.getoption("accept_broken"),
+                             dry_run=self.config.getoption("dry_run"))
         for row in self.results:
-            r = row.result
-            if r is not None and row.outcome == "passed":  # errors and failures never write
-                run = f"{r.backend}/{r.precision}"
-                by_file[r.baseline].append((r.model, r.dataset, run, r.baseline_values()))
-                rows[(r.baseline, r.model, r.dataset, run)] = row
-        for path, entries in sorted(by_file.items()):
-            try:
-                written = update_file(Path(path), entries)
-            except (OSError, VaccbenchError) as exc:
-                self.messages.append(f"ERROR: {exc} (this file was left as it was)")
-                continue
-            for key, data, run, _ in entries:
-                rows[(path, key, data, run)].updated = True
-            self.messages.extend(f"updated {Path(path).name}: {line}" for line in written)
-        return all(row.updated for row in rows.values())
+            row.updated = row.nodeid in done.written
+        self.messages.extend(done.lines)
+        return done.ok
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -465,6 +525,9 @@ class VaccbenchSession:
         terminalreporter.section(f"vaccbench accuracy on {', '.join(datasets) or '-'}")
         for line in summary_lines(self.results, self.config.get_terminal_writer().fullwidth):
             terminalreporter.write_line(line)
+        for reason, models in skip_groups(self.results):
+            terminalreporter.write_line(f"skipped ({len(models)}): {reason}")
+            terminalreporter.write_line(f"  {', '.join(models)}")
         for row in self.results:
             if row.result and row.result.excluded:
                 r = row.result
@@ -472,5 +535,5 @@ class VaccbenchSession:
                     f"{r.model} {r.backend}/{r.precision}: {r.excluded} calibration images excluded "
                     f"from the count (n={r.n}; --calib-include counts them)")
         for line in self.messages:
-            terminalreporter.write_line(line, red=line.startswith("ERROR"))
+            terminalreporter.write_line(line, red=line.startswith(("ERROR", "REFUSED")))
 

@@ -28,7 +28,9 @@ from .safefiles import atomic_write, write_atomic
 
 PROPERTY = "vaccbench"  # the user_properties key of a test's JSON payload
 MARKER = "vaccbench"  # the keyword every accuracy test carries
-FAILING = ("FAILED", "stale", "error")
+FAILING = ("FAILED", "stale", "error", "crashed", "not run")
+STRICT = "strict mode"  # how a skip that --vaccbench-strict turned into a failure begins
+CRASH_PHASE = "???"  # pytest-xdist's `when` of the report of a test whose worker died
 
 
 @dataclass
@@ -36,12 +38,15 @@ class Row:
     """One accuracy test: what it measured (None when it raised first) and how it ended."""
 
     nodeid: str
-    outcome: str  # passed | failed | error (setup or teardown failed)
+    # passed | failed | error (setup or teardown failed) | skipped | crashed (its process died)
+    # | not run (selected, but the session ended first)
+    outcome: str
     result: Result | None = None
     expected: dict[str, Any] | None = None  # the payload's: top1, top5, tol1, tol5, origin
     stale: bool = False
     updated: bool = False  # its baseline entry was written by --update-baselines
-    gate: dict[str, Any] | None = None  # the payload's gate details (gate.judge), when measured
+    reason: str = ""  # why it was skipped, errored, crashed or failed: the report's text
+    gate: dict[str, Any] | None = None  # the gate's details (verdict, allowance, paired ...)
 
     @property
     def name(self) -> str:
@@ -62,6 +67,10 @@ class Row:
 
     @property
     def status(self) -> str:
+        if self.outcome in ("crashed", "skipped", "not run"):
+            return self.outcome
+        if self.result is None and self.reason.startswith(STRICT):
+            return "FAILED"
         if self.result is None or self.outcome == "error":
             return "error"
         if self.outcome == "failed":
@@ -92,25 +101,50 @@ class Row:
 
 
 class Results:
-    """Rows by test id, fed with every test report of the session."""
+    """Rows by test id, fed with every test report of the session.
+
+    `select` lists the selected tests first (as "not run"), so that every one of them has a
+    row in the end: a test whose process died, or that the session never reached, included.
+    """
 
     def __init__(self) -> None:
         self.rows: dict[str, Row] = {}
 
+    def select(self, nodeids: Iterable[str]) -> None:
+        for nodeid in nodeids:
+            self.rows.setdefault(nodeid, Row(nodeid, "not run"))
+
     def add(self, nodeid: str, when: str, outcome: str, keywords: Iterable[str],
-            user_properties: Sequence[Sequence[Any]], longrepr: str) -> None:
+            user_properties: Sequence[Sequence[Any]], reason: str) -> None:
+        """One test report; `reason` is its text (the skip reason for a skip)."""
+        if when == CRASH_PHASE:  # pytest-xdist: the worker process died during the test
+            if nodeid in self.rows or MARKER in keywords:
+                self.rows[nodeid] = Row(nodeid, "crashed", reason=reason)
+            return
         if MARKER not in keywords:
             return
-        if when == "call":
+        if outcome == "skipped":
+            self.rows[nodeid] = Row(nodeid, "skipped", reason=reason)
+        elif when == "call":
             payload = find_payload(user_properties)
             if payload is not None:
                 self.rows[nodeid] = Row(nodeid, outcome, Result(**payload["result"]),
-                                        payload.get("expected"), STALE in longrepr,
+                                        payload.get("expected"), STALE in reason,
+                                        reason=reason if outcome == "failed" else "",
                                         gate=payload.get("gate"))
             elif outcome == "failed":  # raised before measuring: no result
-                self.rows[nodeid] = Row(nodeid, "failed")
+                self.rows[nodeid] = Row(nodeid, "failed", reason=reason)
+            else:
+                self.rows[nodeid] = Row(nodeid, outcome)
         elif outcome == "failed":  # setup or teardown error: whatever was measured is void
-            self.rows.setdefault(nodeid, Row(nodeid, "error")).outcome = "error"
+            row = self.rows.get(nodeid)
+            if row is None or row.outcome == "not run":
+                row = self.rows[nodeid] = Row(nodeid, "error")
+            row.outcome = "error"
+            row.reason = row.reason or reason
+
+    def measured(self) -> list[Row]:
+        return [row for row in self.rows.values() if row.result is not None]
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self.rows.values())
@@ -214,7 +248,8 @@ def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path
     records = []
     for row in rows:
         record: dict[str, Any] = {"nodeid": row.nodeid, "outcome": row.outcome,
-                                  "status": row.status, "expected": row.expected}
+                                  "status": row.status, "reason": row.reason,
+                                  "expected": row.expected, "gate": row.gate}
         r = row.result
         if r is not None:
             record.update(asdict(r))
@@ -259,8 +294,9 @@ h1{font-size:20px;margin:0 0 4px}.meta{color:#666;margin:0 0 16px}h2{font-size:1
 table{border-collapse:collapse;margin:16px 0}
 th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
-tr.FAILED td,tr.stale td,tr.error td{background:#fde8e8}
-td.s{font-weight:600}tr.FAILED td.s,tr.stale td.s,tr.error td.s{color:#c62828}
+tr.FAILED td,tr.stale td,tr.error td,tr.crashed td{background:#fde8e8}
+td.s{font-weight:600}tr.FAILED td.s,tr.stale td.s,tr.error td.s,tr.crashed td.s{color:#c62828}
+td.reason{white-space:normal;max-width:40em}
 .neg{color:#c62828}.pos{color:#2e7d32}
 svg text{font:12px system-ui,sans-serif}
 """
@@ -321,7 +357,7 @@ def delta_plot(rows: Sequence[Row]) -> str:
             out.append(f'<rect class="tolerance" x="{x(-tol):.1f}" y="{y - 7:.1f}" '
                        f'width="{x(tol) - x(-tol):.1f}" height="14" fill="#a5d6a7"/>')
         if delta is None:
-            text = "error: no result" if row.result is None else "no baseline"
+            text = f"{row.status}: no result" if row.result is None else "no baseline"
             out.append(f'<text class="{status}" x="{x(0) + 8:.1f}" y="{y + 4:.1f}" '
                        f'style="fill:{colour}">{text}</text>')
         elif abs(delta) <= limit:
@@ -384,7 +420,7 @@ def _class_losses(rows: Sequence[Row], limit: int = 10) -> str:
 def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
     """One self-contained HTML page (inline CSS and SVG, nothing fetched): the table and the plot."""
     head = ["model", "run", "dataset", "top1", "expected", "delta", "tolerance", "allowed", "top5",
-            "expected", "delta", "n", "seconds", "status"]
+            "expected", "delta", "n", "seconds", "status", "reason"]
     body = []
     for row in rows:
         r = row.result
@@ -399,9 +435,12 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
             cells += ["-"] * 10
         tds = "".join(f'<td class="l">{html.escape(c)}</td>' if i < 3 else f"<td>{html.escape(c)}</td>"
                       for i, c in enumerate(cells))
-        body.append(f'<tr class="{html.escape(row.status)}">{tds}'
-                    f'<td class="s l">{html.escape(row.status)}</td></tr>')
-    ths = "".join(f'<th class="l">{h}</th>' if i < 3 or h == "status" else f"<th>{h}</th>"
+        reason = row.reason.strip().splitlines()[0] if row.reason.strip() else ""
+        body.append(f'<tr class="{html.escape(row.status.replace(" ", "-"))}">{tds}'
+                    f'<td class="s l">{html.escape(row.status)}</td>'
+                    f'<td class="l reason" title="{html.escape(row.reason)}">'
+                    f'{html.escape(reason[:100])}</td></tr>')
+    ths = "".join(f'<th class="l">{h}</th>' if i < 3 or h in ("status", "reason") else f"<th>{h}</th>"
                   for i, h in enumerate(head))
     counts: dict[str, int] = {}
     for row in rows:
@@ -429,3 +468,41 @@ def session_info(args: Sequence[str], exitstatus: int, started: _dt.datetime) ->
     return {"command": " ".join(["pytest", *args]), "exitstatus": int(exitstatus),
             "started": started.isoformat(timespec="seconds"),
             "finished": _dt.datetime.now().isoformat(timespec="seconds")}
+
+
+# -- what was not measured ------------------------------------------------------------------
+
+def _clause(row: Row) -> str:
+    """A skip reason without what is particular to its test: the model, the run, the details
+    after the first colon; tests skipped for the same cause share it."""
+    family, _, key = row.model.partition("/")
+    text = row.reason.split("): ", 1)[-1] if row.reason.startswith(STRICT) else row.reason
+    text = text.replace(row.model, "<model>").replace(key, "<model>") if key else text
+    text = text.replace(row.run, "<run>")
+    return re.split(r"[:;(]", text, maxsplit=1)[0].strip()
+
+
+def skip_groups(rows: Iterable[Row]) -> list[tuple[str, list[str]]]:
+    """Skipped tests grouped by cause: (the first test's full reason, the tests' model/run
+    names), largest group first; each cause is shown once, not once per test."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.outcome == "skipped":
+            groups.setdefault(_clause(row), []).append(row)
+    ordered = sorted(groups.values(), key=len, reverse=True)
+    return [(rows[0].reason, [f"{r.model} {r.run}" for r in rows]) for rows in ordered]
+
+
+def not_measured_line(rows: Results) -> str | None:
+    """The one line that says a session with accuracy tests selected measured none of them:
+    "0 of 43 selected accuracy tests measured: 35 weights not found, 8 no compiled model"."""
+    selected = list(rows)
+    if not selected or rows.measured():
+        return None
+    causes: dict[str, int] = {}
+    for row in selected:
+        cause = (f"skipped ({_clause(row)})" if row.outcome == "skipped" else
+                 f"{row.status} ({_clause(row)})" if row.reason.startswith(STRICT) else row.status)
+        causes[cause] = causes.get(cause, 0) + 1
+    parts = ", ".join(f"{n} {cause}" for cause, n in sorted(causes.items(), key=lambda c: -c[1]))
+    return f"0 of {len(selected)} selected accuracy tests measured: {parts}"

@@ -21,7 +21,7 @@ from . import __version__, progress
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry
 from .dataset import Dataset
-from .errors import VaccbenchError
+from .errors import BackendError, VaccbenchError
 from .gate import Paired
 from .metrics import accuracy, agreement, topk
 from .safefiles import inside, safe_name, write_atomic
@@ -193,6 +193,19 @@ def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
                              "comparison skipped; run the same images with --precision=fp32 first")
 
 
+def check_finite(scores: np.ndarray, dataset: Dataset, what: str) -> None:
+    """NaN or infinite scores are a broken model or runtime, never a result (argmax of NaN
+    is class 0, which would be counted as a wrong answer and pass as an accuracy)."""
+    bad = ~np.isfinite(np.asarray(scores, dtype=np.float64)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        names = ", ".join(dataset.samples[i].path.name for i in rows[:5])
+        raise BackendError(f"{what}: the backend returned NaN or infinite scores for "
+                           f"{len(rows)} of {len(dataset.samples)} images ({names}"
+                           f"{', ...' if len(rows) > 5 else ''}); check the model's outputs "
+                           "(an exported graph, a quantization or the runtime is broken)")
+
+
 def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
     """Run the case on every image; count all but those the backend built its model from."""
     backend = get_backend(case.backend)
@@ -204,6 +217,7 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
     if scores.shape[0] != len(dataset.samples):
         raise RuntimeError(f"backend {case.backend} returned {scores.shape[0]} score rows for "
                            f"{len(dataset.samples)} images")
+    check_finite(scores, dataset, case.id)
     if excluded:
         keep = [i for i, s in enumerate(dataset.samples) if s not in excluded]
         scores = scores[keep]

@@ -6,6 +6,7 @@ families: all                    # or [mobilenet_v2, repvgg]
 models: ["*"]                    # glob patterns over model keys, e.g. ["timm-*"]
 backends: [reference]            # default when --backend is not given
 precisions: [fp32]               # default when --precision is not given
+strict: true                     # a skip of any of its tests fails (as --vaccbench-strict)
 ```
 """
 
@@ -18,7 +19,12 @@ from typing import Any
 
 from .baselines import BaselineError, Family, ModelEntry, load_families, read_yaml
 
-KNOWN_KEYS = {"baselines", "families", "models", "backends", "precisions", "description"}
+KNOWN_KEYS = {"baselines", "families", "models", "backends", "precisions", "description", "strict"}
+
+
+def is_suite_file(path: Path) -> bool:
+    """A suite file: a YAML file in a folder named `suites` (the plugin collects these)."""
+    return path.suffix in (".yaml", ".yml") and path.parent.name == "suites"
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class Suite:
     models: tuple[str, ...]
     backends: tuple[str, ...]
     precisions: tuple[str, ...]
+    strict: bool = False  # every skip of its tests is a failure
 
 
 def _names(value: Any, path: Path, key: str) -> tuple[str, ...] | None:
@@ -56,7 +63,14 @@ def load_suite(path: str | Path) -> Suite:
         models=_names(data.get("models"), path, "models") or ("*",),
         backends=_names(data.get("backends"), path, "backends") or ("reference",),
         precisions=_names(data.get("precisions"), path, "precisions") or ("fp32",),
+        strict=_flag(data.get("strict", False), path, "strict"),
     )
+
+
+def _flag(value: Any, path: Path, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise BaselineError(f"`{key}` must be true or false, got {value!r}", path)
+    return value
 
 
 def select_models(suite: Suite, baselines_dir: Path | None = None) -> list[ModelEntry]:

@@ -64,11 +64,11 @@ def test_missing_model_field_names_model_field_and_line(tmp_path: Path) -> None:
 def test_unknown_preprocess_key_and_library(tmp_path: Path) -> None:
     path = tmp_path / "fam.yaml"
     path.write_text("family: fam\npreprocess: {resize: 256, crop: 224, colour: red}\nmodels: {}\n")
-    with pytest.raises(BaselineError, match="unknown preprocess keys"):
+    with pytest.raises(BaselineError, match=f"{path}:2: preprocess.colour is not a known key"):
         load_family(path)
     path.write_text("family: fam\npreprocess: {resize: 256}\nmodels:\n  k:\n    name: k\n"
                     "    source: x\n    library: keras\n    arch: k\n    input_size: 224\n")
-    with pytest.raises(BaselineError, match=f"{path}:7: .*library 'keras'"):
+    with pytest.raises(BaselineError, match=f"{path}:7: models.k.library must be one of .*got 'keras'"):
         load_family(path)
 
 

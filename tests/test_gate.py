@@ -313,8 +313,12 @@ def test_an_unreadable_fp32_predictions_file_skips_only_the_comparison(tmp_path,
 
 
 def test_a_changed_dataset_of_the_same_size_is_named_not_excused() -> None:
+    """Other images than the baseline's: the headline says so, and recording is not the fix."""
     verdict = judge(Accuracy(650, 500, 600), expect(79.385, 94.769, n=650, fingerprint="old"),
                     Images("val-subset", 650, 650, "new"), UPDATE)
-    assert verdict.kind == "regression" and "+ sampling" not in verdict.message
+    assert verdict.kind == "other-images" and "+ sampling" not in verdict.message
+    assert verdict.message.startswith("measured on other images than the baseline: val-subset has "
+                                      "fingerprint new, the baseline was measured on old")
+    assert UPDATE not in verdict.message and "stale" not in verdict.message
     assert ("images: the 650 images of val-subset (fingerprint new) are not those the baseline "
             "was measured on (n=650, fingerprint old)") in verdict.message

@@ -69,11 +69,12 @@ models:
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("precision", "int4", "precision 'int4' is not one of ('fp32', 'int8') (the precision "
-     "its weights are stored in)"),
-    ("min_agreement", "120", "min_agreement must be a percentage in (0, 100], got 120"),
-    ("min_agreement", "yes", "min_agreement must be a percentage in (0, 100], got 'yes'"),
-    ("float_model", "nowhere", "float_model 'nowhere' is not a model of this file"),
+    ("precision", "int4", "models.torchvision-quantized.precision must be one of fp32, int8, got 'int4'"),
+    ("min_agreement", "120", "models.torchvision-quantized.min_agreement must be a percentage "
+     "between 0 and 100, got 120"),
+    ("min_agreement", "yes", "models.torchvision-quantized.min_agreement must be a number, got 'yes'"),
+    ("float_model", "nowhere", "model 'torchvision-quantized': float_model 'nowhere' is not a model "
+     "of this file"),
 ])
 def test_bad_int8_fields_name_the_file_and_line(tmp_path, field, value, message) -> None:
     path = tmp_path / "tiny.yaml"
@@ -82,7 +83,7 @@ def test_bad_int8_fields_name_the_file_and_line(tmp_path, field, value, message)
         load_family(path)
     # the field's own line (12), or the model's first line (7) for a dangling float_model
     line = 7 if field == "float_model" else 12
-    assert str(err.value) == f"{path}:{line}: model 'torchvision-quantized': {message}"
+    assert str(err.value) == f"{path}:{line}: {message}"
 
 
 def test_torchvision_int8_agrees_with_its_float_twin_on_the_val_subset(shared_data, tmp_path,

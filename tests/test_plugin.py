@@ -165,9 +165,11 @@ def test_corrupt_image_in_dataset_errors_naming_the_file(project: pytest.Pyteste
 
 def test_unknown_backend_and_dataset_are_clear(project: pytest.Pytester) -> None:
     result = project.runpytest("suites", "-k", "efficientnet", "--backend=tensorrt")
-    result.stdout.fnmatch_lines(["*unknown backend 'tensorrt'; available: *reference*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # before collection: one error, no tests
+    result.stderr.fnmatch_lines(["ERROR: --backend=tensorrt: unknown backend; valid: *reference*"])
     result = project.runpytest("suites", "-k", "efficientnet", "--dataset=/no/such/folder")
-    result.stdout.fnmatch_lines(["*/no/such/folder: dataset folder does not exist*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --dataset=/no/such/folder: no such folder or file*"])
 
 
 def test_update_with_limit_needs_its_own_dataset_name(project: pytest.Pytester) -> None:

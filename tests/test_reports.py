@@ -64,7 +64,7 @@ def test_terminal_summary_has_one_row_per_test(reported):
     _, result = reported
     lines = result.stdout.lines
     start = next(i for i, line in enumerate(lines) if "vaccbench accuracy on skimage-photos" in line)
-    table = lines[start + 1:start + 14]
+    table = lines[start + 1:start + 16]
     assert table[0] == "model  run"
     assert table[1].split() == ["top1", "expect", "delta", "tol", "top5", "delta5", "n", "status"]
     assert [line.split() for line in table[3:]] == [
@@ -72,6 +72,7 @@ def test_terminal_summary_has_one_row_per_test(reported):
         ["timm-efficientnet_lite0", "fake/fp32"],
         ["60.000", "60.000", "+0.000", "0.50", "100.000", "+0.000", "5", "passed"],
         ["mobilenet_v2"],
+        ["torchvision-mobilenet_v2", "fake/fp32"], [*["-"] * 7, "skipped"],
         ["timm-mobilenetv2_100", "fake/fp32"],
         ["100.000", "40.000", "+60.000", "0.50", "100.000", "+0.000", "5", "stale"],
         ["keras-mobilenetv2", "fake/fp32"], [*["-"] * 7, "error"],
@@ -117,16 +118,23 @@ def test_json_report_with_per_image_predictions_beside_it(reported):
     project, _ = reported
     document = json.loads((project.path / "out" / "report.json").read_text())
     tests = {t["nodeid"].split("::")[1]: t for t in document["tests"]}
-    assert set(tests) == {f"{f}/{k}[fake-fp32]" for f, k in SEEDED}
-    assert {k: t["status"] for k, t in tests.items()} == {
+    assert {k: t["status"] for k, t in tests.items()} == {  # every selected test, skipped too
         "efficientnet_lite/timm-efficientnet_lite0[fake-fp32]": "passed",
         "mobilenet_v2/timm-mobilenetv2_100[fake-fp32]": "stale",
         "mobilenet_v2/local-mobilenetv2_100-tvq[fake-fp32]": "FAILED",
-        "mobilenet_v2/keras-mobilenetv2[fake-fp32]": "error"}
+        "mobilenet_v2/keras-mobilenetv2[fake-fp32]": "error",
+        "mobilenet_v2/torchvision-mobilenet_v2[fake-fp32]": "skipped"}
+    # with the reason, and the gate's details that JUnit has too
+    assert "RuntimeError: no device" in tests["mobilenet_v2/keras-mobilenetv2[fake-fp32]"]["reason"]
+    assert tests["mobilenet_v2/torchvision-mobilenet_v2[fake-fp32]"]["reason"].startswith(
+        "no baseline for torchvision-mobilenet_v2 on dataset 'skimage-photos'")
+    stale = tests["mobilenet_v2/timm-mobilenetv2_100[fake-fp32]"]
+    assert stale["gate"]["verdict"] == "stale" and stale["gate"]["allowed"] == {"top1": 0.5, "top5": 0.5}
+    assert stale["gate"]["top1_interval"][1] == 100.0
     assert document["session"]["exitstatus"] == 1
     for name, plan in PLAN.items():
         record = next((t for k, t in tests.items() if f"/{name}[" in k), None)
-        if record is None or "correct" not in plan:
+        if record is None or "correct" not in plan or record["status"] == "skipped":
             continue
         assert (record["n"], record["correct1"], record["top1"]) == \
             (N_IMAGES, plan["correct"], 100.0 * plan["correct"] / N_IMAGES)
@@ -161,7 +169,8 @@ def test_html_report_is_one_self_contained_file(reported):
     page = (project.path / "out" / "report.html").read_text()
     for outside in ("http:", "https:", "<script", "<link", "src=", "@import", "url("):
         assert outside not in page
-    assert page.count('<tr class="') == 4
+    assert page.count('<tr class="') == 5
+    assert '<tr class="skipped">' in page and "no baseline for torchvision-mobilenet_v2" in page
     assert page.count('class="band"') == 3  # every test with a result and a baseline
     assert page.count('<circle class="delta passed"') == 1
     assert page.count('class="delta FAILED"') == 1 and page.count('class="delta stale"') == 1
@@ -184,7 +193,7 @@ def test_html_report_renders_in_headless_chromium(reported, tmp_path):
     flags = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120,
                          check=True).stdout
-    assert dom.count('<tr class="') == 4 and '<svg id="delta-plot"' in dom
+    assert dom.count('<tr class="') == 5 and '<svg id="delta-plot"' in dom
     assert "mobilenet_v2/local-mobilenetv2_100-tvq" in dom
 
     shot = tmp_path / "report.png"
@@ -207,7 +216,7 @@ def test_history_appends_every_session_and_trend_prints_it(reported, project, ca
     project.run(f"--vaccbench-history={db}").assert_outcomes(passed=2, failed=2, skipped=1)
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(*) FROM runs").fetchone() == (2,)
-        assert con.execute("SELECT count(*) FROM results").fetchone() == (8,)
+        assert con.execute("SELECT count(*) FROM results").fetchone() == (10,)
     capsys.readouterr()  # the sessions' own output
 
     assert main(["trend", str(db), "--model", "*tvq"]) == 0

@@ -86,12 +86,12 @@ def test_written_entries_carry_provenance(project: FakeProject):
 
 
 def test_interrupted_session_changes_no_file(project: FakeProject):
-    before = {p.name: p.read_bytes() for p in project.baselines.iterdir()}
+    before = {p.name: p.read_bytes() for p in project.baselines.glob("*.yaml")}
     project.plan({"timm-mobilenetv2_100": {"interrupt": True}})
     result = project.run_subprocess("--update-baselines")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*interrupted: no baseline file was changed*"])
-    assert {p.name: p.read_bytes() for p in project.baselines.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in project.baselines.glob("*.yaml")} == before
     assert project.update_calls() == []
 
 
@@ -114,10 +114,10 @@ def test_xdist_workers_send_results_and_the_controller_writes_each_file_once(
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # when this suite itself runs under xdist
     project.plan({"timm-efficientnet_lite0": {"correct": 2}, "timm-mobilenetv2_100": {"correct": 4},
                   "keras-mobilenetv2": {"correct": 1}})
-    originals = {p.name: p.read_text() for p in project.baselines.iterdir()}
+    originals = {p.name: p.read_text() for p in project.baselines.glob("*.yaml")}
     serial = project.run("--update-baselines")
     serial.assert_outcomes(passed=5)
-    written_serial = {p.name: p.read_text() for p in project.baselines.iterdir()}
+    written_serial = {p.name: p.read_text() for p in project.baselines.glob("*.yaml")}
     for name, text in originals.items():
         (project.baselines / name).write_text(text)
     (project.path / "update_calls.log").unlink()
@@ -146,7 +146,7 @@ def test_xdist_workers_send_results_and_the_controller_writes_each_file_once(
                         found[(name, key)] = {k: entry[k] for k in ("top1", "top5", "n", "fingerprint")}
         return found
 
-    written_parallel = {p.name: p.read_text() for p in project.baselines.iterdir()}
+    written_parallel = {p.name: p.read_text() for p in project.baselines.glob("*.yaml")}
     assert len(numbers(written_serial)) == 5
     assert numbers(written_parallel) == numbers(written_serial)
     assert numbers(written_serial)[("mobilenet_v2.yaml", "timm-mobilenetv2_100")]["top1"] == 80.0
@@ -167,7 +167,7 @@ def test_a_result_better_than_the_baseline_fails_as_stale_unless_allowed(project
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines([
         "*baseline is stale, update with: pytest 'suites/fake.yaml::efficientnet_lite/"
-        "timm-efficientnet_lite0[[]fake-fp32]' --backend=fake --precision=fp32 --update-baselines",
+        "timm-efficientnet_lite0[[]fake-fp32]' --backend=fake --precision=fp32 *--update-baselines",
         "*top1: measured  60.000  expected  40.000  delta +20.000  tolerance ±0.500  FAIL",
         "*(or pass --allow-improvement to accept results above the baseline)",
     ])

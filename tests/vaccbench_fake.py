@@ -6,7 +6,8 @@ number of images per model, so every number a report shows is known in advance:
 plan.json maps a model key to {"correct": k} (top-1 right for the first k images, top-5
 right for all), {"raise": "message"}, {"interrupt": true}, {"teardown_error": true},
 {"remove_from_baseline": true} (renames the model in its baseline file, as an edit during
-the session would) or {"sleep": seconds per image}.
+the session would), {"sleep": seconds per image}, {"nan": true} (NaN scores for the last two
+images) or {"pidfile": name} (writes its process id there, then waits to be killed).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ N_IMAGES = 5  # the built-in skimage-photos dataset
 LABELS = [872, 281, 967, 665, 657]
 
 BACKEND = '''
-import json, time
+import json, os, time
 from pathlib import Path
 import numpy as np
 from pytest_vaccbench.backends import Backend, class_scores, iter_batches
@@ -46,6 +47,9 @@ class FakeBackend(Backend):
             raise RuntimeError(plan["raise"])
         if plan.get("interrupt"):
             raise KeyboardInterrupt
+        if "pidfile" in plan:
+            Path(plan["pidfile"]).write_text(str(os.getpid()))
+            time.sleep(120)
         if plan.get("remove_from_baseline"):  # someone edits the file during the session
             text = entry.baseline_path.read_text()
             entry.baseline_path.write_text(text.replace(f"  {entry.key}:", "  renamed-model:"))
@@ -60,6 +64,8 @@ class FakeBackend(Backend):
             scores[i, label] = 1.0 if i < correct else 0.5
             if i >= correct:
                 scores[i, (label + 1) % 1000] = 1.0
+        if plan.get("nan"):
+            scores[-2:] = np.nan
         return class_scores(scores, entry)
 '''
 
@@ -67,14 +73,14 @@ CONFTEST = '''
 import json, os
 from pathlib import Path
 import pytest
-from pytest_vaccbench import backends, plugin
+from pytest_vaccbench import backends, updates
 
 LOG = Path(__file__).with_name("update_calls.log")
 
 
 def pytest_configure(config):
     """Register the fake backend, and log every baseline write with the writing process."""
-    real = plugin.update_file
+    real = updates.update_file
 
     def logged(path, entries):
         with LOG.open("a") as log:
@@ -83,10 +89,10 @@ def pytest_configure(config):
         return real(path, entries)
 
     backends.BUILTIN["fake"] = "fakebackend:FakeBackend"
-    plugin.update_file = logged
+    updates.update_file = logged
 
     def restore():
-        plugin.update_file = real
+        updates.update_file = real
         backends.BUILTIN.pop("fake", None)
 
     config.add_cleanup(restore)

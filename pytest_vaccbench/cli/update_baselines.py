@@ -1,0 +1,43 @@
+"""`vaccbench update-baselines --from REPORT.json`: record the results of a finished run.
+
+A nightly run (or its shards, merged) writes a `--vaccbench-json` report; this applies its
+results to the baseline files through `updates.apply_updates`, the function behind
+`pytest --update-baselines`, with the same refusals, locking and --dry-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import VaccbenchError
+from ..updates import apply_updates, recordings_from_json
+from . import command
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="report", required=True, metavar="REPORT.json",
+                        help="a --vaccbench-json report (e.g. a nightly run merged from shards)")
+    parser.add_argument("--baselines", default="baselines", metavar="DIR",
+                        help="folder of the baseline files to update, found by the file names "
+                             "the report records (default: ./baselines)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the diff of every baseline file it would change, write nothing")
+    parser.add_argument("--accept-broken", action="store_true",
+                        help="record results the gate classified as a BROKEN BUILD too")
+
+
+@command("update-baselines", "record the results of a --vaccbench-json report in the baseline files",
+         _arguments)
+def update_baselines(args: argparse.Namespace) -> int:
+    folder = Path(args.baselines)
+    if not folder.is_dir():
+        raise VaccbenchError("baselines folder does not exist (pass --baselines DIR)", folder)
+    recordings = recordings_from_json(Path(args.report))
+    done = apply_updates(recordings, accept_broken=args.accept_broken, dry_run=args.dry_run,
+                         baselines_dir=folder)
+    for line in done.lines:
+        print(line)
+    if not recordings:
+        print(f"{args.report}: no measured results to record")
+    return 0 if done.ok else 1
