@@ -62,13 +62,19 @@ def calibration_model(source: Path) -> Any:
     return update_opset_version(load_model_with_shape_infer(Path(source)), q.QuantType.QInt8, q.QuantType.QInt8)
 
 
+def quantized_op_types() -> list[str]:
+    """The op types quantize_static quantizes (and calibrates) by default."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+
+
 def calibrated_tensors(model: Any) -> list[str]:
     """The float tensors quantize_static's calibrator collects (inputs and outputs of the op
     types it quantizes by default), in graph order."""
     from onnx import TensorProto
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-    op_types = set(QLinearOpsRegistry) | set(QDQRegistry)
+    op_types = set(quantized_op_types())
     infos = {vi.name: vi for vi in itertools.chain(model.graph.value_info, model.graph.output, model.graph.input)}
     initializers = {t.name for t in model.graph.initializer}
     found: dict[str, None] = {}
@@ -106,9 +112,10 @@ def _session(model: bytes, threads: int) -> Any:
 
 
 def uniform_counts(x: np.ndarray, first: float, last: float, bins: int) -> np.ndarray:
-    """np.histogram(x, bins, range=(first, last)) for float32 `x` (consumed: binned in place)
-    holding no value above `last`, by arithmetic and np.bincount: values below `first` are
-    dropped. It differs from np.histogram only for a value within float32 rounding of an edge."""
+    """np.histogram(x, bins, range=(first, last)) for float32 `x` (consumed: binned in place),
+    by arithmetic and np.bincount: values below `first` are dropped, values above `last` land
+    in the last bin. It differs from np.histogram only for a value within float32 rounding
+    of a bin edge."""
     width = (np.float64(last) - np.float64(first)) / bins
     inv = np.float32(1.0 / width) if width > 0 else np.float32(0)
     x *= inv
@@ -158,10 +165,10 @@ class TensorHistogram:
             self.counts = np.concatenate((self.counts, np.zeros(len(more), np.int64)))
         first_last = self.edges[self.bins]  # end of the first batch's (linspace) grid
         if amax > first_last:  # the few values on the extended (np.arange) edges: as onnxruntime
-            beyond = x > first_last
-            extra, _ = np.histogram(x[beyond], bins=self.edges[self.bins:])
+            beyond = x[x > first_last]
+            extra, _ = np.histogram(beyond, bins=self.edges[self.bins:])
             self.counts[self.bins:] += extra
-            x = x[~beyond]
+            self.counts[self.bins - 1] -= beyond.size  # uniform_counts puts them in its last bin
         self.counts[:self.bins] += uniform_counts(x, self.edges[0], first_last, self.bins)
 
     def _add_signed(self, x: np.ndarray, amax: np.float32) -> None:
