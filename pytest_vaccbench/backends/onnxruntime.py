@@ -276,6 +276,11 @@ def calibration_ranges(source: Path, recipe: Int8Recipe, batches: Callable[[], I
     return out
 
 
+def ort_ranges_path(source: Path, recipe: Int8Recipe, calibration_key: str, cache_dir: Path) -> Path:
+    """Where onnxruntime's own calibrators' ranges for this recipe are cached (their format)."""
+    return _derived_dir(source, cache_dir) / f"ranges-ort-{recipe.mode}-{calibration_key}.json"
+
+
 def int8_graph(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[np.ndarray]],
                calibration_key: str, cache_dir: Path, threads: int = 1) -> Path:
     """`source` quantized to int8 (QDQ) as the recipe says (cached).
@@ -314,7 +319,9 @@ def int8_graph(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[
                 if method is None:
                     raise BackendError(f"onnxruntime has no calibrator for {recipe.mode} "
                                        "(drop --ort-calibrator)", source)
-                q.quantize_static(str(quantized), str(tmp), _OrtReader(name, batch, batches()),
+                ranges = ort_ranges_path(source, recipe, calibration_key, cache_dir)
+                reader = None if ranges.is_file() else _OrtReader(name, batch, batches())
+                q.quantize_static(str(quantized), str(tmp), reader, calibration_cache_path=str(ranges),
                                   calibrate_method=getattr(q.CalibrationMethod, method),
                                   extra_options={"CalibStridedMinMax": 1}, **common)
             else:
