@@ -255,3 +255,20 @@ def test_fp16_build_and_misspelt_mode(tmp_path):
     build = read_build_config(path)
     assert build.precision == "int8-mse" and "alibrate_mode" in build.unmirrored[0]
     assert build.skip_matmul_layers == (0,)
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_int8_options_at_startup(pytester):
+    """A bad --vamc-config or contradictory flags stop the run at startup with one line;
+    --int8-per-channel still works but says it is the default now."""
+    (pytester.path / "suites").mkdir()
+    bad = pytester.path / "bad.yaml"
+    bad.write_text("backend: {dtype: int4}\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--vamc-config={bad}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --vamc-config: {bad}: dtype 'int4' is not int8 or fp16"])
+    result = pytester.runpytest("-p", "no:cacheprovider", "--int8-per-channel", "--int8-per-tensor")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --int8-per-channel and --int8-per-tensor contradict each other*"])
+    result = pytester.runpytest("-p", "no:cacheprovider", "--int8-per-channel", "-W", "default")
+    result.stdout.fnmatch_lines(["*--int8-per-channel is deprecated: per-channel weights are the default*"])
