@@ -1,28 +1,24 @@
 """Fast int8 calibration: the activation ranges onnxruntime's calibrators compute, streamed.
 
-onnxruntime's Percentile and Entropy calibrators keep every calibration batch's activations
-and rebuild a histogram per batch with `np.histogram` on explicit (non-uniform) edges: on
-mobilenetv2 with 1000 images that is ~17x an fp32 pass and gigabytes of memory. This module
-computes the same per-tensor thresholds in two streaming passes over the calibration batches:
+onnxruntime's Percentile calibrator rebuilds a histogram per calibration batch with
+`np.histogram` on explicit (non-uniform) edges, a binary search per value, and its Entropy
+rule loops over bins in Python: on mobilenetv2 with 1000 images that was ~17x an fp32 pass.
+This module computes the same per-tensor ranges in one streaming pass: the graph with the
+calibrated tensors as outputs runs one batch at a time, and each tensor is folded into its
+histogram by arithmetic and `np.bincount` (memory: one batch of activations, whatever the
+number of images), on threads (numpy releases the GIL).
 
-1. the graph with ReduceMin/ReduceMax (and ReduceMin of Abs) added per calibrated tensor:
-   per batch only scalars come out, so this pass costs about one fp32 pass;
-2. (percentile, kl_divergence, mse) the graph with the calibrated tensors as outputs, one
-   batch at a time, each tensor binned into its final fixed-bin histogram with
-   `np.bincount` (memory: one batch of activations, whatever the number of images).
-
-The histograms' bin grids are those onnxruntime's calibrators end with: pass 1 gives, per
-batch, the ranges from which their grid-growing rules (first batch's range, then widened
-by whole bins as larger values arrive) are replayed exactly. The thresholds then follow
-onnxruntime's own rules: Percentile (2048 bins of |x|, 99.999th percentile, clipped to the
-observed min/max), Entropy (128 bins of x, 128 quantized bins, the KL-minimising symmetric
-window, vectorised here), MinMax (min/max). `mse` (no onnxruntime counterpart) takes the
-|x| histogram and picks the threshold minimising the expected squared quantization error:
-clipping error above the threshold plus step^2/12 rounding error inside it, with the int8
-step onnxruntime's asymmetric activations get for that range.
+The histograms' grids are those onnxruntime's collectors end with: the first batch's range,
+widened by whole bins as larger values arrive, with the same float32 arithmetic. The
+thresholds then follow onnxruntime's own rules: Percentile (2048 bins of |x|, 99.999th
+percentile, clipped to the observed min/max), Entropy (128 bins of x, 128 quantized bins, the
+KL-minimising symmetric window, vectorised here), MinMax (min/max). `mse` (no onnxruntime
+counterpart) takes the |x| histogram and picks the threshold minimising the expected squared
+quantization error: clipping error above the threshold plus step^2/12 rounding error inside
+it, with the int8 step onnxruntime's asymmetric activations get for that range.
 
 The documented difference from onnxruntime: values are binned by arithmetic on the uniform
-grid rather than by searching float32 edges, so a value within float32 rounding of a bin
+grid rather than by searching its float32 edges, so a value within float32 rounding of a bin
 edge may land in the neighbouring bin (tests bound the resulting threshold difference).
 
 The result is written in onnxruntime's calibration-cache format, so `quantize_static(...,
@@ -32,7 +28,6 @@ calibration_cache_path=...)` writes the QDQ graph from it, and the file is the c
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -313,12 +308,9 @@ def compute_ranges(model: Any, mode: str, batches: Callable[[], Iterator[np.ndar
 
 def save_calibration(ranges: dict[str, tuple[np.float32, np.float32]], mode: str, path: Path) -> Path:
     """Write `ranges` as onnxruntime's calibration cache (quantize_static's calibration_cache_path)."""
-    q = _ort_quantization()
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
-    method = {"percentile": q.CalibrationMethod.Percentile, "kl_divergence": q.CalibrationMethod.Entropy}.get(
-        mode, q.CalibrationMethod.MinMax)
-    data = TensorsData(method, {t: TensorData(lowest=np.asarray(lo, np.float32), highest=np.asarray(hi, np.float32))
+    data = TensorsData(calibration_method(mode), {t: TensorData(lowest=np.asarray(lo, np.float32), highest=np.asarray(hi, np.float32))
                                 for t, (lo, hi) in ranges.items()})
     save_tensors_data(data, path)
     return path

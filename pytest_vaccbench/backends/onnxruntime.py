@@ -41,7 +41,7 @@ from ..baselines import ModelEntry
 from ..build_config import BuildConfig, read_build_config
 from ..calibration import DEFAULT_CALIBRATION_IMAGES, calibration_set
 from ..dataset import Dataset, Sample
-from ..errors import BackendError, VaccbenchError
+from ..errors import BackendError
 from ..export import DEFAULT_OPSET, cached_export, file_digest, onnx_file_name, writable_dir
 from ..preprocess import PreprocessSpec, normalize
 from ..weights import find_weights
