@@ -56,6 +56,7 @@ def test_fast_calibration_equals_onnxruntimes_on_mobilenetv2(shared_data, tmp_pa
         assert set(ours) == set(theirs) and len(ours) > 150
         worst = max(max(abs(a - c), abs(b - d)) / max(abs(c), abs(d), 1e-12)
                     for (a, b), (c, d) in ((ours[t], theirs[t]) for t in ours))
+        print(f"{mode}: {len(ours)} tensors, max relative range difference {worst:.2e}")
         assert worst <= REL_TOLERANCE, (mode, worst)
 
     # accuracy: the two int8 builds (percentile) image by image
@@ -65,6 +66,8 @@ def test_fast_calibration_equals_onnxruntimes_on_mobilenetv2(shared_data, tmp_pa
     labels = saved[0]["labels"]
     right = [s["top5"][:, 0] == labels for s in saved]
     b, c = int((right[0] & ~right[1]).sum()), int((~right[0] & right[1]).sum())
+    print(f"int8-percentile top1/top5 fast {runs[0].top1:.2f}/{runs[0].top5:.2f}, onnxruntime's "
+          f"{runs[1].top1:.2f}/{runs[1].top5:.2f}; discordant {b}/{c}, McNemar p={mcnemar_exact(b, c):.3f}")
     assert mcnemar_exact(b, c) > 0.05, (b, c)
     assert abs(runs[0].top1 - runs[1].top1) <= 1.0 and abs(runs[0].top5 - runs[1].top5) <= 1.0
     assert runs[0].top1 > 70.0  # and int8 works at all (fp32 scores ~78 here)

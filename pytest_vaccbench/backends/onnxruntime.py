@@ -268,7 +268,7 @@ def calibration_ranges(source: Path, recipe: Int8Recipe, batches: Callable[[], I
     cache format (cached: keyed by graph, calibration images and preprocessing, mode)."""
     from .. import thresholds
 
-    out = _derived_dir(source, cache_dir) / f"ranges-{recipe.mode}-{key}.json"
+    out = _derived_dir(source, cache_dir) / f"ranges-{recipe.mode}-v{thresholds.VERSION}-{key}.json"
     if not out.is_file():
         ranges = thresholds.compute_ranges(thresholds.calibration_model(source), recipe.mode, batches, threads)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
