@@ -271,3 +271,20 @@ def test_int8_options_at_startup(pytester):
     result.stderr.fnmatch_lines(["ERROR: --int8-per-channel and --int8-per-tensor contradict each other*"])
     result = pytester.runpytest("-p", "no:cacheprovider", "--int8-per-channel", "-W", "default")
     result.stdout.fnmatch_lines(["*--int8-per-channel is deprecated: per-channel weights are the default*"])
+
+
+def test_calibration_reads_the_evaluations_image_cache(tmp_path, photos, monkeypatch):
+    """An int8 run decodes each image once: calibration takes its crops from the image cache
+    entry that evaluation then reads, not from a decode of its own."""
+    import pytest_vaccbench.backends as backends_mod
+
+    decoded = []
+    real = backends_mod.load_crop
+    monkeypatch.setattr(backends_mod, "load_crop", lambda path, *a, **k: decoded.append(path) or real(path, *a, **k))
+    source = conv_net(tmp_path / "convnet.onnx")
+    entry = replace(adhoc_entry("timm", "convnet", 32), key="timm-convnet", onnx=str(source))
+    options = RunOptions(weights_dir=tmp_path, cache_dir=tmp_path / "cache", batch_size=4, threads=1,
+                         workers=1, extra={"calib_images": 3})
+    result = evaluate(Case(entry, "onnxruntime", "int8-percentile"), photos, options)
+    assert result.excluded == 3
+    assert sorted(decoded) == sorted(s.path for s in photos.samples)  # each image once
