@@ -107,22 +107,25 @@ def _session(model: bytes, threads: int) -> Any:
 
 
 def uniform_counts(x: np.ndarray, first: float, last: float, bins: int) -> np.ndarray:
-    """np.histogram(x, bins, range=(first, last)) for float32 `x` (consumed: binned in place),
-    by arithmetic and np.bincount: values below `first` are dropped, values above `last` land
-    in the last bin. It differs from np.histogram only for a value within float32 rounding
-    of a bin edge."""
+    """np.histogram(x, bins, range=(first, last)) for float32 `x`, by arithmetic and
+    np.bincount: values below `first` are dropped, values above `last` land in the last bin.
+    It differs from np.histogram only for a value within float32 rounding of a bin edge."""
     width = (np.float64(last) - np.float64(first)) / bins
     inv = np.float32(1.0 / width) if width > 0 else np.float32(0)
-    x *= inv
-    x += np.float32(1.0 - np.float64(first) * inv)  # bin i -> i + 1; below the range -> 0
-    idx = x.astype(np.intp)
+    y = x * inv
+    y += np.float32(1.0 - np.float64(first) * inv)  # bin i -> i + 1; below the range -> 0
+    idx = y.astype(np.intp)
     np.clip(idx, 0, bins, out=idx)  # `last` itself (bins + 1 after the shift): the last bin
     return np.bincount(idx, minlength=bins + 1)[1:]
 
 
+CHUNK = 1 << 18  # values binned at a time: the scratch arrays stay in the CPU's cache
+
+
 class TensorHistogram:
     """onnxruntime's HistogramCollector for one tensor, fed batch by batch: the same growing
-    bin grid (replayed from each batch's range), the counts added with `uniform_counts`.
+    bin grid (replayed from each batch's range), the counts added with `uniform_counts`,
+    CHUNK values at a time.
 
     absolute (Percentile, and `mse`): |x| in `bins` bins over the first batch's |x| range,
     extended by np.arange steps of one bin width when a batch's max |x| passes the last edge
@@ -139,34 +142,40 @@ class TensorHistogram:
         self.threshold = np.float32(0)  # entropy: the grid is (-threshold, threshold)
 
     def add(self, values: np.ndarray) -> None:
-        """Fold one batch of the tensor in (a writeable array is used as scratch space)."""
+        """Fold one batch of the tensor in."""
         x = np.asarray(values, np.float32).ravel()
         low, high = x.min(), x.max()
         self.low, self.high = min(self.low, low), max(self.high, high)
         amax = np.float32(max(abs(low), abs(high)))
-        if self.absolute:
-            self._add_absolute(np.abs(x), amax)
-        else:
-            self._add_signed(x.copy() if not x.flags.writeable else x, amax)
+        grow = self._grow_absolute if self.absolute else self._grow_signed
+        grow(x, amax)
+        fold = self._fold_absolute if self.absolute else self._fold_signed
+        for start in range(0, x.size, CHUNK):
+            fold(x[start:start + CHUNK], amax)
 
-    def _add_absolute(self, x: np.ndarray, amax: np.float32) -> None:
+    def _grow_absolute(self, x: np.ndarray, amax: np.float32) -> None:
         if self.edges is None:  # np.histogram(|x|, bins): the first batch's range
-            self.edges = np.histogram_bin_edges(np.array([x.min(), amax], np.float32), self.bins).astype(np.float32)
+            low = min(np.abs(x[start:start + CHUNK]).min() for start in range(0, x.size, CHUNK))
+            self.edges = np.histogram_bin_edges(np.array([low, amax], np.float32), self.bins).astype(np.float32)
             self.counts = np.zeros(self.bins, np.int64)
         elif amax > self.edges[-1]:
             width = self.edges[1] - self.edges[0]
             more = np.arange(self.edges[-1] + width, amax + width, width)
             self.edges = np.hstack((self.edges, more)).astype(np.float32)
             self.counts = np.concatenate((self.counts, np.zeros(len(more), np.int64)))
+
+    def _fold_absolute(self, part: np.ndarray, amax: np.float32) -> None:
+        x = np.abs(part)
         first_last = self.edges[self.bins]  # end of the first batch's (linspace) grid
         if amax > first_last:  # the few values on the extended (np.arange) edges: as onnxruntime
             beyond = x[x > first_last]
-            extra, _ = np.histogram(beyond, bins=self.edges[self.bins:])
-            self.counts[self.bins:] += extra
-            self.counts[self.bins - 1] -= beyond.size  # uniform_counts puts them in its last bin
+            if beyond.size:
+                extra, _ = np.histogram(beyond, bins=self.edges[self.bins:])
+                self.counts[self.bins:] += extra
+                self.counts[self.bins - 1] -= beyond.size  # uniform_counts puts them in its last bin
         self.counts[:self.bins] += uniform_counts(x, self.edges[0], first_last, self.bins)
 
-    def _add_signed(self, x: np.ndarray, amax: np.float32) -> None:
+    def _grow_signed(self, x: np.ndarray, amax: np.float32) -> None:
         if self.counts is None:
             self.threshold, self.counts = amax, np.zeros(self.bins, np.int64)
         elif amax > self.threshold:
@@ -178,8 +187,9 @@ class TensorHistogram:
                 half = int((amax - self.threshold) // stride + 1)
                 self.threshold = np.float32(half * stride + self.threshold)
                 self.counts = np.concatenate((np.zeros(half, np.int64), self.counts, np.zeros(half, np.int64)))
-        n = len(self.counts)
-        self.counts += uniform_counts(x, -self.threshold, self.threshold, n)
+
+    def _fold_signed(self, part: np.ndarray, amax: np.float32) -> None:
+        self.counts += uniform_counts(part, -self.threshold, self.threshold, len(self.counts))
 
     def grid(self) -> np.ndarray:
         """The bin edges of `counts`."""
@@ -202,7 +212,8 @@ def collect(model: Any, tensors: list[str], batches: Iterable[np.ndarray], absol
     low = np.full(len(tensors), np.inf, np.float32)
     high = np.full(len(tensors), -np.inf, np.float32)
 
-    def fold(i: int, values: np.ndarray) -> None:
+    def fold(i: int) -> None:
+        values, outputs[i] = outputs[i], None  # each batch's activations freed as they are done
         if absolute is None:
             low[i], high[i] = min(low[i], values.min()), max(high[i], values.max())
         else:
@@ -211,8 +222,7 @@ def collect(model: Any, tensors: list[str], batches: Iterable[np.ndarray], absol
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for x in batches:
             outputs = session.run(tensors, {feed: x})
-            list(pool.map(fold, range(len(tensors)), outputs))
-            del outputs
+            list(pool.map(fold, range(len(tensors))))
     if absolute is not None:
         low, high = np.array([h.low for h in hists]), np.array([h.high for h in hists])
     return hists, low, high
