@@ -107,6 +107,17 @@ def test_mse_picks_a_threshold_near_the_simulated_optimum(kind):
         assert fake_quant_mse(values, float(values.min()), float(values.max())) > 1.5 * best
 
 
+def test_mse_suffix_sums_equal_the_direct_sums():
+    rng = np.random.default_rng(7)
+    counts = rng.poisson(rng.gamma(0.3, 400, size=300)).astype(np.int64)
+    edges = np.linspace(0, 5, 301, dtype=np.float32)
+    centers = (edges[:-1].astype(np.float64) + edges[1:]) / 2
+    errors = [(counts * np.clip(centers - t, 0, None) ** 2).sum() + counts[:k].sum() * (t / 255) ** 2 / 12
+              for k, t in enumerate(edges.astype(np.float64)) if k > 0]
+    best = edges[1 + int(np.argmin(errors))]
+    assert thresholds.mse_threshold(counts, edges, 0.0, 5.0) == (np.float32(0.0), best)
+
+
 # -- on a graph, against onnxruntime's calibrators ------------------------------------------
 def conv_net(path: Path, size: int = 32) -> Path:
     """Conv-Relu-Conv-Add-Conv-GlobalAveragePool-Flatten-Gemm, with exporter-style node names."""
