@@ -240,9 +240,9 @@ def calibration_batches(dataset: Dataset, calibration: Dataset, eval_spec: Prepr
     pool = dataset.samples if spec.geometry_key() == eval_spec.geometry_key() else calibration.samples
     where = {sample: i for i, sample in enumerate(pool)}
     rows = np.array([where[s] for s in samples])
-    crops = cached_crops(pool, spec, workers, image_cache_dir)
 
-    def batches() -> Iterator[np.ndarray]:
+    def batches() -> Iterator[np.ndarray]:  # decodes (into the cache) only when first asked
+        crops = cached_crops(pool, spec, workers, image_cache_dir)
         for start in range(0, len(rows), batch):
             yield normalize(crops[rows[start:start + batch]], spec)
     return batches
