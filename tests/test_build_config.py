@@ -288,3 +288,19 @@ def test_calibration_reads_the_evaluations_image_cache(tmp_path, photos, monkeyp
     result = evaluate(Case(entry, "onnxruntime", "int8-percentile"), photos, options)
     assert result.excluded == 3
     assert sorted(decoded) == sorted(s.path for s in photos.samples)  # each image once
+
+
+def test_layers_kept_in_float_need_named_nodes(tmp_path, photos):
+    source = conv_net(tmp_path / "convnet.onnx")
+    model = onnx.load(str(source))
+    for node in model.graph.node:
+        node.name = ""
+    onnx.save(model, str(source))
+    config = tmp_path / "build.yaml"
+    config.write_text(ZOO_NEWER)
+    entry = replace(adhoc_entry("timm", "convnet", 32), key="timm-convnet", onnx=str(source))
+    options = RunOptions(weights_dir=tmp_path, cache_dir=tmp_path / "cache", batch_size=4, threads=1,
+                         workers=1, extra={"vamc_config": str(config)})
+    with pytest.raises(BackendError, match=r"cannot keep layers \['Conv_2', 'Gemm_7'\] in float: their nodes "
+                                           r"have no names"):
+        OnnxRuntimeBackend().graph(entry, "int8-percentile", photos, options)

@@ -306,6 +306,10 @@ def int8_graph(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[
                                         recipe.skip_matmul_layers)
     except ValueError as exc:
         raise BackendError(f"layers kept in float: {exc}", source) from None
+    unnamed = set(excluded) - {node.name for node in model.graph.node}
+    if unnamed:  # layers.py made up a name: onnxruntime could not tell which node to keep
+        raise BackendError(f"cannot keep layers {sorted(unnamed)} in float: their nodes have no "
+                           "names in the graph (export it with node names)", source)
     name, batch = _graph_input(model)
     del model
     common = dict(quant_format=q.QuantFormat.QDQ, per_channel=recipe.per_channel,
