@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--weights-dir", required=True)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--calib-images", type=int, default=150)
-    parser.add_argument("--per-channel", action="store_true")
+    parser.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
     parser.add_argument("--cache", default=os.environ.get("VACCBENCH_CACHE", "~/.cache/vaccbench"))
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
@@ -50,9 +50,9 @@ def main() -> None:
     calib = calibration_set(data, args.calib_images)
     options = RunOptions(Path(args.weights_dir).resolve(), Path(args.cache).expanduser().resolve(),
                          batch_size=32, threads=args.threads, workers=args.threads,
-                         extra={"calib_images": args.calib_images, "int8_per_channel": args.per_channel})
+                         extra={"calib_images": args.calib_images, "int8_per_tensor": args.per_tensor})
     print(f"dataset {data.name}: {len(data.samples)} images; {coverage(calib, data).describe()}, "
-          f"left out of every figure; weights {'per channel' if args.per_channel else 'per tensor'}")
+          f"left out of every figure; weights {'per tensor' if args.per_tensor else 'per channel'}")
     print(f"{'model':<28} {'precision':<20} {'n':>4} {'top1':>7} {'fp32':>7} {'drop':>7} "
           f"{'agree%':>7} {'seconds':>8}")
     for family, key in MODELS:

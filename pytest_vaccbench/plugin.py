@@ -112,8 +112,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="ready ONNX graphs (<key>.onnx, or the zoo's <arch>_<size>.onnx) for onnxruntime; "
                          "models without one are exported from their weights and cached")
     group.addoption("--opset", type=int, default=11, metavar="N", help="ONNX opset of exports (default 11)")
+    group.addoption("--int8-per-tensor", action="store_true", default=False,
+                    help="int8: one weight scale per tensor (default: per output channel, as the zoo's builds)")
     group.addoption("--int8-per-channel", action="store_true", default=False,
-                    help="int8: quantize weights per output channel (default: per tensor)")
+                    help="deprecated: per-channel weights are the default now")
+    group.addoption("--vamc-config", default=None, metavar="FILE",
+                    help="int8/fp16: a vamc build config (either layout) whose build the onnxruntime "
+                         "emulation mirrors: mode, per-channel, count, float layers, preprocessing")
+    group.addoption("--ort-calibrator", action="store_true", default=False,
+                    help="int8: onnxruntime's own (slow) calibrators instead of the streaming ones")
     group.addoption("--calib-images", type=int, default=1000, metavar="N",
                     help="int8: calibration images drawn from the dataset, covering its classes "
                          "(default 1000); they are left out of the accuracy count")
@@ -151,8 +158,26 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in ("dry_run", "accept_broken"):
         if config.getoption(name) and not config.getoption("update_baselines"):
             raise pytest.UsageError(f"--{name.replace('_', '-')} applies to --update-baselines only")
+    _check_int8_options(config)
     config.pluginmanager.register(VaccbenchSession(config), "vaccbench-session")
     config.pluginmanager.register(ShardRecorder(config), "vaccbench-shards")
+
+
+def _check_int8_options(config: pytest.Config) -> None:
+    """--int8-per-channel is the default now (deprecated); --vamc-config must be readable."""
+    if config.getoption("int8_per_channel"):
+        if config.getoption("int8_per_tensor"):
+            raise pytest.UsageError("--int8-per-channel and --int8-per-tensor contradict each other "
+                                    "(per-channel is the default: drop --int8-per-channel)")
+        config.issue_config_time_warning(pytest.PytestDeprecationWarning(
+            "--int8-per-channel is deprecated: per-channel weights are the default (--int8-per-tensor switches)"), 2)
+    if config.getoption("vamc_config"):
+        from .build_config import read_build_config
+
+        try:
+            read_build_config(Path(config.getoption("vamc_config")).expanduser())
+        except VaccbenchError as exc:
+            raise pytest.UsageError(f"--vamc-config: {exc}") from None
 
 
 def _device_pool(config: pytest.Config, cache: Path) -> DevicePool | None:
@@ -313,7 +338,9 @@ class VaccbenchSession:
                                   extra={**{name: opt(name) for name in vamp},
                                          "device": self.devices.device if self.devices else None,
                                          "ort_provider": opt("ort_provider"), "onnx_dir": opt("onnx_dir"),
-                                         "opset": opt("opset"), "int8_per_channel": opt("int8_per_channel"),
+                                         "opset": opt("opset"), "int8_per_tensor": opt("int8_per_tensor"),
+                                         "vamc_config": opt("vamc_config"),
+                                         "ort_calibrator": opt("ort_calibrator"),
                                          "calib_images": opt("calib_images"),
                                          "calib_include": opt("calib_include")},
                                   image_cache=not opt("no_image_cache"))

@@ -238,5 +238,6 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
                   str(case.entry.baseline_path), date=_dt.date.today().isoformat(),
                   versions=library_versions(backend, options), machine=machine(),
-                  options=run_options(case.entry, options, backend), excluded=len(excluded),
-                  device=options.extra.get("device"))
+                  options={**run_options(case.entry, options, backend),
+                           **backend.provenance(case.entry, case.precision, options)},
+                  excluded=len(excluded), device=options.extra.get("device"))

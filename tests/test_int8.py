@@ -137,7 +137,8 @@ def test_broken_weight_scales_collapse_accuracy(tvq, factor):
 
 
 def test_per_channel_weights(tvq):
-    """Per-channel QDQ needs opset 13 (DequantizeLinear's axis): the opset-11 export is upgraded."""
+    """Per-channel QDQ (the default) needs opset 13 (DequantizeLinear's axis): the opset-11
+    export is upgraded."""
     import onnx
     from onnx import numpy_helper
 
@@ -145,7 +146,7 @@ def test_per_channel_weights(tvq):
     from pytest_vaccbench.run import Case, evaluate
 
     entry, data, options = tvq
-    per_channel = replace(options, extra={**options.extra, "int8_per_channel": True})
+    per_channel = options
     fp32 = evaluate(Case(entry, "onnxruntime", "fp32"), data, options)
     int8 = evaluate(Case(entry, "onnxruntime", "int8-max"), data, per_channel)
     assert agreement(top1_by_file(int8), top1_by_file(fp32)) >= 90.0

@@ -15,7 +15,7 @@ SUITE = "baselines: ../baselines\nbackends: [reference]\n"
                            "vamp; did you mean fp16? valid: fp16, fp32, int8, int8-kl_divergence*"),
     (["--backend=onnxruntime", "--precision=int8-kl-divergence"],
      "--precision=int8-kl-divergence: unknown calibration of backend(s) onnxruntime; did you mean "
-     "int8-kl_divergence? valid: fp16, fp32, int8-kl_divergence, int8-max, int8-percentile"),
+     "int8-kl_divergence? valid: fp16, fp32, int8-kl_divergence, int8-max, int8-mse, int8-percentile"),
     (["--dataset=nowhere"], "--dataset=nowhere: no such folder or file, and not a built-in dataset*"),
     (["--weights-dir=wieghts"], "--weights-dir=wieghts: no such folder"),
     (["--onnx-dir=missing"], "--onnx-dir=missing: no such folder"),

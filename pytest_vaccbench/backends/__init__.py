@@ -82,6 +82,11 @@ class Backend(ABC):
                 pass
         return found
 
+    def provenance(self, entry: ModelEntry, precision: str, options: RunOptions) -> dict[str, Any]:
+        """Per-model settings that shaped the numbers besides `option_keys` (e.g. the digest of
+        a build config the run mirrored): recorded with the result."""
+        return {}
+
     def batch_size(self, entry: ModelEntry, options: RunOptions) -> int:
         """The model's forced size (baseline `batch_size`), else --batch-size, else the default."""
         return entry.batch_size or options.batch_size or self.default_batch_size
@@ -133,6 +138,18 @@ def class_scores(scores: np.ndarray, entry: ModelEntry) -> np.ndarray:
         raise BackendError(f"{entry.test_name}: model gives {scores.shape[1]} classes, expected "
                            "1000 (or 1001 with a background class first)")
     return scores
+
+
+def cached_crops(samples: Sequence[Sample], spec: PreprocessSpec, workers: int, cache_dir: Path) -> np.ndarray:
+    """The uint8 (N, H, W, 3) crops of `samples` from the image cache (memory-mapped),
+    decoded into it first when it does not hold them: what evaluation reads, read once."""
+    entry = CacheEntry(cache_dir, tuple(samples), spec)
+    try:
+        return entry.read()
+    except CacheMiss:
+        for _ in iter_batches(samples, spec, 64, workers, cache_dir=cache_dir):
+            pass
+    return entry.read()
 
 
 PREFETCH = 2  # batches decoded ahead of the consumer: decoding overlaps inference

@@ -9,13 +9,18 @@ With a ready graph this backend needs neither torch nor timm.
 
 Precisions: fp32 (the graph as is); fp16 (weights and activations in float16 with float32
 inputs and outputs, onnxconverter-common's keep_io_types conversion); int8-<calibration>
-(onnxruntime.quantization.quantize_static, QDQ format, signed int8 weights and activations,
-calibrated on calibration.calibration_set of the evaluated dataset). The compiler's modes
-map onto onnxruntime's calibrators: max -> MinMax, percentile -> Percentile (99.999),
-kl_divergence -> Entropy. There is no `mse`: onnxruntime has no calibrator that minimises
-the quantisation error (its fourth, Distribution, only serves float8). Derived graphs are
-cached under `<cache>/onnx/derived/<graph sha256>/`, keyed by precision, options and the
-calibration set's fingerprint.
+(onnxruntime.quantization.quantize_static, QDQ format, signed int8 weights, per output
+channel unless --int8-per-tensor, calibrated on calibration.calibration_set of the evaluated
+dataset). The compiler's modes: max, percentile and kl_divergence get the ranges
+onnxruntime's MinMax, Percentile (99.999) and Entropy calibrators compute, and mse the
+range minimising the quantization error, all from thresholds.py's streaming calibration
+(reading the crops from the image cache); `--ort-calibrator` runs onnxruntime's own
+calibrators instead (slow, for comparison). A vamc build config (--vamc-config, or the
+entry's `build:`) sets the mode, per-channel, the calibration count and preprocessing and
+the layers kept in float (build_config.py); what it sets that is not mirrored is warned
+about. Derived graphs and calibration ranges are cached under
+`<cache>/onnx/derived/<graph sha256>/`, keyed by precision, options and the calibration
+set's fingerprint.
 """
 
 from __future__ import annotations
@@ -25,27 +30,33 @@ import hashlib
 import importlib.util
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..baselines import ModelEntry
+from ..build_config import BuildConfig, read_build_config
 from ..calibration import DEFAULT_CALIBRATION_IMAGES, calibration_set
 from ..dataset import Dataset, Sample
 from ..errors import BackendError
 from ..export import DEFAULT_OPSET, cached_export, file_digest, onnx_file_name, writable_dir
-from ..preprocess import PreprocessSpec
+from ..preprocess import PreprocessSpec, normalize
 from ..weights import find_weights
-from . import Backend, RunOptions, class_scores, iter_batches
+from . import Backend, RunOptions, cached_crops, class_scores, iter_batches
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
              "tensorrt": "TensorrtExecutionProvider"}
 CALIBRATION_METHODS = {"int8-max": "MinMax", "int8-percentile": "Percentile",
-                       "int8-kl_divergence": "Entropy"}
+                       "int8-kl_divergence": "Entropy", "int8-mse": None}  # onnxruntime's calibrator
 CALIBRATION_BATCH = 16  # images per calibration step: bounds the calibrator's memory
 PER_CHANNEL_OPSET = 13  # per-channel QDQ needs DequantizeLinear's axis attribute
+
+
+class BuildConfigWarning(UserWarning):
+    """A vamc build config setting the onnxruntime emulation does not follow."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +66,11 @@ class OrtSettings:
     provider: str = "cpu"
     onnx_dir: Path | None = None
     opset: int = DEFAULT_OPSET
-    per_channel: bool = False
+    per_channel: bool = True  # what the zoo's builds do
     calib_images: int = DEFAULT_CALIBRATION_IMAGES
     calib_include: bool = False
+    vamc_config: Path | None = None
+    ort_calibrator: bool = False  # onnxruntime's own calibrators instead of thresholds.py
 
     @classmethod
     def from_options(cls, options: RunOptions) -> "OrtSettings":
@@ -66,9 +79,29 @@ class OrtSettings:
         return cls(provider=extra.get("ort_provider") or "cpu",
                    onnx_dir=Path(onnx_dir).expanduser() if onnx_dir else None,
                    opset=extra.get("opset") or DEFAULT_OPSET,
-                   per_channel=bool(extra.get("int8_per_channel")),
+                   per_channel=not extra.get("int8_per_tensor"),
                    calib_images=extra.get("calib_images") or DEFAULT_CALIBRATION_IMAGES,
-                   calib_include=bool(extra.get("calib_include")))
+                   calib_include=bool(extra.get("calib_include")),
+                   vamc_config=Path(extra["vamc_config"]).expanduser() if extra.get("vamc_config") else None,
+                   ort_calibrator=bool(extra.get("ort_calibrator")))
+
+
+def build_config(entry: ModelEntry, settings: OrtSettings) -> BuildConfig | None:
+    """The vamc build config the emulation mirrors: --vamc-config, else the entry's `build:`
+    (a path relative to its baseline file), else None."""
+    if settings.vamc_config is not None:
+        path = settings.vamc_config
+    else:
+        field = getattr(entry, "build", None)  # the baseline schema's `build:` field
+        if not field:
+            return None
+        path = Path(str(field)).expanduser()
+        if not path.is_absolute():
+            path = entry.baseline_path.parent / path
+        if not path.is_file():
+            raise BackendError(f"build config {field!r} of {entry.test_name} not found: {path} "
+                               f"(`build:` at {entry.where}, relative to the baseline file)")
+    return read_build_config(path)
 
 
 def _ort() -> Any:
@@ -180,75 +213,180 @@ def _graph_input(model: Any) -> tuple[str, int | None]:
     return inputs[0].name, (dim.dim_value or None) if dim.HasField("dim_value") else None
 
 
-def int8_graph(source: Path, precision: str, calibration: Dataset, spec: PreprocessSpec,
-               per_channel: bool, cache_dir: Path, workers: int = 1) -> Path:
-    """`source` quantized to int8 (QDQ) with the precision's calibrator (cached).
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How an int8 graph is derived: what a vamc build config (or the options) ask for."""
 
-    The cache key holds the graph's hash, the calibration images' fingerprint and
-    preprocessing, the calibrator, the per-channel choice and onnxruntime's version.
-    """
-    method = CALIBRATION_METHODS[precision]
-    key = hashlib.sha256(f"{calibration.fingerprint()}|{spec}|{method}|{per_channel}|"
-                         f"{CALIBRATION_BATCH}|{_ort().__version__}".encode()).hexdigest()[:16]
-    out = (_derived_dir(source, cache_dir) /
-           f"{precision}-{'per-channel' if per_channel else 'per-tensor'}-{key}.onnx")
-    if out.is_file():
-        return out
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    mode: str  # max | percentile | kl_divergence | mse
+    per_channel: bool = True
+    skip_conv_layers: tuple[int, ...] = ()
+    skip_matmul_layers: tuple[int, ...] = ()
+    ort_calibrator: bool = False  # onnxruntime's calibrators, not thresholds.py
 
+
+def calibration_batches(dataset: Dataset, calibration: Dataset, eval_spec: PreprocessSpec,
+                        spec: PreprocessSpec, batch: int, workers: int, image_cache_dir: Path | None,
+                        drop_short: bool = False) -> Callable[[], Iterator[np.ndarray]]:
+    """Normalised calibration batches, as often as asked. With the image cache the crops come
+    from the evaluation's own entry (the whole dataset, same geometry), decoded once for both;
+    a calibration preprocessing of another geometry gets its own entry. `drop_short`: leave
+    out a last, short batch (a graph with a fixed batch size)."""
+    samples = calibration.samples[:len(calibration.samples) // batch * batch] if drop_short else calibration.samples
+    if not samples:
+        raise BackendError(f"no full calibration batch of {batch} images in {len(calibration.samples)} "
+                           "calibration images")
+    if image_cache_dir is None:
+        return lambda: iter_batches(samples, spec, batch, workers)
+    pool = dataset.samples if spec.geometry_key() == eval_spec.geometry_key() else calibration.samples
+    where = {sample: i for i, sample in enumerate(pool)}
+    rows = np.array([where[s] for s in samples])
+
+    def batches() -> Iterator[np.ndarray]:  # decodes (into the cache) only when first asked
+        crops = cached_crops(pool, spec, workers, image_cache_dir)
+        for start in range(0, len(rows), batch):
+            yield normalize(crops[rows[start:start + batch]], spec)
+    return batches
+
+
+def _per_channel_source(source: Path, out_dir: Path) -> Path:
+    """`source` at opset 13 or later: per-channel QDQ needs DequantizeLinear's `axis`."""
     model = _load_onnx(source)
-    name, batch = _graph_input(model)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    if per_channel and opset < PER_CHANNEL_OPSET:  # DequantizeLinear's `axis` came in opset 13
+    if opset >= PER_CHANNEL_OPSET:
+        return source
+    upgraded = out_dir / f"opset{PER_CHANNEL_OPSET}.onnx"
+    if not upgraded.is_file():
         from onnx import version_converter
 
-        source = _save_onnx(version_converter.convert_version(model, PER_CHANNEL_OPSET),
-                            out.with_name(f"opset{PER_CHANNEL_OPSET}.onnx"))
+        _save_onnx(version_converter.convert_version(model, PER_CHANNEL_OPSET), upgraded)
+    return upgraded
+
+
+def calibration_ranges(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[np.ndarray]],
+                       key: str, cache_dir: Path, threads: int = 1) -> Path:
+    """The activation ranges of `source` for the recipe's mode, in onnxruntime's calibration
+    cache format (cached: keyed by graph, calibration images and preprocessing, mode)."""
+    from .. import thresholds
+
+    out = _derived_dir(source, cache_dir) / f"ranges-{recipe.mode}-v{thresholds.VERSION}-{key}.json"
+    if not out.is_file():
+        ranges = thresholds.compute_ranges(thresholds.calibration_model(source), recipe.mode, batches, threads)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        os.replace(thresholds.save_calibration(ranges, recipe.mode, tmp), out)
+    return out
+
+
+def ort_ranges_path(source: Path, recipe: Int8Recipe, calibration_key: str, cache_dir: Path) -> Path:
+    """Where onnxruntime's own calibrators' ranges for this recipe are cached (their format)."""
+    return _derived_dir(source, cache_dir) / f"ranges-ort-{recipe.mode}-{calibration_key}.json"
+
+
+def int8_graph(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[np.ndarray]],
+               calibration_key: str, cache_dir: Path, threads: int = 1) -> Path:
+    """`source` quantized to int8 (QDQ) as the recipe says (cached).
+
+    The cache key holds the graph's hash, the calibration images' fingerprint and
+    preprocessing (`calibration_key`), the recipe and onnxruntime's version.
+    """
+    from .. import layers as layers_mod
+    from .. import thresholds
+
+    key = hashlib.sha256(f"{calibration_key}|{recipe}|{CALIBRATION_BATCH}|{thresholds.VERSION}|"
+                         f"{_ort().__version__}".encode()).hexdigest()[:16]
+    derived = _derived_dir(source, cache_dir)
+    out = derived / (f"int8-{recipe.mode}-{'per-channel' if recipe.per_channel else 'per-tensor'}-{key}.onnx")
+    if out.is_file():
+        return out
+    import onnxruntime.quantization as q
+
+    quantized = _per_channel_source(source, derived) if recipe.per_channel else source
+    model = _load_onnx(quantized)
+    try:
+        excluded = layers_mod.nodes_for(layers_mod.quantizable_layers(model), recipe.skip_conv_layers,
+                                        recipe.skip_matmul_layers)
+    except ValueError as exc:
+        raise BackendError(f"layers kept in float: {exc}", source) from None
+    unnamed = set(excluded) - {node.name for node in model.graph.node}
+    if unnamed:  # layers.py made up a name: onnxruntime could not tell which node to keep
+        raise BackendError(f"cannot keep layers {sorted(unnamed)} in float: their nodes have no "
+                           "names in the graph (export it with node names)", source)
+    name, batch = _graph_input(model)
     del model
-    items = [{name: x} for x in iter_batches(calibration.samples, spec, batch or CALIBRATION_BATCH,
-                                             workers) if not batch or len(x) == batch]
-    if not items:
-        raise BackendError(f"no full calibration batch of {batch} images in "
-                           f"{len(calibration.samples)} calibration images", source)
-
-    class Batches(CalibrationDataReader):
-        """The calibration batches; ranges let the calibrator take them a few at a time."""
-
-        def __init__(self) -> None:
-            self.start, self.end = 0, len(items)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            if self.start >= self.end:
-                return None
-            self.start += 1
-            return items[self.start - 1]
-
-        def __len__(self) -> int:
-            return len(items)
-
-        def set_range(self, start_index: int, end_index: int) -> None:
-            self.start, self.end = start_index, end_index
-
+    common = dict(quant_format=q.QuantFormat.QDQ, per_channel=recipe.per_channel,
+                  activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+                  nodes_to_exclude=excluded)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
-            quantize_static(str(source), str(tmp), Batches(), quant_format=QuantFormat.QDQ,
-                            per_channel=per_channel, activation_type=QuantType.QInt8,
-                            weight_type=QuantType.QInt8,
-                            calibrate_method=getattr(CalibrationMethod, method),
-                            extra_options={"CalibStridedMinMax": 1})
+        with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints its progress
+            if recipe.ort_calibrator:
+                method = CALIBRATION_METHODS[f"int8-{recipe.mode}"]
+                if method is None:
+                    raise BackendError(f"onnxruntime has no calibrator for {recipe.mode} "
+                                       "(drop --ort-calibrator)", source)
+                ranges = ort_ranges_path(source, recipe, calibration_key, cache_dir)
+                reader = None if ranges.is_file() else _OrtReader(name, batch, batches())
+                q.quantize_static(str(quantized), str(tmp), reader, calibration_cache_path=str(ranges),
+                                  calibrate_method=getattr(q.CalibrationMethod, method),
+                                  extra_options={"CalibStridedMinMax": 1}, **common)
+            else:
+                ranges = calibration_ranges(source, recipe, batches, calibration_key, cache_dir, threads)
+                q.quantize_static(str(quantized), str(tmp), None, calibration_cache_path=str(ranges),
+                                  calibrate_method=thresholds.calibration_method(recipe.mode), **common)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return out
 
 
+class _OrtReader:
+    """The calibration batches for onnxruntime's calibrators (all held in memory, as they
+    need), in ranges so that CalibStridedMinMax feeds them one at a time."""
+
+    def __init__(self, name: str, batch: int | None, batches: Iterator[np.ndarray]) -> None:
+        self.items = [{name: x} for x in batches if not batch or len(x) == batch]
+        self.start, self.end = 0, len(self.items)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.start >= self.end:
+            return None
+        self.start += 1
+        return self.items[self.start - 1]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.start, self.end = start_index, end_index
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     precisions = ("fp32", "fp16", *CALIBRATION_METHODS)
     packages = ("onnxruntime", "onnx")
-    option_keys = ("ort_provider", "opset", "int8_per_channel", "calib_images", "calib_include")
+    option_keys = ("ort_provider", "opset", "int8_per_tensor", "calib_images", "calib_include",
+                   "ort_calibrator")
+
+    def precisions_for(self, entry: ModelEntry, requested: tuple[str, ...] | None,
+                       options: RunOptions) -> tuple[str, ...] | None:
+        """With a build config and no --precision: the build's precision (vamp's name for it)."""
+        if requested is not None:
+            return requested
+        build = self._build(entry, options)
+        return (build.precision,) if build is not None else None
+
+    def provenance(self, entry: ModelEntry, precision: str, options: RunOptions) -> dict[str, Any]:
+        """The build config an int8/fp16 emulation mirrored: its file and sha256."""
+        build = self._build(entry, options) if precision != "fp32" else None
+        return {"vamc_config": str(build.path), "vamc_config_sha256": build.digest} if build else {}
+
+    @staticmethod
+    def _build(entry: ModelEntry, options: RunOptions) -> BuildConfig | None:
+        return build_config(entry, OrtSettings.from_options(options))
+
+    def _calib_count(self, entry: ModelEntry, options: RunOptions) -> int:
+        build = self._build(entry, options)
+        return (build.calib_images if build and build.calib_images else
+                OrtSettings.from_options(options).calib_images)
 
     def given_graph(self, entry: ModelEntry, options: RunOptions) -> tuple[Path | None, list[str]]:
         """A ready fp32 graph for the entry, and where it was looked for."""
@@ -304,15 +442,31 @@ class OnnxRuntimeBackend(Backend):
         if precision == "fp16":
             return fp16_graph(source, options.cache_dir)
         settings = OrtSettings.from_options(options)
-        return int8_graph(source, precision, calibration_set(dataset, settings.calib_images),
-                          entry.preprocess, settings.per_channel, options.cache_dir, options.workers)
+        build = self._build(entry, options)
+        mode = precision.removeprefix("int8-")
+        if build is None:
+            recipe, spec = Int8Recipe(mode, settings.per_channel, ort_calibrator=settings.ort_calibrator), entry.preprocess
+        else:
+            if build.unmirrored:
+                warnings.warn(BuildConfigWarning(
+                    f"{build.path}: the onnxruntime emulation of {entry.test_name} does not mirror "
+                    f"{'; '.join(build.unmirrored)}"), stacklevel=2)
+            recipe = Int8Recipe(mode, build.per_channel, build.skip_conv_layers, build.skip_matmul_layers,
+                                settings.ort_calibrator)
+            spec = build.calibration_spec(entry.preprocess)
+        calibration = calibration_set(dataset, self._calib_count(entry, options))
+        batch = _graph_input(_load_onnx(source))[1]
+        batches = calibration_batches(dataset, calibration, entry.preprocess, spec, batch or CALIBRATION_BATCH,
+                                      options.workers, options.image_cache_dir, drop_short=bool(batch))
+        key = hashlib.sha256(f"{calibration.fingerprint()}|{spec}|{batch or CALIBRATION_BATCH}".encode()).hexdigest()[:16]
+        return int8_graph(source, recipe, batches, key, options.cache_dir, options.threads)
 
     def excluded_samples(self, entry: ModelEntry, precision: str, dataset: Dataset,
                          options: RunOptions) -> tuple[Sample, ...]:
         settings = OrtSettings.from_options(options)
         if precision not in CALIBRATION_METHODS or settings.calib_include:
             return ()
-        calibration = calibration_set(dataset, settings.calib_images)
+        calibration = calibration_set(dataset, self._calib_count(entry, options))
         if len(calibration.samples) >= len(dataset.samples):
             raise BackendError(f"the int8 calibration set takes all {len(dataset.samples)} images of "
                                f"{dataset.name}, leaving none to count: lower --calib-images "
