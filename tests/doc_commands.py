@@ -4,12 +4,14 @@ A ```console block holds commands (`$ ` lines; a trailing backslash continues a 
 next line) each followed by the output it printed. Running a block runs its commands in order
 in one folder; a command's shown output must appear in what it really printed, line by line
 and in order, with spacing and durations ignored. A shown line `[...]` stands for any number
-of lines. `$ echo $?` shows the exit status of the command before it; a command not followed
+of lines; `...` inside a shown line stands for any text there (paths and dates of the machine
+that ran it). `$ echo $?` shows the exit status of the command before it; a command not followed
 by one must exit 0.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,9 +97,10 @@ def missing_lines(shown: list[str], printed: str) -> list[str]:
     for want in shown:
         if want.strip() == SKIP or not want.strip():
             continue
-        target = normalise(want)
-        try:
-            pos = actual.index(target, pos) + 1
-        except ValueError:
+        pattern = "*".join(re.sub(r"([\[\]?*])", r"[\1]", part) for part in normalise(want).split("..."))
+        found = next((i for i in range(pos, len(actual)) if fnmatch.fnmatchcase(actual[i], pattern)), None)
+        if found is None:
             missing.append(want)
+        else:
+            pos = found + 1
     return missing

@@ -2,7 +2,9 @@
 
 Each Markdown file's ```console blocks run in order in one fresh folder holding a copy of the
 project's suites/, baselines/ and tests/ helpers, with `../shared` pointing at the real test
-data, the venv's scripts first on PATH and one vaccbench cache for the whole session.
+data, the venv's scripts first on PATH and one vaccbench cache for the whole session. A page
+that needs another project (stand-in compiled models, say) names its builder in
+doc_projects.PROJECTS; its `bin/` comes first on PATH.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from doc_commands import Command, blocks, missing_lines
+from doc_projects import PROJECTS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -70,9 +73,13 @@ def _run(command: Command, work: Path, env: dict[str, str]) -> subprocess.Comple
 @pytest.mark.slow
 @pytest.mark.parametrize("doc", WITH_COMMANDS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_shown_commands_print_what_the_doc_shows(doc: Path, tmp_path: Path, shared_data: Path,
-                                                 doc_cache: Path) -> None:
-    work = _workdir(tmp_path, shared_data)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                                                 doc_cache: Path, request: pytest.FixtureRequest) -> None:
+    if doc.name in PROJECTS:
+        work = PROJECTS[doc.name](request.getfixturevalue("pytester"))
+    else:
+        work = _workdir(tmp_path, shared_data)
+    path = os.pathsep.join([str(work / "bin"), str(Path(sys.executable).parent), os.environ["PATH"]])
+    env = {**os.environ, "PATH": path,
            "VACCBENCH_CACHE": str(doc_cache), "COLUMNS": "120", "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_XDIST_WORKER_COUNT", None)

@@ -1,0 +1,39 @@
+"""Projects some docs pages run their commands in, beyond the copy of this one.
+
+docs/nightly.md: stand-in compiled models for the vamp test double (`models/`: `stub-colours`
+in fp16 and int8, `stub-late` in int8 whose build is broken: it answers with the wrong
+classes), the colours dataset, and `vamp` on PATH (`bin/`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from test_nightly_vamp import BASELINE
+from test_vamp import CENTROIDS, Project  # imports cv2, onnx and onnxruntime, or skips
+
+import vamp_standin
+
+
+def nightly(pytester: pytest.Pytester) -> Path:
+    project = Project(pytester)
+    (project.root / "suites" / "vamp.yaml").rename(project.root / "suites" / "nightly.yaml")
+    (project.root / "baselines" / "stub.yaml").write_text(BASELINE)
+    shuffled = dict(zip(CENTROIDS, list(CENTROIDS.values())[1:] + list(CENTROIDS.values())[:1]))
+    collapsed = vamp_standin.colour_model(project.root / "export" / "collapsed.onnx", shuffled)
+    vamp_standin.install(project.models, "stub-late", collapsed, project.root / "colours.json",
+                         ["int8-percentile"], 32)
+    bin_dir = project.root / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vamp").write_text(f"#!/bin/sh\nexec {vamp_standin.stub_command()} \"$@\"\n")
+    (bin_dir / "vamp").chmod(0o755)
+    (bin_dir / "pytest").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m pytest "
+                                    "-p no:cacheprovider --vaccbench-cache=.cache \"$@\"\n")
+    (bin_dir / "pytest").chmod(0o755)
+    return project.root
+
+
+PROJECTS = {"nightly.md": nightly}
