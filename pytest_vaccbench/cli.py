@@ -19,7 +19,7 @@ Handler = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], None]
 COMMAND_MODULES: list[str] = ["pytest_vaccbench.importer", "pytest_vaccbench.prep",
                               "pytest_vaccbench.history", "pytest_vaccbench.export",
-                              "pytest_vaccbench.calibration"]
+                              "pytest_vaccbench.calibration", "pytest_vaccbench.cli_triage"]
 _COMMANDS: dict[str, tuple[Configure, Handler, str]] = {}
 
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 
 from . import dataset as dataset_mod
-from . import history, progress
+from . import history, progress, triage
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry, update_file
 from .errors import VaccbenchError
@@ -111,6 +111,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default 1000); they are left out of the accuracy count")
     group.addoption("--calib-include", action="store_true", default=False,
                     help="int8: count the calibration images too")
+    group.addoption("--int8-keep-fp32", default=None, metavar="LAYERS",
+                    help="onnxruntime int8: leave these layers in fp32, e.g. conv0,conv17,matmul0 "
+                         "(ordinals as in vamc's skip_conv_layers); recorded as <precision>+keep-...")
+    group.addoption("--no-triage", action="store_true", default=False,
+                    help="a failing int8 test does not rank its layers (see docs/triage.md)")
+    group.addoption("--triage-budget", type=float, default=triage.DEFAULT_BUDGET, metavar="SECONDS",
+                    help="time a failing onnxruntime int8 test may spend ranking its layers "
+                         f"(default {triage.DEFAULT_BUDGET:.0f})")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -120,6 +128,12 @@ def pytest_configure(config: pytest.Config) -> None:
         if value and not Path(value).expanduser().resolve().parent.is_dir():
             raise pytest.UsageError(f"--{name.replace('_', '-')}={value}: folder "
                                     f"{Path(value).expanduser().resolve().parent} does not exist")
+    keep = config.getoption("int8_keep_fp32")
+    if keep:
+        try:
+            triage.parse_keep(keep)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--int8-keep-fp32={keep}: {exc}") from None
     config.pluginmanager.register(VaccbenchSession(config), "vaccbench-session")
 
 
@@ -142,6 +156,7 @@ class SuiteFile(pytest.File):
             suite = load_suite(self.path)
             entries = select_models(suite, session.baselines_dir)
             override = session.preprocess_override()
+            keep = self.config.getoption("int8_keep_fp32")
         except VaccbenchError as exc:
             raise self.CollectError(str(exc)) from None
         backends = _split(self.config.getoption("backend")) or suite.backends
@@ -149,7 +164,7 @@ class SuiteFile(pytest.File):
         for entry in entries:
             for backend in backends:
                 for precision in self._precisions(entry, backend, requested) or suite.precisions:
-                    case = _case(entry, backend, precision, override)
+                    case = _case(entry, backend, precision, override, keep)
                     item = AccuracyItem.from_parent(self, name=case.id, case=case)
                     size = case.entry.preprocess.output_size
                     if case.variant and size != entry.input_size:
@@ -176,12 +191,16 @@ class SuiteFile(pytest.File):
 
 
 def _case(entry: ModelEntry, backend: str, precision: str,
-          override: tuple[str, PreprocessSpec] | None) -> Case:
-    """--preprocess replaces the preprocessing of the backends that preprocess on the CPU."""
+          override: tuple[str, PreprocessSpec] | None, keep: str | None = None) -> Case:
+    """--preprocess replaces the preprocessing of the backends that preprocess on the CPU;
+    --int8-keep-fp32 makes onnxruntime int8 runs a variant of their own."""
     impl = _backend_or_none(backend)
+    kept = (f"keep-{keep.replace(',', '-')}" if keep and backend == "onnxruntime"
+            and precision.startswith("int8") else None)
     if override is None or (impl is not None and impl.preprocesses_on_device):
-        return Case(entry, backend, precision)
-    return Case(replace(entry, preprocess=override[1]), backend, precision, override[0])
+        return Case(entry, backend, precision, kept)
+    variant = "+".join(filter(None, [override[0], kept]))
+    return Case(replace(entry, preprocess=override[1]), backend, precision, variant)
 
 
 def _backend_or_none(name: str) -> Backend | None:
@@ -249,7 +268,8 @@ class VaccbenchSession:
                                          "ort_provider": opt("ort_provider"), "onnx_dir": opt("onnx_dir"),
                                          "opset": opt("opset"), "int8_per_channel": opt("int8_per_channel"),
                                          "calib_images": opt("calib_images"),
-                                         "calib_include": opt("calib_include")},
+                                         "calib_include": opt("calib_include"),
+                                         "int8_keep_fp32": opt("int8_keep_fp32")},
                                   image_cache=not opt("no_image_cache"))
         self._override: tuple[str, PreprocessSpec] | None = None
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
@@ -324,9 +344,32 @@ class VaccbenchSession:
                    "gate": {**verdict.details, "message": verdict.message}}
         item.user_properties.append((PROPERTY, json.dumps(payload)))
         if not verdict.passed:
-            raise GateFailure(verdict.message)
+            raise GateFailure(verdict.message + self.triage_note(item, verdict.kind, result, paired))
         if verdict.message:  # shown for passed tests with -rP
             item.add_report_section("call", "vaccbench gate", verdict.message)
+
+    def triage_note(self, item: AccuracyItem, kind: str, result: Any, paired: Any) -> str:
+        """For a failing int8 test: its layers ranked (onnxruntime), or the command that ranks
+        them on the CPU emulation (vamp: the accelerator's layer outputs are not available)."""
+        case, opt = item.case, self.config.getoption
+        if kind not in ("regression", "broken") or not case.precision.startswith("int8") or opt("no_triage"):
+            return ""
+        if case.backend == "vamp":
+            return "\n" + triage.cpu_command(case.entry, case.precision, opt("dataset") or
+                                              dataset_mod.BUILTIN_SKIMAGE, {
+                "--labels": opt("labels"), "--limit": opt("limit"), "--baselines": opt("baselines"),
+                "--weights-dir": str(self.options.weights_dir),
+                "--calib-images": self.options.extra.get("calib_images")})
+        if case.backend != "onnxruntime":
+            return ""
+        if paired is None or paired.agreement is None:
+            return f"\nlayer triage skipped: {paired.note if paired else 'no fp32 run to compare with'}"
+        try:
+            found = triage.triage_case(case.entry, case.precision, self.dataset(), self.options,
+                                       Path(result.predictions), Path(paired.note), opt("triage_budget"))
+        except Exception as exc:  # noqa: BLE001 - the gate's verdict stands whatever triage meets
+            return f"\nlayer triage failed: {type(exc).__name__}: {exc}"
+        return "\n" + found.message()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:

@@ -31,6 +31,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .backends import RunOptions
+from .baselines import ModelEntry
+from .dataset import Dataset
+from .errors import VaccbenchError
 from .layers import Layer, quantizable_layers
 
 IMPACT_LAYERS = 10  # layers whose keep-in-fp32 agreement is measured (worst by single error)
@@ -503,3 +507,54 @@ def pick_images(files: Sequence[str], run_top1: np.ndarray, fp32_top1: np.ndarra
     flipped = [i for i in range(len(files)) if run_top1[i] != fp32_top1[i]][:most]
     others = [i for i in range(len(files)) if run_top1[i] == fp32_top1[i]]
     return flipped + others[:max(0, least - len(flipped))], len(flipped)
+
+
+def triage_case(entry: ModelEntry, precision: str, dataset: Dataset, options: RunOptions,
+                run_predictions: Path, fp32_predictions: Path,
+                budget: float | None = DEFAULT_BUDGET) -> Triage:
+    """Triage the onnxruntime int8 build of `entry` that produced `run_predictions` (a saved
+    run.evaluate .npz), against the fp32 run saved in `fp32_predictions`: triage images from
+    the run's counted images, the others for the top-K recovery."""
+    import onnx
+
+    from .backends import class_scores, iter_batches
+    from .backends.onnxruntime import OnnxRuntimeBackend
+    from .run import _fp32_rows
+
+    backend = OnnxRuntimeBackend()
+    with np.load(run_predictions) as run:
+        files, labels, run_top1 = run["files"].tolist(), run["labels"], run["top5"][:, 0]
+        paired = _fp32_rows(fp32_predictions, run)
+    if paired is None:
+        raise VaccbenchError(f"the fp32 predictions {fp32_predictions} do not cover this run's images")
+    fp32_top1 = paired[0]
+    rows, discordant = pick_images(files, run_top1, fp32_top1)
+    held = np.array([i for i in range(len(files)) if i not in set(rows)], dtype=np.int64)
+    by_name = {s.path.name: s for s in dataset.samples}
+    chosen = [by_name[files[i]] for i in rows]
+    kept_out = [by_name[files[i]] for i in held]
+    images = np.concatenate(list(iter_batches(chosen, entry.preprocess, 16, options.workers)))
+    holdout = Holdout(lambda: iter_batches(kept_out, entry.preprocess, backend.batch_size(entry, options),
+                                           options.workers, cache_dir=options.image_cache_dir),
+                      labels[held], fp32_top1[held], run_top1[held],
+                      lambda scores: class_scores(scores, entry)) if len(held) else None
+    fp32 = onnx.load(str(backend.fp32_graph(entry, options)))
+    qdq = onnx.load(str(backend.graph(entry, precision, dataset, options)))
+    return triage(fp32, qdq, images, discordant, holdout=holdout, budget=budget, threads=options.threads)
+
+
+def cpu_command(entry: ModelEntry, precision: str, dataset: str, flags: dict[str, Any]) -> str:
+    """What a failing vamp int8 test says: the `vaccbench triage` command that ranks the layers
+    of the onnxruntime emulation with the same calibration mode (`flags`: its options, None
+    for those not set)."""
+    import shlex
+
+    from .backends.onnxruntime import CALIBRATION_METHODS
+
+    if precision not in CALIBRATION_METHODS:
+        return (f"layer triage: the accelerator's layer outputs are not available, and {precision} "
+                f"has no CPU emulation (onnxruntime emulates {', '.join(CALIBRATION_METHODS)})")
+    args = ["vaccbench", "triage", f"{entry.family}/{entry.key}", dataset, f"--precision={precision}",
+            *(f"{flag}={value}" for flag, value in flags.items() if value is not None)]
+    return ("layer triage: the accelerator's layer outputs are not available; rank the layers of "
+            f"the CPU emulation of {precision} with:\n  {shlex.join(args)}")

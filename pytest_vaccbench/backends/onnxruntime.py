@@ -58,6 +58,7 @@ class OrtSettings:
     per_channel: bool = False
     calib_images: int = DEFAULT_CALIBRATION_IMAGES
     calib_include: bool = False
+    keep_fp32: str | None = None  # --int8-keep-fp32: layers left out of quantization
 
     @classmethod
     def from_options(cls, options: RunOptions) -> "OrtSettings":
@@ -68,7 +69,8 @@ class OrtSettings:
                    opset=extra.get("opset") or DEFAULT_OPSET,
                    per_channel=bool(extra.get("int8_per_channel")),
                    calib_images=extra.get("calib_images") or DEFAULT_CALIBRATION_IMAGES,
-                   calib_include=bool(extra.get("calib_include")))
+                   calib_include=bool(extra.get("calib_include")),
+                   keep_fp32=extra.get("int8_keep_fp32") or None)
 
 
 def _ort() -> Any:
@@ -180,16 +182,31 @@ def _graph_input(model: Any) -> tuple[str, int | None]:
     return inputs[0].name, (dim.dim_value or None) if dim.HasField("dim_value") else None
 
 
+def keep_fp32_nodes(source: Path, layers: str) -> list[str]:
+    """Node names of `--int8-keep-fp32` layers (conv0,conv17,matmul0: see layers.py)."""
+    from ..layers import nodes_for, quantizable_layers
+    from ..triage import parse_keep
+
+    try:
+        return nodes_for(quantizable_layers(_load_onnx(source)), *parse_keep(layers))
+    except ValueError as exc:
+        raise BackendError(f"--int8-keep-fp32={layers}: {exc}", source) from None
+
+
 def int8_graph(source: Path, precision: str, calibration: Dataset, spec: PreprocessSpec,
-               per_channel: bool, cache_dir: Path, workers: int = 1) -> Path:
-    """`source` quantized to int8 (QDQ) with the precision's calibrator (cached).
+               per_channel: bool, cache_dir: Path, workers: int = 1,
+               keep_fp32: Sequence[str] = ()) -> Path:
+    """`source` quantized to int8 (QDQ) with the precision's calibrator (cached); the nodes
+    `keep_fp32` stay in float (quantize_static's nodes_to_exclude).
 
     The cache key holds the graph's hash, the calibration images' fingerprint and
-    preprocessing, the calibrator, the per-channel choice and onnxruntime's version.
+    preprocessing, the calibrator, the per-channel choice, the nodes kept in float and
+    onnxruntime's version.
     """
     method = CALIBRATION_METHODS[precision]
     key = hashlib.sha256(f"{calibration.fingerprint()}|{spec}|{method}|{per_channel}|"
-                         f"{CALIBRATION_BATCH}|{_ort().__version__}".encode()).hexdigest()[:16]
+                         f"{CALIBRATION_BATCH}|{_ort().__version__}"
+                         f"{'|' + ','.join(keep_fp32) if keep_fp32 else ''}".encode()).hexdigest()[:16]
     out = (_derived_dir(source, cache_dir) /
            f"{precision}-{'per-channel' if per_channel else 'per-tensor'}-{key}.onnx")
     if out.is_file():
@@ -237,6 +254,7 @@ def int8_graph(source: Path, precision: str, calibration: Dataset, spec: Preproc
                             per_channel=per_channel, activation_type=QuantType.QInt8,
                             weight_type=QuantType.QInt8,
                             calibrate_method=getattr(CalibrationMethod, method),
+                            nodes_to_exclude=list(keep_fp32),
                             extra_options={"CalibStridedMinMax": 1})
         os.replace(tmp, out)
     finally:
@@ -248,7 +266,8 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     precisions = ("fp32", "fp16", *CALIBRATION_METHODS)
     packages = ("onnxruntime", "onnx")
-    option_keys = ("ort_provider", "opset", "int8_per_channel", "calib_images", "calib_include")
+    option_keys = ("ort_provider", "opset", "int8_per_channel", "calib_images", "calib_include",
+                   "int8_keep_fp32")
 
     def given_graph(self, entry: ModelEntry, options: RunOptions) -> tuple[Path | None, list[str]]:
         """A ready fp32 graph for the entry, and where it was looked for."""
@@ -304,8 +323,10 @@ class OnnxRuntimeBackend(Backend):
         if precision == "fp16":
             return fp16_graph(source, options.cache_dir)
         settings = OrtSettings.from_options(options)
+        keep = keep_fp32_nodes(source, settings.keep_fp32) if settings.keep_fp32 else ()
         return int8_graph(source, precision, calibration_set(dataset, settings.calib_images),
-                          entry.preprocess, settings.per_channel, options.cache_dir, options.workers)
+                          entry.preprocess, settings.per_channel, options.cache_dir, options.workers,
+                          keep)
 
     def excluded_samples(self, entry: ModelEntry, precision: str, dataset: Dataset,
                          options: RunOptions) -> tuple[Sample, ...]:
