@@ -305,6 +305,7 @@ class Recovery:
     int8: float
     kept: dict[int, float]  # K -> top-1 with the first K of `order` kept
     order: list[Layer]
+    together: dict[int, float] = field(default_factory=dict)  # K -> agreement on the triage images
 
     @property
     def lost(self) -> float:
@@ -356,6 +357,7 @@ class Triage:
         keep = r.order[:k]
         return [f"{head}; {', '.join(tried)}: keeping {k} in fp32 recovers "
                 f"{r.kept[k] - r.int8:.2f} of the {r.lost:.2f} lost",
+                f"kept: {', '.join(f'{x.module} ({x.kind} {x.index})' for x in keep)}",
                 f"vamc: {vamc_line(keep)}",
                 f"confirm in the gate: --int8-keep-fp32={keep_option(keep)}"]
 
@@ -462,30 +464,42 @@ def triage(fp32: Any, qdq: Any, images: np.ndarray, discordant: int, *, holdout:
         row.kept_agreement = 100.0 * float((kept == f_top1).mean())
         step = time.perf_counter() - t
     if holdout is not None:
-        result.recovery = _recovery(result, fp32, qdq, holdout, clock, threads, top_k, step)
+        result.recovery = _recovery(result, fp32, qdq, images, f_top1, holdout, clock, threads, top_k, step)
     result.seconds = clock.elapsed
     return result
 
 
-def _recovery(result: Triage, fp32: Any, qdq: Any, holdout: Holdout, clock: Clock, threads: int,
-              top_k: int, step: float) -> Recovery:
+def _recovery(result: Triage, fp32: Any, qdq: Any, images: np.ndarray, f_top1: np.ndarray,
+              holdout: Holdout, clock: Clock, threads: int, top_k: int, step: float) -> Recovery:
+    """Grow the set of layers kept in fp32 greedily, one layer per K: the measured layer that
+    raises the triage images' agreement with fp32 most together with those already kept
+    (K=1: the best kept alone); after each, top-1 on the holdout images, until half of the
+    lost top-1 is back."""
     labels = np.asarray(holdout.labels)
-    fp32_acc = 100.0 * float((holdout.fp32_top1 == labels).mean())
-    int8_acc = 100.0 * float((holdout.int8_top1 == labels).mean())
-    measured = [r for r in result.helpful() if r.kept_agreement is not None]
-    order = [r.layer for r in measured if r.kept_agreement > result.int8_agreement] or \
-        [r.layer for r in measured[:1]]
-    recovery = Recovery(len(labels), fp32_acc, int8_acc, {}, order[:top_k])
-    per_image = step / max(1, result.images)
-    for k in range(1, len(recovery.order) + 1):
+    recovery = Recovery(len(labels), 100.0 * float((holdout.fp32_top1 == labels).mean()),
+                        100.0 * float((holdout.int8_top1 == labels).mean()), {}, [])
+    candidates = [r.layer for r in result.helpful() if r.kept_agreement is not None]
+    per_image = step / max(1, len(images))
+    for k in range(1, min(top_k, len(candidates)) + 1):
         if recovery.lost <= 0 or recovery.k is not None:
             break
-        if not clock.allows(per_image * len(labels)):
+        left = [c for c in candidates if c not in recovery.order]
+        expected = per_image * (len(labels) + (len(images) * len(left) if k > 1 else 0))
+        if not clock.allows(expected):
             result.skipped.append(f"top-K recovery from K={k}: time budget of {clock.budget:.0f} s")
             break
-        sess = keep_fp32(qdq, fp32, [layer.node for layer in recovery.order[:k]])
-        name, batch = sess.graph.output[0].name, fixed_batch(sess)
-        runner = session(sess, threads)
+        if k == 1:
+            best = result.helpful()[0]
+            pick, recovery.together[1] = best.layer, best.kept_agreement
+        else:
+            scores = {c: 100.0 * float((top1(keep_fp32(qdq, fp32, [x.node for x in recovery.order] + [c.node]),
+                                             images, threads) == f_top1).mean()) for c in left}
+            pick = max(left, key=lambda c: scores[c])
+            recovery.together[k] = scores[pick]
+        recovery.order.append(pick)
+        model = keep_fp32(qdq, fp32, [layer.node for layer in recovery.order])
+        name, batch = model.graph.output[0].name, fixed_batch(model)
+        runner = session(model, threads)
         feed = runner.get_inputs()[0].name
         preds = []
         for x in holdout.batches():
@@ -494,10 +508,15 @@ def _recovery(result: Triage, fp32: Any, qdq: Any, holdout: Holdout, clock: Cloc
                 x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)])
             preds.append(holdout.classes(runner.run([name], {feed: x})[0][:n]).argmax(axis=1))
         recovery.kept[k] = 100.0 * float((np.concatenate(preds) == labels).mean())
-    if len(recovery.order) < top_k and recovery.k is None and recovery.lost > 0:
-        result.skipped.append(f"top-K recovery stopped at K={len(recovery.order)}: no other measured "
-                              "layer raised the agreement when kept in fp32")
     return recovery
+
+
+def split_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows for triage (even) and for measuring the recovery (odd). Recovery is measured on
+    a whole half, flipped images and all: measured on what triage left over, it would miss
+    exactly the images int8 got wrong."""
+    rows = np.arange(n)
+    return rows[0::2], rows[1::2]
 
 
 def pick_images(files: Sequence[str], run_top1: np.ndarray, fp32_top1: np.ndarray,
@@ -514,7 +533,7 @@ def triage_case(entry: ModelEntry, precision: str, dataset: Dataset, options: Ru
                 budget: float | None = DEFAULT_BUDGET) -> Triage:
     """Triage the onnxruntime int8 build of `entry` that produced `run_predictions` (a saved
     run.evaluate .npz), against the fp32 run saved in `fp32_predictions`: triage images from
-    the run's counted images, the others for the top-K recovery."""
+    one half of the run's counted images, the top-K recovery on the other (see split_rows)."""
     import onnx
 
     from .backends import class_scores, iter_batches
@@ -528,10 +547,10 @@ def triage_case(entry: ModelEntry, precision: str, dataset: Dataset, options: Ru
     if paired is None:
         raise VaccbenchError(f"the fp32 predictions {fp32_predictions} do not cover this run's images")
     fp32_top1 = paired[0]
-    rows, discordant = pick_images(files, run_top1, fp32_top1)
-    held = np.array([i for i in range(len(files)) if i not in set(rows)], dtype=np.int64)
+    half, held = split_rows(len(files))
+    picked, discordant = pick_images([files[i] for i in half], run_top1[half], fp32_top1[half])
     by_name = {s.path.name: s for s in dataset.samples}
-    chosen = [by_name[files[i]] for i in rows]
+    chosen = [by_name[files[half[i]]] for i in picked]
     kept_out = [by_name[files[i]] for i in held]
     images = np.concatenate(list(iter_batches(chosen, entry.preprocess, 16, options.workers)))
     holdout = Holdout(lambda: iter_batches(kept_out, entry.preprocess, backend.batch_size(entry, options),

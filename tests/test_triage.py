@@ -58,12 +58,12 @@ def test_layers_are_counted_per_kind_in_graph_order_and_named_by_vamc_ordinals()
 
 
 # -- a hand-built network --------------------------------------------------------------------
-def tiny_model(seed: int = 0) -> onnx.ModelProto:
-    """3x8x8 input -> conv 3x3 (8) -> relu -> conv 1x1 (8) -> relu -> pool -> gemm (10)."""
+def tiny_model(seed: int = 0, size: int = 8, classes: int = 10) -> onnx.ModelProto:
+    """3 x size x size input -> conv 3x3 (8) -> relu -> conv 1x1 (8) -> relu -> pool -> gemm."""
     rng = np.random.default_rng(seed)
     weights = {"w1": rng.normal(0, 0.3, (8, 3, 3, 3)), "b1": rng.normal(0, 0.1, 8),
                "w2": rng.normal(0, 0.3, (8, 8, 1, 1)), "b2": rng.normal(0, 0.1, 8),
-               "w3": rng.normal(0, 0.3, (10, 8)), "b3": rng.normal(0, 0.1, 10)}
+               "w3": rng.normal(0, 0.3, (classes, 8)), "b3": rng.normal(0, 0.1, classes)}
     nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="/features/conv1/Conv", pads=[1] * 4),
              helper.make_node("Relu", ["c1"], ["r1"], name="/features/act1/Relu"),
              helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="/features/conv2/Conv"),
@@ -72,8 +72,8 @@ def tiny_model(seed: int = 0) -> onnx.ModelProto:
              helper.make_node("Flatten", ["p"], ["f"], name="/flatten/Flatten"),
              helper.make_node("Gemm", ["f", "w3", "b3"], ["output"], name="/classifier/Gemm", transB=1)]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])],
+        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", classes])],
         [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
@@ -186,3 +186,182 @@ def test_pick_images_takes_the_discordant_first():
     run, ref = np.arange(10), np.array([0, 9, 2, 9, 4, 5, 9, 7, 8, 9])
     assert triage.pick_images(files, run, ref, least=5, most=2) == ([1, 3, 0, 2, 4], 2)
     assert triage.pick_images(files, run, ref, least=2, most=8) == ([1, 3, 6], 3)
+
+
+# -- in the failing test, through the plugin ---------------------------------------------------
+BASELINE = """\
+family: tiny
+preprocess: {resize: 40, resize_mode: square, crop: 32, library: pil}
+models:
+  tiny-net:
+    name: tiny
+    source: stub
+    library:
+    arch:
+    input_size: 32
+    onnx: tiny.onnx
+    expected:
+      skimage-photos:
+        onnxruntime/fp32: {top1: %(fp32)s, top5: %(fp32_5)s}
+        onnxruntime/int8-max: {top1: 100.0, top5: 100.0}
+        onnxruntime/int8-max+keep-conv1: {top1: 100.0, top5: 100.0}
+"""
+
+
+@pytest.fixture
+def tiny_project(pytester):
+    """The tiny net (1000 classes, 32x32) on the built-in skimage photos, with a baseline its
+    int8 build cannot meet (fp32 recorded by a first run)."""
+    onnx.save(tiny_model(size=32, classes=1000), str(pytester.path / "tiny.onnx"))
+    pytester.makefile(".yaml", **{"suites/tiny": "baselines: ../baselines\nbackends: [onnxruntime]\n"})
+    (pytester.path / "baselines").mkdir()
+    path = pytester.path / "baselines" / "tiny.yaml"
+    path.write_text(BASELINE % {"fp32": 0.0, "fp32_5": 0.0})
+    args = ["suites", "-p", "no:cacheprovider", f"--vaccbench-cache={pytester.path / 'cache'}",
+            f"--weights-dir={pytester.path}", "--calib-images=2"]
+    fp32 = pytester.runpytest_subprocess(*args, "--precision=fp32", "--update-baselines")
+    fp32.assert_outcomes(passed=1)
+    return pytester, args
+
+
+def test_failing_int8_test_ends_with_its_layers(tiny_project):
+    pytester, args = tiny_project
+    result = pytester.runpytest_subprocess(*args, "--precision=int8-max")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "BROKEN" in out or "top1" in out
+    result.stdout.fnmatch_lines([
+        "*layer triage (2 images, * of them flipped by int8; * s): int8 agrees with fp32 on *%",
+        "*layer * op * index * single dB * cos * accum dB * cos * kept fp32",
+        "*features.conv* Conv * conv [01] *"])
+    lines = [line for line in out.splitlines() if "features.conv" in line or "classifier" in line]
+    assert len(lines) == 3  # all three layers: fewer than the five shown
+
+    quiet = pytester.runpytest_subprocess(*args, "--precision=int8-max", "--no-triage")
+    quiet.assert_outcomes(failed=1)
+    assert "layer triage" not in quiet.stdout.str()
+
+
+def test_keep_fp32_option_is_a_variant_and_checked_at_startup(tiny_project):
+    pytester, args = tiny_project
+    kept = pytester.runpytest_subprocess(*args, "--precision=int8-max", "--int8-keep-fp32=conv1",
+                                         "--no-triage", "-rA")
+    kept.assert_outcomes(failed=1)
+    kept.stdout.fnmatch_lines(["*tiny-net*onnxruntime-int8-max+keep-conv1*"])
+    bad = pytester.runpytest_subprocess(*args, "--int8-keep-fp32=dense1")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--int8-keep-fp32=dense1: 'dense1' is not a layer: write conv<N> or matmul<N>*"])
+    missing = pytester.runpytest_subprocess(*args, "--precision=int8-max", "--int8-keep-fp32=conv9",
+                                            "--update-baselines")
+    missing.assert_outcomes(failed=1)
+    missing.stdout.fnmatch_lines(["*--int8-keep-fp32=conv9: no such layer(s): conv 9 (the graph has "
+                                  "2 conv and 1 matmul layers)*"])
+
+
+# -- real weights and images (slow) ------------------------------------------------------------
+def _real(shared_data, tmp_path_factory, family: str, key: str, n: int, calib: int):
+    pytest.importorskip("torch")
+    from pytest_vaccbench.backends import RunOptions
+    from pytest_vaccbench.baselines import load_family
+    from pytest_vaccbench.dataset import limit, resolve
+
+    entry = load_family(ROOT / "baselines" / f"{family}.yaml").models[key]
+    data = limit(resolve(str(shared_data / "ilsvrc2012-val-subset")), n)
+    options = RunOptions(weights_dir=shared_data / "weights", cache_dir=tmp_path_factory.mktemp("cache"),
+                         batch_size=32, threads=2, workers=2, extra={"calib_images": calib})
+    return entry, data, options
+
+
+@pytest.fixture(scope="module")
+def mnv2(shared_data, tmp_path_factory):
+    """mobilenetv2 (real weights): fp32 and int8-max graphs, 16 triage images and the 368
+    counted images (400 minus 32 for calibration), decoded once."""
+    from pytest_vaccbench.backends import iter_batches
+    from pytest_vaccbench.backends.onnxruntime import OnnxRuntimeBackend
+    from pytest_vaccbench.calibration import calibration_set
+
+    entry, data, options = _real(shared_data, tmp_path_factory, "mobilenet_v2",
+                                 "local-mobilenetv2_100-tvq", 400, 32)
+    backend = OnnxRuntimeBackend()
+    int8 = backend.graph(entry, "int8-max", data, options)
+    calib = set(calibration_set(data, 32).samples)
+    counted = [s for s in data.samples if s not in calib]
+    images = np.concatenate(list(iter_batches(counted, entry.preprocess, 32, 2)))
+    labels = np.array([s.label for s in counted])
+    return onnx.load(str(backend.fp32_graph(entry, options))), int8, images, labels
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", [3, 20, 45])
+def test_injected_break_ranks_the_damaged_layer_first_and_keeping_it_restores_top1(mnv2, victim, tmp_path):
+    fp32, int8, images, labels = mnv2
+    layer = quantizable_layers(fp32)[victim]
+    assert break_weight_scales(int8, tmp_path / "broken.onnx", 8.0, {layer.node}) == 2  # weight, bias
+    broken = onnx.load(str(tmp_path / "broken.onnx"))
+    found = triage.triage(fp32, broken, images[::23][:16], 0, budget=None, threads=2, impact_layers=1)
+    assert found.rows[0].layer == layer, found.message()
+    assert found.rows[0].errors.single_sqnr < 0 < found.rows[1].errors.single_sqnr
+
+    def top1(model):
+        return 100.0 * float((triage.top1(model, images, threads=2) == labels).mean())
+
+    healthy, damaged = top1(onnx.load(str(int8))), top1(broken)
+    repaired = top1(triage.keep_fp32(broken, fp32, [layer.node]))
+    assert damaged < healthy - 20.0, "the injected break must cost accuracy"
+    assert abs(repaired - healthy) <= 0.5, (healthy, damaged, repaired)
+
+
+@pytest.mark.slow
+def test_single_and_accumulated_error_of_a_real_layer_by_hand(mnv2, tmp_path):
+    """blocks.1.0.conv_dw (conv 4): its input is conv 3's ReLU6 output, which the QDQ graph
+    folds into the QuantizeLinear. Accumulated: both graphs augmented by onnxruntime's
+    qdq_loss_debug, activations collected, its SQNR function. Single: the fp32 input
+    quantized with the build's scale (numpy), the dequantized weights, torch's conv2d."""
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader
+    from onnxruntime.quantization.qdq_loss_debug import (collect_activations,
+                                                         modify_model_output_intermediate_tensors)
+
+    fp32, int8, images, _ = mnv2
+    x = images[:4]
+    layer = quantizable_layers(fp32)[4]
+    qdq = onnx.load(str(int8))
+    mine = triage.layer_errors(fp32, qdq, quantizable_layers(fp32), x, threads=2)[0][layer.node]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.left = [{"input": x}]
+
+        def get_next(self):
+            return self.left.pop() if self.left else None
+
+    acts = {}
+    for name, path in (("fp32", None), ("int8", int8)):
+        if path is None:
+            path = tmp_path / "fp32.onnx"
+            onnx.save(fp32, str(path))
+        augmented = tmp_path / f"{name}-augmented.onnx"
+        modify_model_output_intermediate_tensors(str(path), str(augmented), ["Conv"])
+        acts[name] = collect_activations(str(augmented), Reader())
+    f_node = next(n for n in fp32.graph.node if n.name == layer.node)
+    q_node = next(n for n in qdq.graph.node if n.name == layer.node)
+    reference = acts["fp32"][f_node.output[0]][0]
+    assert mine.acc_sqnr == pytest.approx(ort_sqnr(reference, acts["int8"][q_node.output[0]][0]), abs=0.05)
+
+    const = {t.name: numpy_helper.to_array(t) for t in qdq.graph.initializer}
+    producer = {o: n for n in qdq.graph.node for o in n.output}
+    x_dq, w_dq, b_dq = (producer[i] for i in q_node.input)
+    x_q = producer[x_dq.input[0]]
+    scale, zero = const[x_q.input[1]], const[x_q.input[2]].astype(np.float32)
+    x_in = acts["fp32"][x_q.input[0]][0].reshape(4, 32, 112, 112)  # conv 3's output after ReLU6
+    x_int8 = (np.clip(np.round(x_in / scale) + zero, -128, 127) - zero) * scale
+
+    def dequantized(dq):
+        return (const[dq.input[0]].astype(np.float32) - const[dq.input[2]]) * const[dq.input[1]]
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in q_node.attribute}
+    single = torch.nn.functional.conv2d(
+        torch.from_numpy(x_int8), torch.from_numpy(dequantized(w_dq)), torch.from_numpy(dequantized(b_dq)),
+        stride=attrs["strides"], padding=attrs["pads"][:2], groups=attrs["group"]).numpy()
+    assert mine.single_sqnr == pytest.approx(ort_sqnr(reference, single.ravel()), abs=0.05)
+    assert mine.single_sqnr > mine.acc_sqnr + 1.0  # conv 4 also receives conv 0-3's error
