@@ -62,7 +62,7 @@ def _triage(args: argparse.Namespace) -> int:
     from .triage import triage_case
 
     result = triage_case(entry, args.precision, data, options, Path(int8.predictions),
-                         Path(fp32.predictions), budget=args.budget)
+                         Path(fp32.predictions), budget=args.budget, curve=True)
     if args.json:
         print(result.to_json())
         return 0
@@ -71,7 +71,7 @@ def _triage(args: argparse.Namespace) -> int:
           f"{fp32.top1:.2f}, int8 {int8.top1:.2f} (n={int8.n}, {int8.excluded} calibration images "
           f"not counted)")
     print(f"{result.images} triage images, {result.discordant} of them flipped by int8; int8 agrees "
-          f"with fp32 on {result.int8_agreement:.1f}% of them; {result.seconds:.0f} s")
+          f"with fp32 on {result.int8_agreement:.1f}% of them; {result.seconds:.0f}s")
     print("\n".join(table(result.rows, result.int8_agreement)))
     for line in [*result.recovery_lines(), *(f"skipped: {s}" for s in result.skipped)]:
         print(line)

@@ -11,7 +11,7 @@ both as SQNR in dB (onnxruntime.quantization.qdq_loss_debug's definition, over a
 images' values at once) and cosine similarity; then, for the IMPACT_LAYERS worst by single
 error, the top-1 agreement with fp32 when only that layer is kept in fp32 (fp32 weights and
 arithmetic, its input still the int8 activation: what `nodes_to_exclude` builds); and the
-smallest K <= TOP_K of the most helpful layers whose keeping recovers at least half of the
+smallest K <= TOP_K layers kept in fp32 (grown greedily) that recovers at least half of the
 top-1 lost, measured on images not used for the triage.
 
 The images are those whose top-1 flipped between fp32 and int8 (the paired comparison's
@@ -335,7 +335,7 @@ class Triage:
     def message(self, shown: int = SHOWN) -> str:
         """What a failing test's message ends with."""
         lines = [f"layer triage ({self.images} images, {self.discordant} of them flipped by int8; "
-                 f"{self.seconds:.0f} s): int8 agrees with fp32 on {self.int8_agreement:.1f}%",
+                 f"{self.seconds:.0f}s): int8 agrees with fp32 on {self.int8_agreement:.1f}%",
                  *table(self.helpful()[:shown], self.int8_agreement)]
         lines.extend(self.recovery_lines())
         lines.extend(f"skipped: {s}" for s in self.skipped)
@@ -441,9 +441,10 @@ class Clock:
 
 def triage(fp32: Any, qdq: Any, images: np.ndarray, discordant: int, *, holdout: Holdout | None = None,
            budget: float | None = DEFAULT_BUDGET, threads: int = 1, impact_layers: int = IMPACT_LAYERS,
-           top_k: int = TOP_K) -> Triage:
+           top_k: int = TOP_K, curve: bool = False) -> Triage:
     """Triage the QDQ graph `qdq` (onnx.ModelProto) against its `fp32` graph on `images`
-    ((N, 3, H, W) float32; the first `discordant` of them flipped between fp32 and int8)."""
+    ((N, 3, H, W) float32; the first `discordant` of them flipped between fp32 and int8).
+    `curve`: measure the holdout top-1 for every K up to `top_k`, not only up to the K found."""
     clock = Clock(budget)
     fp32 = fp32_at_opset(fp32, qdq)
     layers = quantizable_layers(fp32)
@@ -464,24 +465,28 @@ def triage(fp32: Any, qdq: Any, images: np.ndarray, discordant: int, *, holdout:
         row.kept_agreement = 100.0 * float((kept == f_top1).mean())
         step = time.perf_counter() - t
     if holdout is not None:
-        result.recovery = _recovery(result, fp32, qdq, images, f_top1, holdout, clock, threads, top_k, step)
+        result.recovery = _recovery(result, fp32, qdq, images, f_top1, holdout, clock, threads,
+                                    top_k, step, curve)
     result.seconds = clock.elapsed
     return result
 
 
 def _recovery(result: Triage, fp32: Any, qdq: Any, images: np.ndarray, f_top1: np.ndarray,
-              holdout: Holdout, clock: Clock, threads: int, top_k: int, step: float) -> Recovery:
+              holdout: Holdout, clock: Clock, threads: int, top_k: int, step: float,
+              curve: bool = False) -> Recovery:
     """Grow the set of layers kept in fp32 greedily, one layer per K: the measured layer that
     raises the triage images' agreement with fp32 most together with those already kept
     (K=1: the best kept alone); after each, top-1 on the holdout images, until half of the
     lost top-1 is back."""
+    from .backends.onnxruntime import run_session
+
     labels = np.asarray(holdout.labels)
     recovery = Recovery(len(labels), 100.0 * float((holdout.fp32_top1 == labels).mean()),
                         100.0 * float((holdout.int8_top1 == labels).mean()), {}, [])
     candidates = [r.layer for r in result.helpful() if r.kept_agreement is not None]
     per_image = step / max(1, len(images))
     for k in range(1, min(top_k, len(candidates)) + 1):
-        if recovery.lost <= 0 or recovery.k is not None:
+        if recovery.lost <= 0 or (recovery.k is not None and not curve):
             break
         left = [c for c in candidates if c not in recovery.order]
         expected = per_image * (len(labels) + (len(images) * len(left) if k > 1 else 0))
@@ -498,16 +503,8 @@ def _recovery(result: Triage, fp32: Any, qdq: Any, images: np.ndarray, f_top1: n
             recovery.together[k] = scores[pick]
         recovery.order.append(pick)
         model = keep_fp32(qdq, fp32, [layer.node for layer in recovery.order])
-        name, batch = model.graph.output[0].name, fixed_batch(model)
-        runner = session(model, threads)
-        feed = runner.get_inputs()[0].name
-        preds = []
-        for x in holdout.batches():
-            n = len(x)
-            if batch and n < batch:
-                x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)])
-            preds.append(holdout.classes(runner.run([name], {feed: x})[0][:n]).argmax(axis=1))
-        recovery.kept[k] = 100.0 * float((np.concatenate(preds) == labels).mean())
+        out = run_session(session(model, threads), holdout.batches(), fixed_batch(model))
+        recovery.kept[k] = 100.0 * float((holdout.classes(out).argmax(axis=1) == labels).mean())
     return recovery
 
 
@@ -530,7 +527,7 @@ def pick_images(files: Sequence[str], run_top1: np.ndarray, fp32_top1: np.ndarra
 
 def triage_case(entry: ModelEntry, precision: str, dataset: Dataset, options: RunOptions,
                 run_predictions: Path, fp32_predictions: Path,
-                budget: float | None = DEFAULT_BUDGET) -> Triage:
+                budget: float | None = DEFAULT_BUDGET, curve: bool = False) -> Triage:
     """Triage the onnxruntime int8 build of `entry` that produced `run_predictions` (a saved
     run.evaluate .npz), against the fp32 run saved in `fp32_predictions`: triage images from
     one half of the run's counted images, the top-K recovery on the other (see split_rows)."""
@@ -559,7 +556,8 @@ def triage_case(entry: ModelEntry, precision: str, dataset: Dataset, options: Ru
                       lambda scores: class_scores(scores, entry)) if len(held) else None
     fp32 = onnx.load(str(backend.fp32_graph(entry, options)))
     qdq = onnx.load(str(backend.graph(entry, precision, dataset, options)))
-    return triage(fp32, qdq, images, discordant, holdout=holdout, budget=budget, threads=options.threads)
+    return triage(fp32, qdq, images, discordant, holdout=holdout, budget=budget, threads=options.threads,
+                  curve=curve)
 
 
 def cpu_command(entry: ModelEntry, precision: str, dataset: str, flags: dict[str, Any]) -> str:

@@ -169,8 +169,8 @@ def test_keep_fp32_uses_the_float_weights_and_matches_nodes_to_exclude(tiny, tmp
     (by_ort,) = run_with_outputs(onnx.load(str(excluded)), images, ["output"])
     (ours,) = run_with_outputs(triage.keep_fp32(qdq, fp32, ["/features/conv2/Conv"]), images, ["output"])
     (plain,) = run_with_outputs(qdq, images, ["output"])
-    assert np.abs(ours - by_ort).max() < np.abs(plain - by_ort).max()
-    assert (ours.argmax(1) == by_ort.argmax(1)).mean() >= 0.9
+    assert np.abs(plain - by_ort).max() > 1e-3  # conv2 kept in float changes the output
+    np.testing.assert_allclose(ours, by_ort, atol=1e-5)
 
 
 def test_budget_skips_and_says_so(tiny):
@@ -231,7 +231,7 @@ def test_failing_int8_test_ends_with_its_layers(tiny_project):
     out = result.stdout.str()
     assert "BROKEN" in out or "top1" in out
     result.stdout.fnmatch_lines([
-        "*layer triage (2 images, * of them flipped by int8; * s): int8 agrees with fp32 on *%",
+        "*layer triage (2 images, * of them flipped by int8; *s): int8 agrees with fp32 on *%",
         "*layer * op * index * single dB * cos * accum dB * cos * kept fp32",
         "*features.conv* Conv * conv [01] *"])
     lines = [line for line in out.splitlines() if "features.conv" in line or "classifier" in line]
@@ -259,14 +259,14 @@ def test_keep_fp32_option_is_a_variant_and_checked_at_startup(tiny_project):
 
 
 # -- real weights and images (slow) ------------------------------------------------------------
-def _real(shared_data, tmp_path_factory, family: str, key: str, n: int, calib: int):
+def _real(shared_data, tmp_path_factory, family: str, key: str, n: int | None, calib: int):
     pytest.importorskip("torch")
     from pytest_vaccbench.backends import RunOptions
     from pytest_vaccbench.baselines import load_family
     from pytest_vaccbench.dataset import limit, resolve
 
     entry = load_family(ROOT / "baselines" / f"{family}.yaml").models[key]
-    data = limit(resolve(str(shared_data / "ilsvrc2012-val-subset")), n)
+    data = limit(resolve(str(shared_data / "ilsvrc2012-val-subset")), n)  # n=None: all 650
     options = RunOptions(weights_dir=shared_data / "weights", cache_dir=tmp_path_factory.mktemp("cache"),
                          batch_size=32, threads=2, workers=2, extra={"calib_images": calib})
     return entry, data, options
@@ -274,27 +274,28 @@ def _real(shared_data, tmp_path_factory, family: str, key: str, n: int, calib: i
 
 @pytest.fixture(scope="module")
 def mnv2(shared_data, tmp_path_factory):
-    """mobilenetv2 (real weights): fp32 and int8-max graphs, 16 triage images and the 368
-    counted images (400 minus 32 for calibration), decoded once."""
+    """mobilenetv2 (real weights): fp32 and int8-max graphs, the 618 counted images (650 minus
+    32 for calibration: 0.5 points are 3 images), decoded once, and the int8 build's top-1."""
     from pytest_vaccbench.backends import iter_batches
     from pytest_vaccbench.backends.onnxruntime import OnnxRuntimeBackend
     from pytest_vaccbench.calibration import calibration_set
 
     entry, data, options = _real(shared_data, tmp_path_factory, "mobilenet_v2",
-                                 "local-mobilenetv2_100-tvq", 400, 32)
+                                 "local-mobilenetv2_100-tvq", None, 32)
     backend = OnnxRuntimeBackend()
     int8 = backend.graph(entry, "int8-max", data, options)
     calib = set(calibration_set(data, 32).samples)
     counted = [s for s in data.samples if s not in calib]
     images = np.concatenate(list(iter_batches(counted, entry.preprocess, 32, 2)))
     labels = np.array([s.label for s in counted])
-    return onnx.load(str(backend.fp32_graph(entry, options))), int8, images, labels
+    healthy = 100.0 * float((triage.top1(onnx.load(str(int8)), images, threads=2) == labels).mean())
+    return onnx.load(str(backend.fp32_graph(entry, options))), int8, images, labels, healthy
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("victim", [3, 20, 45])
 def test_injected_break_ranks_the_damaged_layer_first_and_keeping_it_restores_top1(mnv2, victim, tmp_path):
-    fp32, int8, images, labels = mnv2
+    fp32, int8, images, labels, healthy = mnv2
     layer = quantizable_layers(fp32)[victim]
     assert break_weight_scales(int8, tmp_path / "broken.onnx", 8.0, {layer.node}) == 2  # weight, bias
     broken = onnx.load(str(tmp_path / "broken.onnx"))
@@ -302,10 +303,10 @@ def test_injected_break_ranks_the_damaged_layer_first_and_keeping_it_restores_to
     assert found.rows[0].layer == layer, found.message()
     assert found.rows[0].errors.single_sqnr < 0 < found.rows[1].errors.single_sqnr
 
-    def top1(model):
-        return 100.0 * float((triage.top1(model, images, threads=2) == labels).mean())
+    def top1(model, rows=slice(None)):
+        return 100.0 * float((triage.top1(model, images[rows], threads=2) == labels[rows]).mean())
 
-    healthy, damaged = top1(onnx.load(str(int8))), top1(broken)
+    damaged = top1(broken, slice(None, None, 10))
     repaired = top1(triage.keep_fp32(broken, fp32, [layer.node]))
     assert damaged < healthy - 20.0, "the injected break must cost accuracy"
     assert abs(repaired - healthy) <= 0.5, (healthy, damaged, repaired)
@@ -322,7 +323,7 @@ def test_single_and_accumulated_error_of_a_real_layer_by_hand(mnv2, tmp_path):
     from onnxruntime.quantization.qdq_loss_debug import (collect_activations,
                                                          modify_model_output_intermediate_tensors)
 
-    fp32, int8, images, _ = mnv2
+    fp32, int8, images, *_ = mnv2
     x = images[:4]
     layer = quantizable_layers(fp32)[4]
     qdq = onnx.load(str(int8))
@@ -353,15 +354,87 @@ def test_single_and_accumulated_error_of_a_real_layer_by_hand(mnv2, tmp_path):
     x_dq, w_dq, b_dq = (producer[i] for i in q_node.input)
     x_q = producer[x_dq.input[0]]
     scale, zero = const[x_q.input[1]], const[x_q.input[2]].astype(np.float32)
-    x_in = acts["fp32"][x_q.input[0]][0].reshape(4, 32, 112, 112)  # conv 3's output after ReLU6
-    x_int8 = (np.clip(np.round(x_in / scale) + zero, -128, 127) - zero) * scale
 
     def dequantized(dq):
-        return (const[dq.input[0]].astype(np.float32) - const[dq.input[2]]) * const[dq.input[1]]
+        q = const[dq.input[0]].astype(np.float32) - const[dq.input[2]].astype(np.float32)
+        return (q * const[dq.input[1]]).astype(np.float32)
 
     attrs = {a.name: helper.get_attribute_value(a) for a in q_node.attribute}
+    channels = dequantized(w_dq).shape[1] * attrs["group"]
+    x_in = acts["fp32"][x_q.input[0]][0]  # conv 3's output after ReLU6, flattened
+    side = int(round((x_in.size / 4 / channels) ** 0.5))
+    x_in = x_in.reshape(4, channels, side, side)
+    x_int8 = (np.clip(np.round(x_in / scale) + zero, -128, 127) - zero) * scale
     single = torch.nn.functional.conv2d(
         torch.from_numpy(x_int8), torch.from_numpy(dequantized(w_dq)), torch.from_numpy(dequantized(b_dq)),
         stride=attrs["strides"], padding=attrs["pads"][:2], groups=attrs["group"]).numpy()
     assert mine.single_sqnr == pytest.approx(ort_sqnr(reference, single.ravel()), abs=0.05)
     assert mine.single_sqnr > mine.acc_sqnr + 1.0  # conv 4 also receives conv 0-3's error
+
+
+@pytest.mark.slow
+def test_efficientnet_lite0_per_tensor_top_k_in_fp32_recovers_half_the_drop_in_the_gate(
+        shared_data, tmp_path_factory, tmp_path):
+    """int8-max per tensor loses ~5 points here. Triage sees half of the counted images (its
+    own triage and K-choosing halves); the gate then runs the build with the chosen layers
+    kept in fp32 (--int8-keep-fp32: nodes_to_exclude, calibrated again) and is scored on the
+    other half, images used neither for calibration nor triage."""
+    from dataclasses import replace
+
+    from pytest_vaccbench.run import Case, evaluate
+
+    entry, data, options = _real(shared_data, tmp_path_factory, "efficientnet_lite",
+                                 "timm-efficientnet_lite0", None, 64)
+    fp32 = evaluate(Case(entry, "onnxruntime", "fp32"), data, options)
+    int8 = evaluate(Case(entry, "onnxruntime", "int8-max"), data, options)
+    with np.load(int8.predictions) as run:
+        saved = {name: run[name] for name in ("top5", "labels", "files")}
+    seen = tmp_path / "triage-half.npz"  # the images triage may use: every other counted one
+    np.savez(seen, **{name: value[0::2] for name, value in saved.items()})
+    found = triage.triage_case(entry, "int8-max", data, options, seen, Path(fp32.predictions),
+                               budget=None, curve=True)
+    r = found.recovery
+    assert r is not None and len(r.order) == 5, found.message()
+    keep = keep_option(r.order)  # the top 5: K chosen on triage's 146-image half is noisy
+    kept = evaluate(Case(entry, "onnxruntime", "int8-max", f"keep-{keep.replace(',', '-')}"), data,
+                    replace(options, extra={**options.extra, "int8_keep_fp32": keep}))
+    assert kept.precision == f"int8-max+keep-{keep.replace(',', '-')}"
+
+    unseen = set(saved["files"][1::2].tolist())
+
+    def top1(result) -> float:
+        with np.load(result.predictions) as p:
+            rows = [i for i, f in enumerate(p["files"].tolist()) if f in unseen]
+            return 100.0 * float((p["top5"][rows, 0] == p["labels"][rows]).mean())
+
+    drop = top1(fp32) - top1(int8)
+    assert 2.0 < drop < 8.0, drop
+    assert top1(kept) - top1(int8) >= drop / 2, (top1(fp32), top1(int8), top1(kept), found.message())
+
+
+@pytest.mark.slow
+def test_docs_triage_command(shared_data, tmp_path):
+    """docs/triage.md's console block: the command runs and prints the lines shown, in order
+    (`[...]` stands for any lines; the duration may differ)."""
+    import re
+    import shlex
+    import subprocess
+
+    block = (ROOT / "docs" / "triage.md").read_text().split("```console\n")[1].split("```")[0]
+    command, *shown = block.replace("\\\n", " ").splitlines()
+    args = shlex.split(command.removeprefix("$ ").replace("../shared/data", str(shared_data)))
+    assert args[:2] == ["vaccbench", "triage"]
+    done = subprocess.run([sys.executable, "-c", "import sys; from pytest_vaccbench.cli import main; "
+                           "sys.exit(main(sys.argv[1:]))", *args[1:], "--cache", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
+                                                                         "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    def norm(line: str) -> str:
+        return " ".join(re.sub(r"\b\d+s\b", "<T>", line).split())
+
+    printed, at = [norm(line) for line in done.stdout.splitlines()], 0
+    for line in shown:
+        if line.strip() != "[...]":
+            assert norm(line) in printed[at:], f"{line!r} not printed (in order):\n{done.stdout}"
+            at = printed.index(norm(line), at) + 1
