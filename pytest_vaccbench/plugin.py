@@ -134,6 +134,8 @@ def pytest_configure(config: pytest.Config) -> None:
             triage.parse_keep(keep)
         except ValueError as exc:
             raise pytest.UsageError(f"--int8-keep-fp32={keep}: {exc}") from None
+    if config.getoption("triage_budget") < 0:
+        raise pytest.UsageError(f"--triage-budget must be >= 0 seconds, got {config.getoption('triage_budget')}")
     config.pluginmanager.register(VaccbenchSession(config), "vaccbench-session")
 
 
@@ -195,7 +197,7 @@ def _case(entry: ModelEntry, backend: str, precision: str,
     """--preprocess replaces the preprocessing of the backends that preprocess on the CPU;
     --int8-keep-fp32 makes onnxruntime int8 runs a variant of their own."""
     impl = _backend_or_none(backend)
-    kept = (f"keep-{keep.replace(',', '-')}" if keep and backend == "onnxruntime"
+    kept = (triage.keep_variant(keep) if keep and backend == "onnxruntime"
             and precision.startswith("int8") else None)
     if override is None or (impl is not None and impl.preprocesses_on_device):
         return Case(entry, backend, precision, kept)

@@ -396,6 +396,13 @@ def keep_option(layers: Sequence[Layer]) -> str:
                     sorted(layers, key=lambda x: (x.kind, x.index)))
 
 
+def keep_variant(value: str) -> str:
+    """The precision variant of an --int8-keep-fp32 run: `conv17, conv0` -> keep-conv0-conv17."""
+    conv, matmul = parse_keep(value)
+    return "-".join(["keep", *(f"conv{i}" for i in sorted(set(conv))),
+                     *(f"matmul{i}" for i in sorted(set(matmul)))])
+
+
 def parse_keep(value: str) -> tuple[list[int], list[int]]:
     """`conv0,conv17,matmul0` -> ([0, 17], [0]) (conv and matmul ordinals, see layers.py)."""
     conv: list[int] = []

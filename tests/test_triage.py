@@ -52,6 +52,7 @@ def test_layers_are_counted_per_kind_in_graph_order_and_named_by_vamc_ordinals()
         "skip_conv_layers: [0, 1]; skip_matmul_layers: [0]"
     assert keep_option(layers) == "conv0,conv1,matmul0"
     assert parse_keep("conv0, conv17,matmul0") == ([0, 17], [0])
+    assert triage.keep_variant("conv17, conv0,matmul0") == "keep-conv0-conv17-matmul0"
     for bad in ("conv", "dense3", "conv-1", ","):
         with pytest.raises(ValueError, match="conv<N>|no layer"):
             parse_keep(bad)
@@ -244,7 +245,7 @@ def test_failing_int8_test_ends_with_its_layers(tiny_project):
 
 def test_keep_fp32_option_is_a_variant_and_checked_at_startup(tiny_project):
     pytester, args = tiny_project
-    kept = pytester.runpytest_subprocess(*args, "--precision=int8-max", "--int8-keep-fp32=conv1",
+    kept = pytester.runpytest_subprocess(*args, "--precision=int8-max", "--int8-keep-fp32= conv1",
                                          "--no-triage", "-rA")
     kept.assert_outcomes(failed=1)
     kept.stdout.fnmatch_lines(["*tiny-net*onnxruntime-int8-max+keep-conv1*"])
@@ -396,9 +397,8 @@ def test_efficientnet_lite0_per_tensor_top_k_in_fp32_recovers_half_the_drop_in_t
     r = found.recovery
     assert r is not None and len(r.order) == 5, found.message()
     keep = keep_option(r.order)  # the top 5: K chosen on triage's 146-image half is noisy
-    kept = evaluate(Case(entry, "onnxruntime", "int8-max", f"keep-{keep.replace(',', '-')}"), data,
+    kept = evaluate(Case(entry, "onnxruntime", "int8-max", triage.keep_variant(keep)), data,
                     replace(options, extra={**options.extra, "int8_keep_fp32": keep}))
-    assert kept.precision == f"int8-max+keep-{keep.replace(',', '-')}"
 
     unseen = set(saved["files"][1::2].tolist())
 
