@@ -435,8 +435,8 @@ class Holdout:
 class Clock:
     """The time budget: a step runs only when the time it is expected to take is left."""
 
-    def __init__(self, budget: float | None) -> None:
-        self.start, self.budget = time.perf_counter(), budget
+    def __init__(self, budget: float | None, start: float | None = None) -> None:
+        self.start, self.budget = time.perf_counter() if start is None else start, budget
 
     @property
     def elapsed(self) -> float:
@@ -448,20 +448,22 @@ class Clock:
 
 def triage(fp32: Any, qdq: Any, images: np.ndarray, discordant: int, *, holdout: Holdout | None = None,
            budget: float | None = DEFAULT_BUDGET, threads: int = 1, impact_layers: int = IMPACT_LAYERS,
-           top_k: int = TOP_K, curve: bool = False) -> Triage:
+           top_k: int = TOP_K, curve: bool = False, started: float | None = None) -> Triage:
     """Triage the QDQ graph `qdq` (onnx.ModelProto) against its `fp32` graph on `images`
     ((N, 3, H, W) float32; the first `discordant` of them flipped between fp32 and int8).
-    `curve`: measure the holdout top-1 for every K up to `top_k`, not only up to the K found."""
-    clock = Clock(budget)
+    `curve`: measure the holdout top-1 for every K up to `top_k`, not only up to the K found;
+    `started`: the time.perf_counter() the budget counts from (default: now)."""
+    clock = Clock(budget, started)
     fp32 = fp32_at_opset(fp32, qdq)
     layers = quantizable_layers(fp32)
+    errors_started = time.perf_counter()
     errors, f_scores, q_scores = layer_errors(fp32, qdq, layers, images, threads)
     f_top1 = f_scores.argmax(axis=1)
     agreement = 100.0 * float((q_scores.argmax(axis=1) == f_top1).mean())
     rows = sorted((LayerRow(layer, errors[layer.node]) for layer in layers if layer.node in errors),
                   key=lambda r: r.errors.single_sqnr)
     result = Triage(rows, len(f_top1), discordant, agreement)
-    step = clock.elapsed / 2  # one network run on the triage images, about
+    step = (time.perf_counter() - errors_started) / 2  # one network run on the triage images, about
     for i, row in enumerate(rows[:impact_layers]):
         if not clock.allows(step):
             result.skipped.append(f"keep-in-fp32 agreement of {min(impact_layers, len(rows)) - i} "
@@ -544,6 +546,7 @@ def triage_case(entry: ModelEntry, precision: str, dataset: Dataset, options: Ru
     from .backends.onnxruntime import OnnxRuntimeBackend
     from .run import _fp32_rows
 
+    start = time.perf_counter()  # the budget covers reading images and graphs too
     backend = OnnxRuntimeBackend()
     with np.load(run_predictions) as run:
         files, labels, run_top1 = run["files"].tolist(), run["labels"], run["top5"][:, 0]
@@ -564,7 +567,7 @@ def triage_case(entry: ModelEntry, precision: str, dataset: Dataset, options: Ru
     fp32 = onnx.load(str(backend.fp32_graph(entry, options)))
     qdq = onnx.load(str(backend.graph(entry, precision, dataset, options)))
     return triage(fp32, qdq, images, discordant, holdout=holdout, budget=budget, threads=options.threads,
-                  curve=curve)
+                  curve=curve, started=start)
 
 
 def cpu_command(entry: ModelEntry, precision: str, dataset: str, flags: dict[str, Any]) -> str:
