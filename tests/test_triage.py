@@ -159,6 +159,10 @@ def test_a_damaged_layer_ranks_first_and_keeping_it_in_fp32_restores_the_build(t
     assert (repaired == healthy).mean() >= 0.9
     assert found.helpful()[0].layer.node == "/features/conv2/Conv"
     assert "features.conv2" in found.message().splitlines()[2]
+    as_json = __import__("json").loads(found.to_json())  # what `vaccbench triage --json` prints
+    assert as_json["rows"][0]["layer"] == {"kind": "conv", "index": 1, "op": "Conv",
+                                           "node": "/features/conv2/Conv", "module": "features.conv2"}
+    assert as_json["rows"][0]["errors"]["single_sqnr"] == found.rows[0].errors.single_sqnr
 
 
 def test_keep_fp32_uses_the_float_weights_and_matches_nodes_to_exclude(tiny, tmp_path):
