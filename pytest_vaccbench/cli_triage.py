@@ -1,7 +1,7 @@
 """`vaccbench triage`: which layers of a model's int8 build lose accuracy (see triage.py).
 
-Runs the model in fp32 and int8 with the onnxruntime backend on the dataset (predictions are
-cached like the gate's), then triages the int8 build: every quantized layer's single and
+Runs the model in fp32 and int8 with the onnxruntime backend on the dataset (exports and int8
+graphs come from the cache the gate uses), then triages the int8 build: every quantized layer's single and
 accumulated error, keep-in-fp32 agreement for the worst, and the smallest set of layers to
 keep in fp32 (the vamc skip list and the gate option that confirm it).
 """

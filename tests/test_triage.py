@@ -377,9 +377,15 @@ def test_single_and_accumulated_error_of_a_real_layer_by_hand(mnv2, tmp_path):
     assert mine.single_sqnr > mine.acc_sqnr + 1.0  # conv 4 also receives conv 0-3's error
 
 
+@pytest.fixture(scope="module")
+def effnet(shared_data, tmp_path_factory):
+    """efficientnet_lite0 on the 650 images, 64 for calibration: its export and int8 graph are
+    cached once for the gate test and the docs' command."""
+    return _real(shared_data, tmp_path_factory, "efficientnet_lite", "timm-efficientnet_lite0", None, 64)
+
+
 @pytest.mark.slow
-def test_efficientnet_lite0_per_tensor_top_k_in_fp32_recovers_half_the_drop_in_the_gate(
-        shared_data, tmp_path_factory, tmp_path):
+def test_efficientnet_lite0_per_tensor_top_k_in_fp32_recovers_half_the_drop_in_the_gate(effnet, tmp_path):
     """int8-max per tensor loses ~5 points here. Triage sees half of the counted images (its
     own triage and K-choosing halves); the gate then runs the build with the chosen layers
     kept in fp32 (--int8-keep-fp32: nodes_to_exclude, calibrated again) and is scored on the
@@ -388,8 +394,7 @@ def test_efficientnet_lite0_per_tensor_top_k_in_fp32_recovers_half_the_drop_in_t
 
     from pytest_vaccbench.run import Case, evaluate
 
-    entry, data, options = _real(shared_data, tmp_path_factory, "efficientnet_lite",
-                                 "timm-efficientnet_lite0", None, 64)
+    entry, data, options = effnet
     fp32 = evaluate(Case(entry, "onnxruntime", "fp32"), data, options)
     int8 = evaluate(Case(entry, "onnxruntime", "int8-max"), data, options)
     with np.load(int8.predictions) as run:
@@ -417,7 +422,7 @@ def test_efficientnet_lite0_per_tensor_top_k_in_fp32_recovers_half_the_drop_in_t
 
 
 @pytest.mark.slow
-def test_docs_triage_command(shared_data, tmp_path):
+def test_docs_triage_command(shared_data, effnet):
     """docs/triage.md's console block: the command runs and prints the lines shown, in order
     (`[...]` stands for any lines; the duration may differ)."""
     import re
@@ -429,7 +434,7 @@ def test_docs_triage_command(shared_data, tmp_path):
     args = shlex.split(command.removeprefix("$ ").replace("../shared/data", str(shared_data)))
     assert args[:2] == ["vaccbench", "triage"]
     done = subprocess.run([sys.executable, "-c", "import sys; from pytest_vaccbench.cli import main; "
-                           "sys.exit(main(sys.argv[1:]))", *args[1:], "--cache", str(tmp_path)],
+                           "sys.exit(main(sys.argv[1:]))", *args[1:], "--cache", str(effnet[2].cache_dir)],
                           cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
                                                                          "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-2000:]
