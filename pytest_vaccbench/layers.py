@@ -8,7 +8,7 @@ and `Gemm` counted together as matmuls (the exporter writes a linear layer as ei
 zoo's documents do not define the numbering; this is the natural reading of an ONNX graph.
 
 `module` is the PyTorch module a node came from, recovered from the exporter's node name
-(`/blocks/1/conv_pw/Conv` -> `blocks.1.conv_pw`), so a user can tell the layers apart.
+(`/blocks/blocks.1/blocks.1.0/conv_pw/Conv` -> `blocks.1.0.conv_pw`), so a user can tell the layers apart.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ class Layer:
 
 
 def module_path(node_name: str) -> str:
-    """`/blocks/1/conv_pw/Conv` -> `blocks.1.conv_pw`; a name without slashes stays as is."""
-    if "/" not in node_name:
-        return node_name
-    parts = [p for p in node_name.split("/") if p]
-    return ".".join(parts[:-1]) if len(parts) > 1 else parts[0] if parts else node_name
+    """"/blocks/blocks.1/blocks.1.0/conv_pw/Conv" and "/blocks/1/conv_pw/Conv" -> the module
+    path ("blocks.1.0.conv_pw", "blocks.1.conv_pw"): torch.onnx writes each scope either as
+    the full dotted path or as the child's own name; the last part is the op."""
+    path = ""
+    for part in node_name.strip("/").split("/")[:-1]:
+        path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+    return path or node_name
 
 
 def quantizable_layers(model: Any) -> list[Layer]:
@@ -64,3 +66,19 @@ def nodes_for(layers: Sequence[Layer], conv: Iterable[int] = (), matmul: Iterabl
             raise ValueError(f"{kind} layer index {', '.join(map(str, bad))} out of range: the graph "
                              f"has {have} {kind} layers (0..{have - 1})")
     return [layer.node for layer in layers if layer.index in wanted[layer.kind]]
+
+
+def parse_keep(value: str) -> tuple[list[int], list[int]]:
+    """`conv0,conv17,matmul0` -> ([0, 17], [0]) (conv and matmul ordinals, see layers.py)."""
+    conv: list[int] = []
+    matmul: list[int] = []
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        kind = next((k for k in ("conv", "matmul") if item.startswith(k)), None)
+        number = item[len(kind):] if kind else ""
+        if not number.isdigit():
+            raise ValueError(f"{item!r} is not a layer: write conv<N> or matmul<N> (the ordinal "
+                             "among the graph's convolutions or matmuls, as vamc's skip lists count)")
+        (conv if kind == "conv" else matmul).append(int(number))
+    if not conv and not matmul:
+        raise ValueError(f"no layer in {value!r}: write e.g. conv0,conv17,matmul0")
+    return conv, matmul

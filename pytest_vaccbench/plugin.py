@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 
 from . import dataset as dataset_mod
-from . import history, ini, progress
+from . import history, ini, progress, triage
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry
 from .cache import cache_dir
@@ -29,6 +29,7 @@ from .devices import DevicePool, check_workers
 from .errors import VaccbenchError
 from .gate import Images, expectation_for, judge, needs_paired, recording_target
 from .metrics import Accuracy
+from .layers import parse_keep
 from .options import check_options, parse_devices, split_names
 from .preprocess import PreprocessSpec
 from .report import (PROPERTY, STRICT, Results, find_payload, junit_properties, not_measured_line,
@@ -135,6 +136,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dry-run", action="store_true", default=False,
                     help="--update-baselines: print the diff of every baseline file it would "
                          "change, write nothing")
+    group.addoption("--int8-keep-fp32", default=None, metavar="LAYERS",
+                    help="onnxruntime int8: leave these layers in fp32, e.g. conv0,conv17,matmul0 "
+                         "(ordinals as in vamc's skip_conv_layers); recorded as <precision>+keep-...")
+    group.addoption("--no-triage", action="store_true", default=False,
+                    help="a failing int8 test does not rank its layers (see docs/triage.md)")
+    group.addoption("--triage-budget", type=float, default=triage.DEFAULT_BUDGET, metavar="SECONDS",
+                    help="time a failing onnxruntime int8 test may spend ranking its layers "
+                         f"(default {triage.DEFAULT_BUDGET:.0f})")
     UPDATE_COMMAND_OPTIONS[:] = [o for o in group.options if o.dest not in NOT_IN_UPDATE_COMMAND]
     ini.register(parser, group)  # every option above is also an ini key (see ini.py)
 
@@ -143,7 +152,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # change what is measured (reports, gating modes). Every other option given is repeated.
 NOT_IN_UPDATE_COMMAND = {"backend", "precision", "update_baselines", "dry_run", "accept_broken",
                          "allow_improvement", "vaccbench_json", "vaccbench_html",
-                         "vaccbench_history", "vaccbench_strict", "confidence"}
+                         "vaccbench_history", "vaccbench_strict", "confidence", "no_triage",
+                         "triage_budget"}
 UPDATE_COMMAND_OPTIONS: list[Any] = []  # pytest's Argument objects, filled by pytest_addoption
 
 
@@ -159,6 +169,14 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.getoption(name) and not config.getoption("update_baselines"):
             raise pytest.UsageError(f"--{name.replace('_', '-')} applies to --update-baselines only")
     _check_int8_options(config)
+    keep = config.getoption("int8_keep_fp32")
+    if keep:
+        try:
+            parse_keep(keep)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--int8-keep-fp32={keep}: {exc}") from None
+    if config.getoption("triage_budget") < 0:
+        raise pytest.UsageError(f"--triage-budget must be >= 0 seconds, got {config.getoption('triage_budget')}")
     config.pluginmanager.register(VaccbenchSession(config), "vaccbench-session")
     config.pluginmanager.register(ShardRecorder(config), "vaccbench-shards")
 
@@ -220,6 +238,7 @@ class SuiteFile(pytest.File):
             suite = load_suite(self.path)
             entries = select_models(suite, session.baselines_dir)
             override = session.preprocess_override()
+            keep = self.config.getoption("int8_keep_fp32")
         except VaccbenchError as exc:
             raise self.CollectError(str(exc)) from None
         strict = bool(self.config.getoption("vaccbench_strict") or suite.strict)
@@ -228,7 +247,7 @@ class SuiteFile(pytest.File):
         for entry in entries:
             for backend in backends:
                 for precision in self._precisions(entry, backend, requested) or suite.precisions:
-                    case = _case(entry, backend, precision, override)
+                    case = _case(entry, backend, precision, override, keep)
                     item = AccuracyItem.from_parent(self, name=case.id, case=case, strict=strict)
                     size = case.entry.preprocess.output_size
                     if case.variant and size != entry.input_size:
@@ -255,12 +274,16 @@ class SuiteFile(pytest.File):
 
 
 def _case(entry: ModelEntry, backend: str, precision: str,
-          override: tuple[str, PreprocessSpec] | None) -> Case:
-    """--preprocess replaces the preprocessing of the backends that preprocess on the CPU."""
+          override: tuple[str, PreprocessSpec] | None, keep: str | None = None) -> Case:
+    """--preprocess replaces the preprocessing of the backends that preprocess on the CPU;
+    --int8-keep-fp32 makes onnxruntime int8 runs a variant of their own."""
     impl = _backend_or_none(backend)
+    kept = (triage.keep_variant(keep) if keep and backend == "onnxruntime"
+            and precision.startswith("int8") else None)
     if override is None or (impl is not None and impl.preprocesses_on_device):
-        return Case(entry, backend, precision)
-    return Case(replace(entry, preprocess=override[1]), backend, precision, override[0])
+        return Case(entry, backend, precision, kept)
+    variant = "+".join(filter(None, [override[0], kept]))
+    return Case(replace(entry, preprocess=override[1]), backend, precision, variant)
 
 
 def _backend_or_none(name: str) -> Backend | None:
@@ -342,7 +365,8 @@ class VaccbenchSession:
                                          "vamc_config": opt("vamc_config"),
                                          "ort_calibrator": opt("ort_calibrator"),
                                          "calib_images": opt("calib_images"),
-                                         "calib_include": opt("calib_include")},
+                                         "calib_include": opt("calib_include"),
+                                         "int8_keep_fp32": opt("int8_keep_fp32")},
                                   image_cache=not opt("no_image_cache"))
         self._override: tuple[str, PreprocessSpec] | None = None
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
@@ -433,9 +457,32 @@ class VaccbenchSession:
                                   f"this result: {why}")
             return
         if not verdict.passed:
-            raise GateFailure(verdict.message)
+            raise GateFailure(verdict.message + self.triage_note(item, verdict.kind, result, paired))
         if verdict.message:  # shown for passed tests with -rP
             item.add_report_section("call", "vaccbench gate", verdict.message)
+
+    def triage_note(self, item: AccuracyItem, kind: str, result: Any, paired: Any) -> str:
+        """For a failing int8 test: its layers ranked (onnxruntime), or the command that ranks
+        them on the CPU emulation (vamp: the accelerator's layer outputs are not available)."""
+        case, opt = item.case, self.config.getoption
+        if kind not in ("regression", "broken") or not case.precision.startswith("int8") or opt("no_triage"):
+            return ""
+        if case.backend == "vamp":
+            return "\n" + triage.cpu_command(case.entry, case.precision, opt("dataset") or
+                                              dataset_mod.BUILTIN_SKIMAGE, {
+                "--labels": opt("labels"), "--limit": opt("limit"), "--baselines": opt("baselines"),
+                "--weights-dir": str(self.options.weights_dir),
+                "--calib-images": self.options.extra.get("calib_images")})
+        if case.backend != "onnxruntime":
+            return ""
+        if paired is None or paired.agreement is None:
+            return f"\nlayer triage skipped: {paired.note if paired else 'no fp32 run to compare with'}"
+        try:
+            found = triage.triage_case(case.entry, case.precision, self.dataset(), self.options,
+                                       Path(result.predictions), Path(paired.note), opt("triage_budget"))
+        except Exception as exc:  # noqa: BLE001 - the gate's verdict stands whatever triage meets
+            return f"\nlayer triage failed: {type(exc).__name__}: {exc}"
+        return "\n" + found.message()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:

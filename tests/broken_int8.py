@@ -4,12 +4,15 @@ int8 build scored 0.6% top1). Plain functions, for any test that needs such a mo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 
 
-def break_weight_scales(source: Path, target: Path, factor: float = 0.0) -> int:
-    """Copy a QDQ model with the scale of every weight's DequantizeLinear multiplied by `factor`.
+def break_weight_scales(source: Path, target: Path, factor: float = 0.0,
+                        nodes: Collection[str] | None = None) -> int:
+    """Copy a QDQ model with the scale of every weight's DequantizeLinear multiplied by `factor`
+    (only those feeding the layers named in `nodes`, when given: a break in one layer).
 
     0 zeroes every weight; a large factor (1e3) mis-scales them so that activations saturate.
     A weight is a DequantizeLinear whose quantized input is an initializer (activations come
@@ -21,9 +24,11 @@ def break_weight_scales(source: Path, target: Path, factor: float = 0.0) -> int:
 
     model = onnx.load(str(source))
     initializers = {t.name: t for t in model.graph.initializer}
+    feeds = {i for n in model.graph.node if nodes is None or n.name in nodes for i in n.input}
     changed: set[str] = set()
     for node in model.graph.node:
-        if node.op_type != "DequantizeLinear" or node.input[0] not in initializers:
+        if (node.op_type != "DequantizeLinear" or node.input[0] not in initializers
+                or node.output[0] not in feeds):
             continue
         scale = initializers[node.input[1]]
         if scale.name not in changed:

@@ -374,3 +374,21 @@ def test_stub_refuses_a_missing_model(tmp_path: Path) -> None:
                            "--vdsp_params", "x.json", "--datalist", "d", "--path_output", "o"],
                           capture_output=True, text=True)
     assert done.returncode == 1 and "cannot load model" in done.stderr
+
+
+def test_failing_int8_build_says_how_to_triage_it_on_the_cpu(project: Project) -> None:
+    """The accelerator's layer outputs are out of reach: the message gives the command that
+    triages the onnxruntime emulation of the same calibration, with this run's data options."""
+    baseline = project.root / "baselines" / "stub.yaml"
+    baseline.write_text(baseline.read_text().replace(
+        "vamp/int8-percentile: {top1: 75.0", "vamp/int8-percentile: {top1: 90.0"))
+    result = project.run("--precision=int8-percentile", "-k", "stub-colours and not 1001", "--limit=8")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*layer triage: the accelerator's layer outputs are not available; rank the layers of the "
+        "CPU emulation of int8-percentile with:",
+        f"  vaccbench triage stub/stub-colours {project.root / 'colours' / 'images'} "
+        "--precision=int8-percentile --limit=8 --weights-dir=* --calib-images=1000"])
+    quiet = project.run("--precision=int8-percentile", "-k", "stub-colours and not 1001", "--no-triage")
+    quiet.assert_outcomes(failed=1)
+    assert "layer triage" not in quiet.stdout.str()

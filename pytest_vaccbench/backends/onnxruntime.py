@@ -42,6 +42,7 @@ from ..build_config import BuildConfig, read_build_config
 from ..calibration import DEFAULT_CALIBRATION_IMAGES, calibration_set
 from ..dataset import Dataset, Sample
 from ..errors import BackendError
+from ..layers import parse_keep
 from ..export import DEFAULT_OPSET, cached_export, file_digest, onnx_file_name, writable_dir
 from ..preprocess import PreprocessSpec, normalize
 from ..weights import find_weights
@@ -71,6 +72,7 @@ class OrtSettings:
     calib_include: bool = False
     vamc_config: Path | None = None
     ort_calibrator: bool = False  # onnxruntime's own calibrators instead of thresholds.py
+    keep_fp32: str | None = None  # --int8-keep-fp32: layers left out of quantization
 
     @classmethod
     def from_options(cls, options: RunOptions) -> "OrtSettings":
@@ -83,7 +85,8 @@ class OrtSettings:
                    calib_images=extra.get("calib_images") or DEFAULT_CALIBRATION_IMAGES,
                    calib_include=bool(extra.get("calib_include")),
                    vamc_config=Path(extra["vamc_config"]).expanduser() if extra.get("vamc_config") else None,
-                   ort_calibrator=bool(extra.get("ort_calibrator")))
+                   ort_calibrator=bool(extra.get("ort_calibrator")),
+                   keep_fp32=extra.get("int8_keep_fp32") or None)
 
 
 def build_config(entry: ModelEntry, settings: OrtSettings) -> BuildConfig | None:
@@ -364,7 +367,7 @@ class OnnxRuntimeBackend(Backend):
     precisions = ("fp32", "fp16", *CALIBRATION_METHODS)
     packages = ("onnxruntime", "onnx")
     option_keys = ("ort_provider", "opset", "int8_per_tensor", "calib_images", "calib_include",
-                   "ort_calibrator")
+                   "ort_calibrator", "int8_keep_fp32")
 
     def precisions_for(self, entry: ModelEntry, requested: tuple[str, ...] | None,
                        options: RunOptions) -> tuple[str, ...] | None:
@@ -444,14 +447,19 @@ class OnnxRuntimeBackend(Backend):
         settings = OrtSettings.from_options(options)
         build = self._build(entry, options)
         mode = precision.removeprefix("int8-")
+        keep_conv, keep_matmul = parse_keep(settings.keep_fp32) if settings.keep_fp32 else ((), ())
         if build is None:
-            recipe, spec = Int8Recipe(mode, settings.per_channel, ort_calibrator=settings.ort_calibrator), entry.preprocess
+            recipe = Int8Recipe(mode, settings.per_channel, tuple(keep_conv), tuple(keep_matmul),
+                                settings.ort_calibrator)
+            spec = entry.preprocess
         else:
             if build.unmirrored:
                 warnings.warn(BuildConfigWarning(
                     f"{build.path}: the onnxruntime emulation of {entry.test_name} does not mirror "
                     f"{'; '.join(build.unmirrored)}"), stacklevel=2)
-            recipe = Int8Recipe(mode, build.per_channel, build.skip_conv_layers, build.skip_matmul_layers,
+            recipe = Int8Recipe(mode, build.per_channel,
+                                tuple(sorted({*build.skip_conv_layers, *keep_conv})),
+                                tuple(sorted({*build.skip_matmul_layers, *keep_matmul})),
                                 settings.ort_calibrator)
             spec = build.calibration_spec(entry.preprocess)
         calibration = calibration_set(dataset, self._calib_count(entry, options))

@@ -1,0 +1,79 @@
+"""`vaccbench triage`: which layers of a model's int8 build lose accuracy (see triage.py).
+
+Runs the model in fp32 and int8 with the onnxruntime backend on the dataset (exports and int8
+graphs come from the cache the gate uses), then triages the int8 build: every quantized layer's single and
+accumulated error, keep-in-fp32 agreement for the worst, and the smallest set of layers to
+keep in fp32 (the vamc skip list and the gate option that confirm it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..errors import VaccbenchError
+from . import command, dataset_args
+
+
+def _triage_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a baseline model, `family/key` or `key`")
+    dataset_args(parser)
+    parser.add_argument("--precision", default="int8-max",
+                        help="int8-max (default), int8-percentile or int8-kl_divergence")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="weights quantized per tensor (default: per channel, as the zoo's builds)")
+    parser.add_argument("--calib-images", type=int, default=1000, metavar="N",
+                        help="calibration images drawn from the dataset (default 1000)")
+    parser.add_argument("--baselines", default="baselines", help="folder of baseline YAMLs")
+    parser.add_argument("--weights-dir", default=os.environ.get("VACCBENCH_WEIGHTS", "weights"),
+                        help="folder of weight files (default $VACCBENCH_WEIGHTS or ./weights)")
+    parser.add_argument("--onnx-dir", default=None, help="ready ONNX graphs (as the plugin's option)")
+    parser.add_argument("--cache", default=os.environ.get("VACCBENCH_CACHE", "~/.cache/vaccbench"),
+                        help="cache folder (default $VACCBENCH_CACHE or ~/.cache/vaccbench)")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="stop measuring keep-in-fp32 effects after this long (default: no limit)")
+    parser.add_argument("--json", action="store_true", help="print the triage as JSON")
+
+
+@command("triage", "rank the layers of an int8 build by the accuracy they lose (onnxruntime)",
+         _triage_args)
+def _triage(args: argparse.Namespace) -> int:
+    from ..backends import RunOptions
+    from ..backends.onnxruntime import CALIBRATION_METHODS
+    from ..dataset import limit, resolve
+    from ..export import _find_entry
+    from ..run import Case, evaluate
+    from ..triage import table
+
+    if args.precision not in CALIBRATION_METHODS:
+        raise VaccbenchError(f"--precision {args.precision}: the onnxruntime emulation has "
+                             f"{', '.join(CALIBRATION_METHODS)}")
+    entry = _find_entry(args.model, Path(args.baselines))
+    data = limit(resolve(args.dataset, args.labels), args.limit)
+    threads = args.threads or os.cpu_count() or 1
+    options = RunOptions(weights_dir=Path(args.weights_dir).expanduser().resolve(),
+                         cache_dir=Path(args.cache).expanduser().resolve(), threads=threads,
+                         workers=threads,
+                         extra={"int8_per_tensor": args.per_tensor, "calib_images": args.calib_images,
+                                "onnx_dir": args.onnx_dir})
+    fp32 = evaluate(Case(entry, "onnxruntime", "fp32"), data, options)
+    int8 = evaluate(Case(entry, "onnxruntime", args.precision), data, options)
+    from ..triage import triage_case
+
+    result = triage_case(entry, args.precision, data, options, Path(int8.predictions),
+                         Path(fp32.predictions), budget=args.budget, curve=True)
+    if args.json:
+        print(result.to_json())
+        return 0
+    print(f"{entry.key} onnxruntime/{args.precision} "
+          f"({'per-tensor' if args.per_tensor else 'per-channel'}) on {data.name}: top1 fp32 "
+          f"{fp32.top1:.2f}, int8 {int8.top1:.2f} (n={int8.n}, {int8.excluded} calibration images "
+          f"not counted)")
+    print(f"{result.images} triage images, {result.discordant} of them flipped by int8; int8 agrees "
+          f"with fp32 on {result.int8_agreement:.1f}% of them; {result.seconds:.0f}s")
+    print("\n".join(table(result.rows, result.int8_agreement)))
+    for line in [*result.recovery_lines(), *(f"skipped: {s}" for s in result.skipped)]:
+        print(line)
+    return 0
