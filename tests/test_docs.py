@@ -97,3 +97,12 @@ def test_shown_commands_print_what_the_doc_shows(doc: Path, tmp_path: Path, shar
                 problems.append(f"{where}\n  not printed any more:\n    " + "\n    ".join(missing)
                                 + "\n  printed:\n    " + "\n    ".join(done.stdout.splitlines()[-60:]))
     assert not problems, "\n\n".join(problems)
+
+
+def test_ci_runs_the_readme_install_and_test_commands() -> None:
+    """The README's ```bash block (install, main job, tests) is what CI runs, word for word."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert len(commands) == 3 and all(command in ci for command in commands), (commands, ci)
