@@ -1,7 +1,8 @@
 """Console blocks of the README and docs/: the commands they show and the output they promise.
 
 A ```console block holds commands (`$ ` lines; a trailing backslash continues a command on the
-next line) each followed by the output it printed. Running a block runs its commands in order
+next line; a here-document `<<'END'` runs on to its END line) each followed by the output it
+printed. Running a block runs its commands in order
 in one folder; a command's shown output must appear in what it really printed, line by line
 and in order, with spacing and durations ignored. A shown line `[...]` stands for any number
 of lines; `...` inside a shown line stands for any text there (paths and dates of the machine
@@ -18,6 +19,7 @@ from pathlib import Path
 
 SKIP = "[...]"
 _FENCE = re.compile(r"^```(\S*)\s*$")
+_HEREDOC = re.compile(r"<<'(\w+)'$")
 _DURATION = re.compile(r"\b\d+(\.\d+)?s\b( \(\d+:\d\d:\d\d\))?")
 
 
@@ -68,6 +70,11 @@ def _commands(body: list[str], first_line: int) -> list[Command]:
             while command.endswith("\\") and i + 1 < len(body):
                 i += 1
                 command = command[:-1].rstrip() + " " + body[i].strip()
+            heredoc = _HEREDOC.search(command)
+            if heredoc:  # the here-document's lines are part of the command
+                end = body.index(heredoc.group(1), i + 1)
+                command = "\n".join([command, *body[i + 1:end + 1]])
+                i = end
             if command.strip() == "echo $?" and commands:
                 commands[-1].shows_status = True
                 status = body[i + 1].strip() if i + 1 < len(body) else ""

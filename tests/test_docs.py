@@ -23,19 +23,20 @@ from doc_projects import PROJECTS
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 WITH_COMMANDS = [p for p in DOCS if blocks(p)]
-COPIED = ("suites", "baselines", "tests", "benchmarks", "pyproject.toml")
+COPIED = ("suites", "baselines", "tests", "benchmarks", "pytest_vaccbench", "pyproject.toml")
 
 
 # --- the checker itself -------------------------------------------------------------------------
 
 def test_blocks_parse_commands_output_and_status(tmp_path: Path) -> None:
     doc = tmp_path / "d.md"
-    doc.write_text("text\n```console\n$ echo a \\\n    b\na b\n$ false\n$ echo $?\n1\n```\n"
-                   "```bash\n$ not run\n```\n")
+    doc.write_text("text\n```console\n$ echo a \\\n    b\na b\n$ false\n$ echo $?\n1\n"
+                   "$ cat <<'END'\n$ x\nEND\nprinted\n```\n```bash\n$ not run\n```\n")
     (block,) = blocks(doc)
-    first, second = block.commands
+    first, second, third = block.commands
     assert (first.line, first.text, first.output) == (3, "echo a b", ["a b"])
     assert (second.text, second.shows_status, second.status, second.output) == ("false", True, 1, [])
+    assert (third.text, third.output) == ("cat <<'END'\n$ x\nEND", ["printed"])
 
 
 def test_missing_lines_ignores_spacing_durations_and_skips() -> None:
