@@ -200,7 +200,7 @@ def test_kill_9_in_the_middle_of_updates_leaves_every_file_old_or_new(tmp_path):
         proc = subprocess.Popen([sys.executable, str(script), str(last), *(f"{n}={k}" for n, k in keys.items())],
                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "started"
-        time.sleep(rng.uniform(0.05, 0.8))
+        time.sleep(rng.uniform(0.2, 2.0))  # the writer locks, re-reads and validates each file
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
