@@ -14,7 +14,8 @@ from pathlib import Path
 
 from _pytest.config.argparsing import Parser  # the parser pytest hands to pytest_addoption
 
-from . import cli, ini, plugin
+from . import cli, plugin
+from .plugin import ini
 
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "options.md"
 COMMAND = "python -m pytest_vaccbench.docgen"

@@ -33,7 +33,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert err.startswith("vaccbench dataset: error: ") and "does not exist" in err
 
 
-TOP_ROOMS = {"plugin.py", "ini.py", "shard_record.py", "docgen.py"}  # the pytest plugin and doc tools
+TOP_ROOMS = {"plugin", "docgen.py"}  # the pytest plugin (a package) and doc tools
 
 
 def test_stages_know_nothing_of_the_command_line_or_pytest() -> None:
@@ -41,7 +41,8 @@ def test_stages_know_nothing_of_the_command_line_or_pytest() -> None:
     package = Path(__file__).parents[1] / "pytest_vaccbench"
     offenders = []
     for path in sorted(package.rglob("*.py")):
-        if path.name in TOP_ROOMS or "cli" in path.relative_to(package).parts:
+        parts = path.relative_to(package).parts
+        if parts[0] in TOP_ROOMS or "cli" in parts:
             continue
         for line in path.read_text().splitlines():
             words = line.split()

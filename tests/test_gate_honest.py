@@ -207,10 +207,10 @@ def test_reasons_read_under_xdist_lose_the_worker_line() -> None:
     with it a strict-mode failure's status) must not depend on it."""
     from types import SimpleNamespace
 
-    from pytest_vaccbench.plugin import _reason
+    from pytest_vaccbench.plugin.running import report_reason
 
     report = SimpleNamespace(skipped=False, longrepr=None, longreprtext=(
         "[gw1] linux -- Python 3.11.7 /usr/bin/python\nstrict mode (--vaccbench-strict): no baseline"))
-    assert _reason(report) == "strict mode (--vaccbench-strict): no baseline"  # type: ignore[arg-type]
+    assert report_reason(report) == "strict mode (--vaccbench-strict): no baseline"  # type: ignore[arg-type]
     skipped = SimpleNamespace(skipped=True, longrepr=["f.yaml", 3, "Skipped: no weights"])
-    assert _reason(skipped) == "no weights"  # type: ignore[arg-type]
+    assert report_reason(skipped) == "no weights"  # type: ignore[arg-type]

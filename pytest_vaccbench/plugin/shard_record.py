@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from .merge import describe_selection, outcome_of
-from .report import MARKER
+from ..merge import describe_selection, outcome_of
+from ..report import MARKER
 
 WORKER_KEY = "vaccbench_selection"
 
@@ -24,7 +24,7 @@ class ShardRecorder:
         self.selection: dict[str, Any] | None = None
         self.ran: dict[str, dict[str, Any]] = {}
 
-    # trylast, and registered before pytest-split's plugin (plugin.pytest_configure is
+    # trylast, and registered before pytest-split's plugin (the plugin's pytest_configure is
     # tryfirst): runs after -k/-m deselection, before pytest-split keeps its group
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:

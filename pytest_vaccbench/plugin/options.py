@@ -1,0 +1,257 @@
+"""The plugin's options: their declarations (the one `vaccbench` --help group, each also an
+ini key), the usage checks made at startup, and the `RunOptions` the backends read.
+
+`run_options` and `update_command` are plain functions of the option values, testable
+without a pytest session; only `check_config` and `device_pool` need the config.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pytest
+
+from .. import triage
+from ..backends import RunOptions
+from ..devices import DevicePool, check_workers
+from ..errors import VaccbenchError
+from ..layers import parse_keep
+from ..options import check_options, parse_devices
+from . import ini
+
+Getter = Callable[[str], Any]  # config.getoption, or a dict's get in tests
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare the `vaccbench` option group (docgen writes docs/options.md from it)."""
+    group = parser.getgroup("vaccbench", "accuracy gates for image classifiers (pytest-vaccbench)")
+    group.addoption("--backend", action="append", default=None, metavar="NAME",
+                    help="backend(s) to run: reference, onnxruntime, vamp (repeat or comma-separate; "
+                         "default: the suite file's `backends`)")
+    group.addoption("--precision", action="append", default=None, metavar="P",
+                    help="precision(s): fp32 (default), fp16, int8-<calibration> ...")
+    group.addoption("--dataset", default=None, metavar="PATH",
+                    help="ImageNet images: flat folder + val_label.txt, wnid class folders, or "
+                         "<wnid>_<name>.JPEG files (default: the built-in skimage-photos)")
+    group.addoption("--dataset-name", default=None, metavar="NAME",
+                    help="key of this dataset in the baselines (default: imagenet-val for the full "
+                         "50k set, else the folder name)")
+    group.addoption("--labels", default=None, metavar="FILE",
+                    help="label file `<image> <class index>` for a flat folder")
+    group.addoption("--weights-dir", default=None, metavar="DIR",
+                    help="folder of weight files named <source>-<name>.pth (default: $VACCBENCH_WEIGHTS "
+                         "or ./weights)")
+    group.addoption("--limit", type=int, default=None, metavar="N",
+                    help="evaluate a deterministic, class-stratified subset of N images")
+    group.addoption("--update-baselines", action="store_true", default=False,
+                    help="record measured results in the baseline files instead of gating")
+    group.addoption("--allow-improvement", action="store_true", default=False,
+                    help="pass results better than the baseline beyond tolerance (by default "
+                         "they fail: the baseline is stale)")
+    group.addoption("--vaccbench-json", default=None, metavar="PATH",
+                    help="write results as JSON, per-image predictions in PATH's stem + .predictions/")
+    group.addoption("--vaccbench-html", default=None, metavar="PATH",
+                    help="write a self-contained HTML report: table and top1-delta plot")
+    group.addoption("--vaccbench-history", default=None, metavar="PATH",
+                    help="append this session's results to a SQLite history (see `vaccbench trend`)")
+    group.addoption("--baselines", default=None, metavar="DIR",
+                    help="folder of baseline YAMLs (default: the suite file's `baselines`)")
+    group.addoption("--vaccbench-cache", default=None, metavar="DIR",
+                    help="cache of exported models, preprocessed images and predictions (default: "
+                         "$VACCBENCH_CACHE, else $XDG_CACHE_HOME/vaccbench, else ~/.cache/vaccbench)")
+    group.addoption("--no-image-cache", action="store_true", default=False,
+                    help="decode every image again instead of reusing the preprocessed crops kept "
+                         "in <vaccbench-cache>/images")
+    group.addoption("--confidence", type=float, default=0.95, metavar="P",
+                    help="confidence level of the sampling allowance and agreement intervals "
+                         "(default 0.95)")
+    group.addoption("--batch-size", type=int, default=None, metavar="N",
+                    help="inference batch size (default: the backend's fastest, e.g. 8 for reference)")
+    group.addoption("--threads", type=int, default=None, metavar="N",
+                    help="inference threads (default: all cores, divided among xdist workers)")
+    group.addoption("--preprocess", default=None, metavar="vdsp:JSON",
+                    help="CPU backends: replace each model's preprocessing by an emulation of the "
+                         "accelerator's vdsp_params JSON; recorded as <precision>+vdsp-<name>")
+    group.addoption("--vamp-bin", default=None, metavar="CMD",
+                    help="the vamp runner, a path or command line (default: vamp on PATH)")
+    group.addoption("--vamp-root", default=None, metavar="DIR",
+                    help="compiled models named <name>-<int8-percentile|fp16-none>-3_H_W-vacc/<name>")
+    group.addoption("--vamp-timeout", type=float, default=3600.0, metavar="S",
+                    help="seconds one vamp run may take before it is killed (default: 3600)")
+    group.addoption("--vamp-instances", type=int, default=1, metavar="N", help="vamp -i (default 1)")
+    group.addoption("--vamp-processes", type=int, default=1, metavar="N", help="vamp -p (default 1)")
+    group.addoption("--vamp-batch", type=int, default=1, metavar="N", help="vamp -b (default 1)")
+    group.addoption("--vamp-args", default=None, metavar="ARGS",
+                    help="more vamp arguments, e.g. '--hwconfig hw.json'")
+    group.addoption("--devices", default=None, metavar="IDS",
+                    help="accelerator ids for vamp -d, e.g. 0,1,2,3: each xdist worker (or the one "
+                         "pytest process) holds a free one for the session, through a file lock")
+    group.addoption("--device-locks", default=None, metavar="DIR",
+                    help="folder of the --devices lock files, shared by every session that uses "
+                         "the same cards (default: <vaccbench-cache>/device-locks)")
+    group.addoption("--ort-provider", default="cpu", metavar="NAME",
+                    help="onnxruntime execution provider: cpu (default), cuda, or a full provider name")
+    group.addoption("--onnx-dir", default=None, metavar="DIR",
+                    help="ready ONNX graphs (<key>.onnx, or the zoo's <arch>_<size>.onnx) for onnxruntime; "
+                         "models without one are exported from their weights and cached")
+    group.addoption("--opset", type=int, default=11, metavar="N", help="ONNX opset of exports (default 11)")
+    group.addoption("--int8-per-tensor", action="store_true", default=False,
+                    help="int8: one weight scale per tensor (default: per output channel, as the zoo's builds)")
+    group.addoption("--int8-per-channel", action="store_true", default=False,
+                    help="deprecated: per-channel weights are the default now")
+    group.addoption("--vamc-config", default=None, metavar="FILE",
+                    help="int8/fp16: a vamc build config (either layout) whose build the onnxruntime "
+                         "emulation mirrors: mode, per-channel, count, float layers, preprocessing")
+    group.addoption("--ort-calibrator", action="store_true", default=False,
+                    help="int8: onnxruntime's own (slow) calibrators instead of the streaming ones")
+    group.addoption("--calib-images", type=int, default=1000, metavar="N",
+                    help="int8: calibration images drawn from the dataset, covering its classes "
+                         "(default 1000); they are left out of the accuracy count")
+    group.addoption("--calib-include", action="store_true", default=False,
+                    help="int8: count the calibration images too")
+    group.addoption("--vaccbench-strict", action="store_true", default=False,
+                    help="a gate for CI: every skip of a selected accuracy test (no weights, no "
+                         "compiled model, no vamp binary, no baseline) fails with its reason")
+    group.addoption("--accept-broken", action="store_true", default=False,
+                    help="--update-baselines: record results the gate classifies as a BROKEN "
+                         "BUILD too (refused by default)")
+    group.addoption("--dry-run", action="store_true", default=False,
+                    help="--update-baselines: print the diff of every baseline file it would "
+                         "change, write nothing")
+    group.addoption("--int8-keep-fp32", default=None, metavar="LAYERS",
+                    help="onnxruntime int8: leave these layers in fp32, e.g. conv0,conv17,matmul0 "
+                         "(ordinals as in vamc's skip_conv_layers); recorded as <precision>+keep-...")
+    group.addoption("--no-triage", action="store_true", default=False,
+                    help="a failing int8 test does not rank its layers (see docs/triage.md)")
+    group.addoption("--triage-budget", type=float, default=triage.DEFAULT_BUDGET, metavar="SECONDS",
+                    help="time a failing onnxruntime int8 test may spend ranking its layers "
+                         f"(default {triage.DEFAULT_BUDGET:.0f})")
+    UPDATE_COMMAND_OPTIONS[:] = [o for o in group.options if o.dest not in NOT_IN_UPDATE_COMMAND]
+    ini.register(parser, group)  # every option above is also an ini key (see ini.py)
+
+
+# Options the printed update command leaves out: it sets these itself, or they do not
+# change what is measured (reports, gating modes). Every other option given is repeated.
+NOT_IN_UPDATE_COMMAND = {"backend", "precision", "update_baselines", "dry_run", "accept_broken",
+                         "allow_improvement", "vaccbench_json", "vaccbench_html",
+                         "vaccbench_history", "vaccbench_strict", "confidence", "no_triage",
+                         "triage_budget"}
+UPDATE_COMMAND_OPTIONS: list[Any] = []  # pytest's Argument objects, filled by add_options
+
+
+def update_command(nodeid: str, backend: str, precision: str, opt: Getter,
+                   subset_name: Callable[[], str],
+                   declared: Iterable[Any] | None = None) -> str:
+    """The command that records a test's result, as it would run: every option of this
+    session that shapes the numbers, and a --dataset-name of its own for a subset
+    (--update-baselines refuses to record a subset under the whole dataset's name).
+    `subset_name` gives the dataset's name, asked only for such a subset."""
+    args = ["pytest", nodeid, f"--backend={backend}", f"--precision={precision}"]
+    for option in UPDATE_COMMAND_OPTIONS if declared is None else declared:
+        value = opt(option.dest)
+        if value is None or value == option.default:
+            continue
+        flag = option.names()[-1]
+        args.append(flag if value is True else f"{flag}={value}")
+    limit = opt("limit")
+    if limit and opt("dataset_name") is None:
+        args.append(f"--dataset-name={subset_name()}-limit{limit}")
+    return shlex.join([*args, "--update-baselines"])
+
+
+VAMP_OPTIONS = ("vamp_bin", "vamp_root", "vamp_timeout", "vamp_instances", "vamp_processes",
+                "vamp_batch", "vamp_args")
+BACKEND_OPTIONS = ("ort_provider", "onnx_dir", "opset", "int8_per_tensor", "vamc_config",
+                   "ort_calibrator", "calib_images", "calib_include", "int8_keep_fp32")
+
+
+def run_options(opt: Getter, cache: Path, device: str | None = None,
+                env: dict[str, str] | None = None, cpus: int | None = None) -> RunOptions:
+    """What the backends read, from the option values: --weights-dir (else
+    $VACCBENCH_WEIGHTS, else ./weights), --threads (else the cores divided among the xdist
+    workers), and the backend options in `extra`."""
+    env = os.environ if env is None else env
+    weights = opt("weights_dir") or env.get("VACCBENCH_WEIGHTS") or "weights"
+    workers = int(env.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    threads = opt("threads") or max(1, (cpus or os.cpu_count() or 1) // workers)
+    return RunOptions(weights_dir=Path(weights).expanduser().resolve(), cache_dir=cache,
+                      batch_size=opt("batch_size"), threads=threads, workers=threads,
+                      extra={**{name: opt(name) for name in VAMP_OPTIONS}, "device": device,
+                             **{name: opt(name) for name in BACKEND_OPTIONS}},
+                      image_cache=not opt("no_image_cache"))
+
+
+def check_config(config: pytest.Config) -> None:
+    """Usage errors at startup: contradicting or malformed options end the session with
+    pytest's usage error (exit 4) before anything is collected."""
+    opt = config.getoption
+    try:
+        check_options(vars(config.option))
+    except VaccbenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for name in ("dry_run", "accept_broken"):
+        if opt(name) and not opt("update_baselines"):
+            raise pytest.UsageError(f"--{name.replace('_', '-')} applies to --update-baselines only")
+    _check_int8_options(config)
+    keep = opt("int8_keep_fp32")
+    if keep:
+        try:
+            parse_keep(keep)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--int8-keep-fp32={keep}: {exc}") from None
+    if opt("triage_budget") < 0:
+        raise pytest.UsageError(f"--triage-budget must be >= 0 seconds, got {opt('triage_budget')}")
+    if opt("update_baselines") and opt("limit") and not opt("dataset_name"):
+        raise pytest.UsageError(
+            "--update-baselines with --limit would record a subset's figures under the whole "
+            "dataset's name; add --dataset-name NAME to record the subset under its own name")
+    confidence = float(opt("confidence"))
+    if not 0 < confidence < 1:
+        raise pytest.UsageError(f"--confidence must be between 0 and 1, got {confidence}")
+
+
+def _check_int8_options(config: pytest.Config) -> None:
+    """--int8-per-channel is the default now (deprecated); --vamc-config must be readable."""
+    if config.getoption("int8_per_channel"):
+        if config.getoption("int8_per_tensor"):
+            raise pytest.UsageError("--int8-per-channel and --int8-per-tensor contradict each other "
+                                    "(per-channel is the default: drop --int8-per-channel)")
+        config.issue_config_time_warning(pytest.PytestDeprecationWarning(
+            "--int8-per-channel is deprecated: per-channel weights are the default (--int8-per-tensor switches)"), 2)
+    if config.getoption("vamc_config"):
+        from ..build_config import read_build_config
+
+        try:
+            read_build_config(Path(config.getoption("vamc_config")).expanduser())
+        except VaccbenchError as exc:
+            raise pytest.UsageError(f"--vamc-config: {exc}") from None
+
+
+def device_pool(config: pytest.Config, cache: Path) -> DevicePool | None:
+    """--devices: the process that runs tests holds a free device for the session (an xdist
+    controller runs none and holds none); more workers than devices is a usage error. An
+    xdist worker that finds no free device fails its tests with the reason (a usage error
+    there would reach the terminal as xdist's traceback of a worker that did not start)."""
+    value = config.getoption("devices")
+    if not value:
+        return None
+    in_controller = not hasattr(config, "workerinput") and config.getoption("numprocesses", None)
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT") or config.getoption("numprocesses", None)
+    locks = config.getoption("device_locks")
+    try:
+        pool = DevicePool(parse_devices(value),
+                          Path(locks).expanduser().resolve() if locks else cache / "device-locks")
+        check_workers(pool.ids, int(workers or 1))
+    except VaccbenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if not in_controller:
+        try:
+            pool.acquire()
+        except VaccbenchError as exc:
+            if not hasattr(config, "workerinput"):
+                raise pytest.UsageError(str(exc)) from None
+            pool.problem = str(exc)
+    return pool

@@ -1,0 +1,145 @@
+"""Controller side: results gathered from the test reports (so pytest-xdist workers never
+write a file), then the baseline updates, the report files and the terminal summary.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pytest
+
+from .. import history
+from ..errors import VaccbenchError
+from ..report import (Results, find_payload, junit_properties, not_measured_line, session_info,
+                      skip_groups, summary_lines, write_html, write_json)
+from ..suite import is_suite_file
+from ..updates import apply_updates, recording_of
+from .collect import AccuracyItem, runner_of
+from .options import Getter
+from .running import report_reason
+
+NOTHING_MEASURED = pytest.ExitCode.NO_TESTS_COLLECTED  # exit 5: accuracy tests selected, none measured
+WRITERS: tuple[tuple[str, Callable[[list[Any], Path, dict[str, Any]], Any], str], ...] = (
+    ("vaccbench_json", write_json, "JSON report"),
+    ("vaccbench_html", write_html, "HTML report"),
+    ("vaccbench_history", lambda rows, path, info: history.append_run(path, rows, info), "history"),
+)
+
+
+def update_baselines(results: Results, accept_broken: bool, dry_run: bool) -> tuple[list[str], bool]:
+    """One locked write per baseline file (updates.apply_updates): the lines to show, and
+    False when a result was refused or a file could not be written (it is then left as it was)."""
+    recordings = [rec for row in results
+                  if (rec := recording_of(row.nodeid, row.outcome, row.result, row.gate))]
+    done = apply_updates(recordings, accept_broken=accept_broken, dry_run=dry_run)
+    for row in results:
+        row.updated = row.nodeid in done.written
+    return list(done.lines), done.ok
+
+
+def write_reports(rows: list[Any], info: dict[str, Any], opt: Getter) -> tuple[list[str], bool]:
+    """The report files asked for (--vaccbench-json/-html/-history): what was written or
+    failed, and False when one could not be written."""
+    lines, ok = [], True
+    for name, write, what in WRITERS:
+        if opt(name):
+            path = Path(opt(name)).expanduser()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)  # as --junitxml does
+                write(rows, path, info)
+                lines.append(f"{what}: {path}")
+            except (OSError, VaccbenchError) as exc:
+                lines.append(f"ERROR writing {what} {path}: {exc}")
+                ok = False
+    return lines, ok
+
+
+def terminal_lines(results: Results, messages: Iterable[str], width: int) -> list[tuple[str, bool]]:
+    """The summary section's lines, each with whether it is shown red."""
+    lines = [(line, False) for line in summary_lines(results, width)]
+    for reason, models in skip_groups(results):
+        lines += [(f"skipped ({len(models)}): {reason}", False), (f"  {', '.join(models)}", False)]
+    for row in results:
+        if row.result and row.result.excluded:
+            r = row.result
+            lines.append((f"{r.model} {r.backend}/{r.precision}: {r.excluded} calibration images "
+                          f"excluded from the count (n={r.n}; --calib-include counts them)", False))
+    return lines + [(line, line.startswith(("ERROR", "REFUSED"))) for line in messages]
+
+
+class ResultsCollector:
+    """Results of the session's accuracy tests, from their reports; on the controller, the
+    files and the summary made of them."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.is_worker = hasattr(config, "workerinput")
+        self.started = _dt.datetime.now()
+        self.results = Results()
+        self.messages: list[str] = []  # what the session wrote, or failed to write
+
+    @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.config.option.collectonly:
+            return  # nothing runs: nothing to report as not measured
+        self.results.select(i.nodeid for i in session.items if isinstance(i, AccuracyItem))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """pytest-xdist: the tests a worker will run (the controller collects none itself)."""
+        self.results.select(i for i in ids if is_suite_file(Path(i.split("::", 1)[0])))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.results.add(report.nodeid, report.when, report.outcome, report.keywords,
+                         report.user_properties, report_reason(report))
+        if report.when == "teardown" and not self.is_worker:  # JUnit XML reads teardown reports
+            payload = find_payload(report.user_properties)
+            if payload is not None:
+                report.user_properties.extend(junit_properties(payload))
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker:
+            return
+        opt = self.config.getoption
+        if opt("update_baselines"):
+            if exitstatus == pytest.ExitCode.INTERRUPTED:
+                self.messages.append("interrupted: no baseline file was changed")
+            else:
+                lines, ok = update_baselines(self.results, opt("accept_broken"), opt("dry_run"))
+                self.messages.extend(lines)
+                if not ok:
+                    session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
+        nothing = not_measured_line(self.results)
+        if nothing and exitstatus != pytest.ExitCode.INTERRUPTED:
+            self.messages.append(f"ERROR: {nothing}")
+            session.exitstatus = session.exitstatus or NOTHING_MEASURED
+        info = session_info(self.config.invocation_params.args, exitstatus, self.started)
+        if opt("vaccbench_json"):  # what `vaccbench merge` checks and needs
+            info.update(self.config.pluginmanager.get_plugin("vaccbench-shards").session_fields(
+                *self._dataset_identity()))
+        lines, ok = write_reports(list(self.results), info, opt)
+        self.messages.extend(lines)
+        if not ok:
+            session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
+
+    def _dataset_identity(self) -> tuple[str | None, str | None]:
+        """Name and fingerprint of the session's images, for `vaccbench merge`."""
+        try:
+            data = runner_of(self.config).dataset()
+        except VaccbenchError:
+            return None, None
+        return data.name, data.fingerprint()
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not len(self.results) and not self.messages:
+            return
+        datasets = sorted({row.result.dataset for row in self.results if row.result})
+        terminalreporter.section(f"vaccbench accuracy on {', '.join(datasets) or '-'}")
+        width = self.config.get_terminal_writer().fullwidth
+        for line, red in terminal_lines(self.results, self.messages, width):
+            terminalreporter.write_line(line, red=red)

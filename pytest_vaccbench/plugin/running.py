@@ -1,0 +1,207 @@
+"""Running one accuracy test: skip reasons, the dataset, evaluate, judge, and what a failing
+or refused test says (the gate's message, a layer triage, the command that records it).
+
+`CaseRunner` is the per-process state (options, the resolved dataset) and the hooks around
+a test's call (progress on the terminal, strict mode); the steps are plain functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from .. import dataset as dataset_mod
+from .. import progress, triage
+from ..backends import RunOptions, get_backend
+from ..cache import cache_dir
+from ..errors import VaccbenchError
+from ..gate import Expectation, Images, Verdict, expectation_for, judge, needs_paired, recording_target
+from ..metrics import Accuracy
+from ..preprocess import PreprocessSpec
+from ..report import PROPERTY, STRICT
+from ..run import Case, evaluate, paired_with_fp32
+from ..updates import Recording, refusal
+from ..vdsp import preprocess_option
+from .collect import AccuracyItem, GateFailure
+from .options import Getter, device_pool, run_options, update_command
+
+
+def report_reason(report: pytest.TestReport) -> str:
+    """A report's text; for a skip, its reason alone."""
+    if report.skipped and isinstance(report.longrepr, (tuple, list)) and len(report.longrepr) == 3:
+        return str(report.longrepr[2]).removeprefix("Skipped: ")  # (file, line, reason)
+    return re.sub(r"^\[gw\d+\] .*\n", "", report.longreprtext)  # xdist's worker line
+
+
+def make_strict(report: pytest.TestReport) -> None:
+    """Strict mode: a skip (not an xfail) becomes a failure with the same reason."""
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report_reason(report)
+        report.outcome = "failed"
+        report.longrepr = f"{STRICT} (--vaccbench-strict): {reason}"
+
+
+def _skip(reason: str) -> None:
+    """Skip reported at the model's baseline entry, not at this line (as pytest's skip marks do)."""
+    raise pytest.skip.Exception(reason, _use_item_location=True)
+
+
+def backend_skip_reason(case: Case, options: RunOptions) -> str | None:
+    """Why the case's backend cannot run it here (no such precision, no weights, no binary)."""
+    backend = get_backend(case.backend)
+    if case.precision not in backend.precisions:
+        return (f"backend {case.backend} has no precision {case.precision} "
+                f"(it has {', '.join(backend.precisions)})")
+    return backend.skip_reason(case.entry, case.precision, options)
+
+
+def payload_of(result: Any, expected: Expectation | None, verdict: Verdict) -> dict[str, Any]:
+    """What a test sends to the controller in its report (report.PROPERTY)."""
+    return {"result": json.loads(result.to_json()),
+            "expected": None if expected is None else
+            {"top1": expected.top1, "top5": expected.top5, "origin": expected.origin,
+             "tol1": expected.tolerance.top1, "tol5": expected.tolerance.top5},
+            "gate": {**verdict.details, "message": verdict.message}}
+
+
+def triage_note(case: Case, kind: str, result: Any, paired: Any, opt: Getter, options: RunOptions,
+                dataset: Callable[[], dataset_mod.Dataset]) -> str:
+    """For a failing int8 test: its layers ranked (onnxruntime), or the command that ranks
+    them on the CPU emulation (vamp: the accelerator's layer outputs are not available)."""
+    if kind not in ("regression", "broken") or not case.precision.startswith("int8") or opt("no_triage"):
+        return ""
+    if case.backend == "vamp":
+        return "\n" + triage.cpu_command(case.entry, case.precision, opt("dataset") or
+                                          dataset_mod.BUILTIN_SKIMAGE, {
+            "--labels": opt("labels"), "--limit": opt("limit"), "--baselines": opt("baselines"),
+            "--weights-dir": str(options.weights_dir),
+            "--calib-images": options.extra.get("calib_images")})
+    if case.backend != "onnxruntime":
+        return ""
+    if paired is None or paired.agreement is None:
+        return f"\nlayer triage skipped: {paired.note if paired else 'no fp32 run to compare with'}"
+    try:
+        found = triage.triage_case(case.entry, case.precision, dataset(), options,
+                                   Path(result.predictions), Path(paired.note), opt("triage_budget"))
+    except Exception as exc:  # noqa: BLE001 - the gate's verdict stands whatever triage meets
+        return f"\nlayer triage failed: {type(exc).__name__}: {exc}"
+    return "\n" + found.message()
+
+
+class CaseRunner:
+    """Per-process state of the tests: options, the devices held, the resolved dataset."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        opt = config.getoption
+        self.update = bool(opt("update_baselines"))
+        self.confidence = float(opt("confidence"))
+        self.baselines_dir = Path(opt("baselines")).resolve() if opt("baselines") else None
+        cache = cache_dir(opt("vaccbench_cache"))
+        self.devices = device_pool(config, cache)
+        self.options = run_options(opt, cache, self.devices.device if self.devices else None)
+        self._override: tuple[str, PreprocessSpec] | None = None
+        self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
+        self.is_worker = hasattr(config, "workerinput")
+        self._stdout = sys.stdout  # the terminal, captured output aside (capture is off now)
+
+    def preprocess_override(self) -> tuple[str, PreprocessSpec] | None:
+        """--preprocess=vdsp:FILE as (variant name, spec), or None."""
+        value = self.config.getoption("preprocess")
+        if value and self._override is None:
+            self._override = preprocess_option(value)
+        return self._override
+
+    def dataset(self) -> dataset_mod.Dataset:
+        """The session's images, resolved once (an error is kept and raised in every test)."""
+        if self._dataset is None:
+            opt = self.config.getoption
+            try:
+                full = dataset_mod.resolve(opt("dataset") or dataset_mod.BUILTIN_SKIMAGE,
+                                           opt("labels"), opt("dataset_name"))
+                self._dataset = dataset_mod.limit(full, opt("limit"))
+            except VaccbenchError as exc:
+                self._dataset = exc
+        if isinstance(self._dataset, VaccbenchError):
+            raise self._dataset
+        return self._dataset
+
+    def update_command(self, item: AccuracyItem) -> str:
+        return update_command(item.nodeid, item.case.backend, item.case.precision,
+                              self.config.getoption, lambda: self.dataset().name)
+
+    def run_case(self, item: AccuracyItem) -> None:
+        if self.devices and self.devices.problem:
+            raise VaccbenchError(self.devices.problem)
+        case = item.case
+        reason = backend_skip_reason(case, self.options)
+        if reason:
+            _skip(reason)
+        data = self.dataset()
+        expected = expectation_for(case.entry, data, case.backend, case.run_precision)
+        if expected is None and not self.update:
+            _skip(f"no baseline for {case.entry.key} on dataset {data.name!r} with "
+                  f"{case.backend}/{case.run_precision} in {case.entry.baseline_path.name}; "
+                  f"record one with: {self.update_command(item)}")
+        result = evaluate(case, data, self.options)
+        paired = (paired_with_fp32(result, case, self.options.cache_dir)
+                  if needs_paired(case.backend, case.run_precision) else None)
+        measured = Accuracy(result.n, result.correct1, result.correct5)
+        # recording: judged only to refuse a broken build (regressions are what updates record)
+        target = (recording_target(case.entry, data, case.backend, case.run_precision, measured,
+                                   paired) if self.update else expected)
+        verdict = judge(measured, target,
+                        Images(data.name, result.n, data.total, result.fingerprint),
+                        self.update_command(item), paired=paired,
+                        build=f"{case.backend}/{case.run_precision}", confidence=self.confidence,
+                        allow_improvement=self.config.getoption("allow_improvement"))
+        item.user_properties.append((PROPERTY, json.dumps(payload_of(result, expected, verdict))))
+        if self.update:
+            why = refusal(Recording(item.nodeid, "passed", result, verdict.kind),
+                          self.config.getoption("accept_broken"))
+            if why:
+                raise GateFailure(f"not recorded: {verdict.message}\n--update-baselines refuses "
+                                  f"this result: {why}")
+            return
+        if not verdict.passed:
+            raise GateFailure(verdict.message + triage_note(case, verdict.kind, result, paired,
+                                                            self.config.getoption, self.options,
+                                                            self.dataset))
+        if verdict.message:  # shown for passed tests with -rP
+            item.add_report_section("call", "vaccbench gate", verdict.message)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        """Show inference progress on the terminal (not when output is piped, nor on xdist workers)."""
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if not (isinstance(item, AccuracyItem) and terminal and not self.is_worker
+                and self._stdout.isatty()):
+            return (yield)
+        tw = self.config.get_terminal_writer()
+        width = tw.fullwidth - tw.width_of_current_line - 2
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+
+        def write(text: str) -> None:
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                self._stdout.write(text)
+                self._stdout.flush()
+
+        with progress.shown_on(write, width):
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Any:
+        report = yield
+        if getattr(item, "strict", False):
+            make_strict(report)
+        return report
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.devices:
+            self.devices.release()
