@@ -238,8 +238,12 @@ def device_pool(config: pytest.Config, cache: Path) -> DevicePool | None:
     value = config.getoption("devices")
     if not value:
         return None
-    in_controller = not hasattr(config, "workerinput") and config.getoption("numprocesses", None)
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT") or config.getoption("numprocesses", None)
+    is_worker = hasattr(config, "workerinput")
+    in_controller = not is_worker and config.getoption("numprocesses", None)
+    # a worker knows the count from xdist; the controller (or a plain run) from its own -n,
+    # never from an environment it may have inherited from an outer xdist run
+    workers = (os.environ.get("PYTEST_XDIST_WORKER_COUNT") if is_worker
+               else config.getoption("numprocesses", None))
     locks = config.getoption("device_locks")
     try:
         pool = DevicePool(parse_devices(value),
