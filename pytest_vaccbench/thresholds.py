@@ -100,6 +100,13 @@ def inherited_ranges(model: Any, tensors: list[str]) -> list[tuple[str, str]]:
             and node.input[0] in calibrated and node.output[0] in calibrated]
 
 
+def collected_tensors(tensors: list[str], inherited: list[tuple[str, str]]) -> list[str]:
+    """The calibrated tensors whose own range quantize_static reads: all but the inputs whose
+    range a Clip/Relu replaces (`inherited_ranges`), unless one is itself such an output."""
+    unread = {src for src, _ in inherited} - {dst for _, dst in inherited}
+    return [t for t in tensors if t not in unread]
+
+
 def activation_model(model: Any, tensors: list[str]) -> bytes:
     """`model` with the calibrated tensors as outputs (onnxruntime's calibrators do the same)."""
     import onnx
@@ -112,13 +119,17 @@ def activation_model(model: Any, tensors: list[str]) -> bytes:
     return augmented.SerializeToString()
 
 
-def _session(model: bytes, threads: int) -> Any:
+def _session(model: bytes, threads: int, spinning: bool = True) -> Any:
+    """A CPU session; `spinning` False: its idle threads yield at once (onnxruntime's default
+    busy-waits), leaving the cores to the binning that runs alongside."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
@@ -204,7 +215,7 @@ class TensorHistogram:
             self.counts = np.concatenate((self.counts, np.zeros(len(more), np.int64)))
 
     def _fold_absolute(self, part: np.ndarray, low: np.float32, high: np.float32, amax: np.float32) -> None:
-        x = np.abs(part, out=_buffers(part.size)[0])
+        x = part if low >= 0 else np.abs(part, out=_buffers(part.size)[0])  # |x| = x after a Relu/Clip
         first_last = self.edges[self.bins]  # end of the first batch's (linspace) grid
         if amax > first_last:  # the few values on the extended (np.arange) edges: as onnxruntime
             beyond = x[x > first_last]
@@ -246,7 +257,7 @@ def collect(model: Any, tensors: list[str], batches: Iterable[np.ndarray], absol
     held at most, whatever the number of batches."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    session = _session(activation_model(model, tensors), threads)
+    session = _session(activation_model(model, tensors), threads, spinning=False)
     feed = session.get_inputs()[0].name
     bins = PERCENTILE_BINS if absolute else ENTROPY_BINS
     hists = [TensorHistogram(bool(absolute), bins) for _ in tensors]
@@ -362,8 +373,7 @@ def compute_ranges(model: Any, mode: str, batches: Callable[[], Iterator[np.ndar
         raise ValueError(f"calibration mode {mode!r} is not one of {MODES}")
     tensors = calibrated_tensors(model)
     inherited = inherited_ranges(model, tensors)
-    unread = {src for src, _ in inherited} - {dst for _, dst in inherited}
-    collected = [t for t in tensors if t not in unread]
+    collected = collected_tensors(tensors, inherited)
     absolute = {"max": None, "kl_divergence": False}.get(mode, True)
     hists, low, high = collect(model, collected, batches(), absolute, threads)
     if mode == "max":

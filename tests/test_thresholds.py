@@ -65,6 +65,13 @@ def test_streamed_histograms_and_thresholds_match_onnxruntimes_collector(method)
         assert abs(low - want_low) <= REL_TOLERANCE * scale and abs(high - want_high) <= REL_TOLERANCE * scale
 
 
+@pytest.mark.parametrize("absolute", [True, False])
+def test_non_finite_activations_are_refused_by_name(absolute):
+    hist = thresholds.TensorHistogram(absolute, 128)
+    with pytest.raises(ValueError, match=r"^/blocks/3/Add_output_0 has non-finite values \(min -1.0, max nan\)"):
+        hist.add(np.array([0.5, np.nan, -1.0], np.float32), "/blocks/3/Add_output_0")
+
+
 def test_entropy_rule_equals_onnxruntimes_on_the_same_histograms():
     """The vectorised KL search against onnxruntime's loop, on histograms of several widths."""
     rng = np.random.default_rng(3)
