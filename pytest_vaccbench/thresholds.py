@@ -6,8 +6,8 @@ rule loops over bins in Python: on mobilenetv2 with 1000 images that was ~17x an
 This module computes the same per-tensor ranges in one streaming pass: the graph with the
 calibrated tensors as outputs runs one batch at a time, and each tensor is folded into its
 histogram by arithmetic and `np.bincount`, on threads (numpy releases the GIL), while
-onnxruntime runs the next batch into a second set of output arrays (memory: two batches of
-activations, whatever the number of images). Not collected: the input of a Clip/Relu whose
+onnxruntime runs the next batch (memory: two batches of activations, whatever the number of
+images). Not collected: the input of a Clip/Relu whose
 range quantize_static replaces by the Clip/Relu's output's (`inherited_ranges`); in
 mobilenetv2 that is every Conv before a ReLU6, 35 of 171 tensors but nearly half the
 activation values, and onnxruntime can then fuse those Conv+Clip pairs again.
@@ -252,35 +252,6 @@ class TensorHistogram:
         return np.linspace(-self.threshold, self.threshold, len(self.counts) + 1, dtype=np.float32)
 
 
-class _Outputs:
-    """`session.run(names, ...)` into two sets of arrays allocated once, used in turn
-    (onnxruntime writes its outputs into them through an IOBinding): no allocation, page
-    faults or copy per batch. A set is written again two batches later, when its binning is
-    done. The first batch of an input shape runs plainly, to learn the outputs' shapes."""
-
-    def __init__(self, session: Any, names: list[str]) -> None:
-        self.session, self.names = session, names
-        self.feed = session.get_inputs()[0].name
-        self.binding = session.io_binding()
-        self.shape: tuple[int, ...] | None = None
-        self.sets: list[list[np.ndarray]] = []
-
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        if x.shape != self.shape:
-            outputs = self.session.run(self.names, {self.feed: x})
-            self.shape, self.sets = x.shape, [[np.empty_like(o) for o in outputs] for _ in range(2)]
-            return outputs
-        self.sets.reverse()
-        self.binding.bind_cpu_input(self.feed, np.ascontiguousarray(x))
-        for name, array in zip(self.names, self.sets[0]):
-            self.binding.bind_output(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
-        self.session.run_with_iobinding(self.binding)
-        # an output onnxruntime did not write in place (the graph's input, handed back as it
-        # is, or an alias) is read from where it is
-        return [array if value.data_ptr() == array.ctypes.data else value.numpy()
-                for array, value in zip(self.sets[0], self.binding.get_outputs())]
-
-
 def collect(model: Any, tensors: list[str], batches: Iterable[np.ndarray], absolute: bool | None,
             threads: int = 1) -> tuple[list[TensorHistogram], np.ndarray, np.ndarray]:
     """One pass: the graph with the calibrated tensors as outputs, one batch at a time, each
@@ -290,7 +261,8 @@ def collect(model: Any, tensors: list[str], batches: Iterable[np.ndarray], absol
     held at most, whatever the number of batches."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    outputs = _Outputs(_session(activation_model(model, tensors), threads, spinning=False), tensors)
+    session = _session(activation_model(model, tensors), threads, spinning=False)
+    feed = session.get_inputs()[0].name
     bins = PERCENTILE_BINS if absolute else ENTROPY_BINS
     hists = [TensorHistogram(bool(absolute), bins) for _ in tensors]
     low = np.full(len(tensors), np.inf, np.float32)
@@ -305,10 +277,11 @@ def collect(model: Any, tensors: list[str], batches: Iterable[np.ndarray], absol
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         pending: list[Future] = []
         for x in batches:
-            arrays = outputs.run(x)
+            outputs = session.run(tensors, {feed: x})
             for job in pending:  # the previous batch, binned while this one ran
                 job.result()
-            pending = [pool.submit(fold, i, values) for i, values in enumerate(arrays)]
+            pending = [pool.submit(fold, i, values) for i, values in enumerate(outputs)]
+            del outputs  # each activation freed as soon as it is binned
         for job in pending:
             job.result()
     if absolute is not None:
