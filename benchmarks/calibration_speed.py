@@ -69,7 +69,7 @@ def child(kind: str, mode: str, n: int, cache: Path, weights: Path, threads: int
     elif kind == "outputs":  # the floor: the activations the calibration reads, not binned
         tensors = thresholds.calibrated_tensors(model)
         names = thresholds.collected_tensors(tensors, thresholds.inherited_ranges(model, tensors))
-        session = thresholds._session(thresholds.activation_model(model, names), threads)
+        session = thresholds._session(thresholds.activation_model(model, names), threads, spinning=False)
         for x in batches():
             session.run(names, {"input": x})
     elif kind == "fast":
