@@ -7,10 +7,10 @@ This module computes the same per-tensor ranges in one streaming pass: the graph
 calibrated tensors as outputs runs one batch at a time, and each tensor is folded into its
 histogram by arithmetic and `np.bincount`, on threads (numpy releases the GIL), while
 onnxruntime runs the next batch (memory: two batches of activations, whatever the number of
-images). Not collected: the input of a Clip/Relu whose
-range quantize_static replaces by the Clip/Relu's output's (`inherited_ranges`); in
-mobilenetv2 that is every Conv before a ReLU6, 35 of 171 tensors but nearly half the
-activation values, and onnxruntime can then fuse those Conv+Clip pairs again.
+images). Not collected: the input of a Clip/Relu whose range quantize_static replaces by the
+Clip/Relu's output's (`inherited_ranges`); in mobilenetv2 that is every Conv before a ReLU6,
+35 of 171 tensors but nearly half the activation values, and onnxruntime can then fuse those
+Conv+Clip pairs again.
 
 The histograms' grids are those onnxruntime's collectors end with: the first batch's range,
 widened by whole bins as larger values arrive, with the same float32 arithmetic. The
@@ -38,13 +38,26 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-VERSION = 1  # part of every cache key: bump when the ranges computed here change
+VERSION = 2  # part of every cache key: bump when the ranges computed here change
 MODES = ("max", "percentile", "kl_divergence", "mse")
 PERCENTILE = 99.999
 PERCENTILE_BINS = 2048  # onnxruntime's Percentile default
 ENTROPY_BINS = 128  # onnxruntime's Entropy defaults (num_bins, num_quantized_bins)
 ENTROPY_QUANTIZED_BINS = 128
 QUANT_LEVELS = 255  # int8: 256 levels, 255 steps
+
+
+class CalibrationError(ValueError):
+    """The calibration images make a calibrated tensor non-finite."""
+
+
+def finite_range(values: np.ndarray, name: str) -> tuple[np.float32, np.float32]:
+    """(min, max) of one batch of a tensor; NaN or inf is refused by the tensor's name."""
+    low, high = values.min(), values.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise CalibrationError(f"{name} has non-finite values (min {low}, max {high}): the graph cannot be "
+                               "calibrated on these images; check the model and its preprocessing")
+    return low, high
 
 
 def _ort_quantization() -> Any:
@@ -195,10 +208,7 @@ class TensorHistogram:
     def add(self, values: np.ndarray, name: str = "tensor") -> None:
         """Fold one batch of the tensor in."""
         x = np.asarray(values, np.float32).ravel()
-        low, high = x.min(), x.max()
-        if not (np.isfinite(low) and np.isfinite(high)):
-            raise ValueError(f"{name} has non-finite values (min {low}, max {high}): the graph cannot be "
-                             "calibrated on these images; check the model and its preprocessing")
+        low, high = finite_range(x, name)
         self.low, self.high = min(self.low, low), max(self.high, high)
         amax = np.float32(max(abs(low), abs(high)))
         grow = self._grow_absolute if self.absolute else self._grow_signed
@@ -270,7 +280,8 @@ def collect(model: Any, tensors: list[str], batches: Iterable[np.ndarray], absol
 
     def fold(i: int, values: np.ndarray) -> None:
         if absolute is None:
-            low[i], high[i] = min(low[i], values.min()), max(high[i], values.max())
+            batch_low, batch_high = finite_range(values, tensors[i])
+            low[i], high[i] = min(low[i], batch_low), max(high[i], batch_high)
         else:
             hists[i].add(values, tensors[i])
 

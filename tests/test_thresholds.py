@@ -65,13 +65,6 @@ def test_streamed_histograms_and_thresholds_match_onnxruntimes_collector(method)
         assert abs(low - want_low) <= REL_TOLERANCE * scale and abs(high - want_high) <= REL_TOLERANCE * scale
 
 
-@pytest.mark.parametrize("absolute", [True, False])
-def test_non_finite_activations_are_refused_by_name(absolute):
-    hist = thresholds.TensorHistogram(absolute, 128)
-    with pytest.raises(ValueError, match=r"^/blocks/3/Add_output_0 has non-finite values \(min nan, max nan\): the graph cannot be calibrated"):
-        hist.add(np.array([0.5, np.nan, -1.0], np.float32), "/blocks/3/Add_output_0")
-
-
 def test_entropy_rule_equals_onnxruntimes_on_the_same_histograms():
     """The vectorised KL search against onnxruntime's loop, on histograms of several widths."""
     rng = np.random.default_rng(3)
@@ -205,6 +198,19 @@ def test_graph_ranges_match_onnxruntimes_calibrators(tmp_path, mode, method):
     assert set(params["ours"]) == set(params["ort"]) and len(params["ours"]) >= 16
     for name, value in params["ours"].items():
         np.testing.assert_allclose(value, params["ort"][name], rtol=REL_TOLERANCE, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", thresholds.MODES)
+def test_non_finite_activations_are_refused_by_tensor_and_graph(tmp_path, mode):
+    from pytest_vaccbench.backends.onnxruntime import Int8Recipe, calibration_ranges
+    from pytest_vaccbench.errors import BackendError
+
+    source = conv_net(tmp_path / "net.onnx")
+    batch = np.ones((2, 3, 32, 32), np.float32)
+    batch[1, 0, 5, 5] = np.nan
+    with pytest.raises(BackendError, match=r"net\.onnx.*int8 calibration: input has non-finite values "
+                                           r"\(min nan, max nan\): the graph cannot be calibrated"):
+        calibration_ranges(source, Int8Recipe(mode=mode), lambda: iter([batch]), "key", tmp_path / "cache")
 
 
 class _Reader:
