@@ -106,7 +106,9 @@ def inherited_ranges(model: Any, tensors: list[str]) -> list[tuple[str, str]]:
     output's (onnxruntime's BaseQuantizer.adjust_tensor_ranges: the input has no other
     consumer and both are calibrated), in graph order: the order the replacements are made.
     The input's own range is never read unless it is itself such an output, so it need not
-    be collected (and the graph need not expose the activation before its Clip/Relu)."""
+    be collected (and the graph need not expose the activation before its Clip/Relu). This
+    holds while no Clip/Relu is kept in float: layers kept in float are Conv, MatMul and Gemm
+    nodes only (layers.py)."""
     from collections import Counter
 
     consumers = Counter(name for node in model.graph.node for name in node.input)
