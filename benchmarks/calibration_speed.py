@@ -6,6 +6,8 @@ peak RSS (resource.getrusage ru_maxrss: what the process held at its worst, mode
 imports included). The images are the dataset's crops from the image cache (built once,
 before any timing), in batches of 16 (quantize_static's calibration batch here). With
 more calibration images than the dataset has, the images are repeated (said in the output).
+Each image count also times the pass with the activations the calibration collects as
+outputs, without binning them: the floor of the streaming calibration.
 
     python benchmarks/calibration_speed.py --images 250,1000 --ort-images 250
 """
@@ -64,6 +66,12 @@ def child(kind: str, mode: str, n: int, cache: Path, weights: Path, threads: int
         session = thresholds._session(model.SerializeToString(), threads)
         for x in batches():
             session.run(None, {"input": x})
+    elif kind == "outputs":  # the floor: the activations the calibration reads, not binned
+        tensors = thresholds.calibrated_tensors(model)
+        names = thresholds.collected_tensors(tensors, thresholds.inherited_ranges(model, tensors))
+        session = thresholds._session(thresholds.activation_model(model, names), threads, spinning=False)
+        for x in batches():
+            session.run(names, {"input": x})
     elif kind == "fast":
         thresholds.compute_ranges(model, mode, batches, threads)
     else:  # onnxruntime's calibrator, fed one batch per collect_data as quantize_static does
@@ -145,7 +153,10 @@ def main() -> None:
             else:
                 row += f" {'-':>7} {'-':>6} {'-':>7} {'-':>8}" + ("  (onnxruntime has no mse)" if mode == "mse" else "")
             print(row, flush=True)
-        print(f"{n:>6} fp32 pass peak RSS {fp32['rss_mb']:.0f} MB", flush=True)
+        outputs = measure("outputs", "none", n, args)
+        print(f"{n:>6} fp32 pass peak RSS {fp32['rss_mb']:.0f} MB; the pass with the collected activations as "
+              f"outputs, not binned: {outputs['seconds']:.1f} s ({outputs['seconds'] / fp32['seconds']:.1f} x fp32), "
+              f"{outputs['rss_mb']:.0f} MB", flush=True)
 
 
 if __name__ == "__main__":

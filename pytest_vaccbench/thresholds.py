@@ -5,8 +5,12 @@ onnxruntime's Percentile calibrator rebuilds a histogram per calibration batch w
 rule loops over bins in Python: on mobilenetv2 with 1000 images that was ~17x an fp32 pass.
 This module computes the same per-tensor ranges in one streaming pass: the graph with the
 calibrated tensors as outputs runs one batch at a time, and each tensor is folded into its
-histogram by arithmetic and `np.bincount` (memory: one batch of activations, whatever the
-number of images), on threads (numpy releases the GIL).
+histogram by arithmetic and `np.bincount`, on threads (numpy releases the GIL), while
+onnxruntime runs the next batch (memory: two batches of activations, whatever the number of
+images). Not collected: the input of a Clip/Relu whose range quantize_static replaces by the
+Clip/Relu's output's (`inherited_ranges`); in mobilenetv2 that is every Conv before a ReLU6,
+35 of 171 tensors but nearly half the activation values, and onnxruntime can then fuse those
+Conv+Clip pairs again.
 
 The histograms' grids are those onnxruntime's collectors end with: the first batch's range,
 widened by whole bins as larger values arrive, with the same float32 arithmetic. The
@@ -28,18 +32,32 @@ calibration_cache_path=...)` writes the QDQ graph from it, and the file is the c
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-VERSION = 1  # part of every cache key: bump when the ranges computed here change
+VERSION = 2  # part of every cache key: bump when the ranges computed here change
 MODES = ("max", "percentile", "kl_divergence", "mse")
 PERCENTILE = 99.999
 PERCENTILE_BINS = 2048  # onnxruntime's Percentile default
 ENTROPY_BINS = 128  # onnxruntime's Entropy defaults (num_bins, num_quantized_bins)
 ENTROPY_QUANTIZED_BINS = 128
 QUANT_LEVELS = 255  # int8: 256 levels, 255 steps
+
+
+class CalibrationError(ValueError):
+    """The calibration images make a calibrated tensor non-finite."""
+
+
+def finite_range(values: np.ndarray, name: str) -> tuple[np.float32, np.float32]:
+    """(min, max) of one batch of a tensor; NaN or inf is refused by the tensor's name."""
+    low, high = values.min(), values.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise CalibrationError(f"{name} has non-finite values (min {low}, max {high}): the graph cannot be "
+                               "calibrated on these images; check the model and its preprocessing")
+    return low, high
 
 
 def _ort_quantization() -> Any:
@@ -83,6 +101,31 @@ def calibrated_tensors(model: Any) -> list[str]:
     return list(found)
 
 
+def inherited_ranges(model: Any, tensors: list[str]) -> list[tuple[str, str]]:
+    """(input, output) of each Clip/Relu whose input's range quantize_static replaces by the
+    output's (onnxruntime's BaseQuantizer.adjust_tensor_ranges: the input has no other
+    consumer and both are calibrated), in graph order: the order the replacements are made.
+    The input's own range is never read unless it is itself such an output, so it need not
+    be collected (and the graph need not expose the activation before its Clip/Relu). This
+    holds while no Clip/Relu is kept in float: layers kept in float are Conv, MatMul and Gemm
+    nodes only (layers.py)."""
+    from collections import Counter
+
+    consumers = Counter(name for node in model.graph.node for name in node.input)
+    calibrated = set(tensors)
+    quantized = set(quantized_op_types())
+    return [(node.input[0], node.output[0]) for node in model.graph.node
+            if node.op_type in ("Clip", "Relu") and node.op_type in quantized and consumers[node.input[0]] == 1
+            and node.input[0] in calibrated and node.output[0] in calibrated]
+
+
+def collected_tensors(tensors: list[str], inherited: list[tuple[str, str]]) -> list[str]:
+    """The calibrated tensors whose own range quantize_static reads: all but the inputs whose
+    range a Clip/Relu replaces (`inherited_ranges`), unless one is itself such an output."""
+    unread = {src for src, _ in inherited} - {dst for _, dst in inherited}
+    return [t for t in tensors if t not in unread]
+
+
 def activation_model(model: Any, tensors: list[str]) -> bytes:
     """`model` with the calibrated tensors as outputs (onnxruntime's calibrators do the same)."""
     import onnx
@@ -95,30 +138,54 @@ def activation_model(model: Any, tensors: list[str]) -> bytes:
     return augmented.SerializeToString()
 
 
-def _session(model: bytes, threads: int) -> Any:
+def _session(model: bytes, threads: int, spinning: bool = True) -> Any:
+    """A CPU session; `spinning` False: its idle threads yield at once (onnxruntime's default
+    busy-waits), leaving the cores to the binning that runs alongside."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-def uniform_counts(x: np.ndarray, first: float, last: float, bins: int) -> np.ndarray:
+_scratch = threading.local()  # per binning thread: the arrays one CHUNK is binned in
+
+
+def _buffers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's scratch arrays (float32, float32, intp), `n` long: no allocation per chunk."""
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None or bufs[0].size < n:
+        bufs = _scratch.bufs = (np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.intp))
+    return bufs[0][:n], bufs[1][:n], bufs[2][:n]
+
+
+def uniform_counts(x: np.ndarray, first: float, last: float, bins: int,
+                   bounds: tuple[float, float] | None = None) -> np.ndarray:
     """np.histogram(x, bins, range=(first, last)) for float32 `x`, by arithmetic and
     np.bincount: values below `first` are dropped, values above `last` land in the last bin.
-    It differs from np.histogram only for a value within float32 rounding of a bin edge."""
+    It differs from np.histogram only for a value within float32 rounding of a bin edge.
+    `bounds`: a (lower, upper) bound of `x` known to the caller; the clipping pass is skipped
+    when every value maps into the bins (or just past them) anyway."""
     width = (np.float64(last) - np.float64(first)) / bins
     inv = np.float32(1.0 / width) if width > 0 else np.float32(0)
-    y = x * inv
-    y += np.float32(1.0 - np.float64(first) * inv)  # bin i -> i + 1; below the range -> 0
-    idx = y.astype(np.intp)
-    np.clip(idx, 0, bins, out=idx)  # `last` itself (bins + 1 after the shift): the last bin
-    return np.bincount(idx, minlength=bins + 1)[1:]
+    shift = np.float32(1.0 - np.float64(first) * inv)  # bin i -> i + 1; below the range -> 0
+    _, y, idx = _buffers(x.size)
+    np.multiply(x, inv, out=y)
+    y += shift
+    lowest, highest = (np.float32(np.float32(b) * inv) + shift for b in bounds) if bounds else (-np.inf, np.inf)
+    if not (lowest >= 0 and highest < bins + 2):  # the float32 map is monotonic: its extremes are these
+        np.clip(y, 0, bins + 1, out=y)
+    np.copyto(idx, y, casting="unsafe")
+    counts = np.bincount(idx, minlength=bins + 2)
+    counts[bins] += counts[bins + 1]  # `last` itself (bins + 1 after the shift): the last bin
+    return counts[1:bins + 1]
 
 
-CHUNK = 1 << 18  # values binned at a time: the scratch arrays stay in the CPU's cache
+CHUNK = 1 << 16  # values binned at a time: the scratch arrays stay in the CPU's cache
 
 
 class TensorHistogram:
@@ -140,17 +207,17 @@ class TensorHistogram:
         self.counts: np.ndarray | None = None
         self.threshold = np.float32(0)  # entropy: the grid is (-threshold, threshold)
 
-    def add(self, values: np.ndarray) -> None:
+    def add(self, values: np.ndarray, name: str = "tensor") -> None:
         """Fold one batch of the tensor in."""
         x = np.asarray(values, np.float32).ravel()
-        low, high = x.min(), x.max()
+        low, high = finite_range(x, name)
         self.low, self.high = min(self.low, low), max(self.high, high)
         amax = np.float32(max(abs(low), abs(high)))
         grow = self._grow_absolute if self.absolute else self._grow_signed
         grow(x, amax)
         fold = self._fold_absolute if self.absolute else self._fold_signed
         for start in range(0, x.size, CHUNK):
-            fold(x[start:start + CHUNK], amax)
+            fold(x[start:start + CHUNK], low, high, amax)
 
     def _grow_absolute(self, x: np.ndarray, amax: np.float32) -> None:
         if self.edges is None:  # np.histogram(|x|, bins): the first batch's range
@@ -163,8 +230,8 @@ class TensorHistogram:
             self.edges = np.hstack((self.edges, more)).astype(np.float32)
             self.counts = np.concatenate((self.counts, np.zeros(len(more), np.int64)))
 
-    def _fold_absolute(self, part: np.ndarray, amax: np.float32) -> None:
-        x = np.abs(part)
+    def _fold_absolute(self, part: np.ndarray, low: np.float32, high: np.float32, amax: np.float32) -> None:
+        x = part if low >= 0 else np.abs(part, out=_buffers(part.size)[0])  # |x| = x after a Relu/Clip
         first_last = self.edges[self.bins]  # end of the first batch's (linspace) grid
         if amax > first_last:  # the few values on the extended (np.arange) edges: as onnxruntime
             beyond = x[x > first_last]
@@ -172,7 +239,7 @@ class TensorHistogram:
                 extra, _ = np.histogram(beyond, bins=self.edges[self.bins:])
                 self.counts[self.bins:] += extra
                 self.counts[self.bins - 1] -= beyond.size  # uniform_counts puts them in its last bin
-        self.counts[:self.bins] += uniform_counts(x, self.edges[0], first_last, self.bins)
+        self.counts[:self.bins] += uniform_counts(x, self.edges[0], first_last, self.bins, (0.0, amax))
 
     def _grow_signed(self, x: np.ndarray, amax: np.float32) -> None:
         if self.counts is None:
@@ -187,8 +254,8 @@ class TensorHistogram:
                 self.threshold = np.float32(half * stride + self.threshold)
                 self.counts = np.concatenate((np.zeros(half, np.int64), self.counts, np.zeros(half, np.int64)))
 
-    def _fold_signed(self, part: np.ndarray, amax: np.float32) -> None:
-        self.counts += uniform_counts(part, -self.threshold, self.threshold, len(self.counts))
+    def _fold_signed(self, part: np.ndarray, low: np.float32, high: np.float32, amax: np.float32) -> None:
+        self.counts += uniform_counts(part, -self.threshold, self.threshold, len(self.counts), (low, high))
 
     def grid(self) -> np.ndarray:
         """The bin edges of `counts`."""
@@ -201,27 +268,35 @@ def collect(model: Any, tensors: list[str], batches: Iterable[np.ndarray], absol
             threads: int = 1) -> tuple[list[TensorHistogram], np.ndarray, np.ndarray]:
     """One pass: the graph with the calibrated tensors as outputs, one batch at a time, each
     tensor's values folded into its histogram (absolute None: min/max only) on `threads`
-    threads (numpy releases the GIL in the per-element work)."""
-    from concurrent.futures import ThreadPoolExecutor
+    threads (numpy releases the GIL in the per-element work). Batch k is binned while
+    onnxruntime runs batch k + 1 (it releases the GIL too): two batches of activations are
+    held at most, whatever the number of batches."""
+    from concurrent.futures import Future, ThreadPoolExecutor
 
-    session = _session(activation_model(model, tensors), threads)
+    session = _session(activation_model(model, tensors), threads, spinning=False)
     feed = session.get_inputs()[0].name
     bins = PERCENTILE_BINS if absolute else ENTROPY_BINS
     hists = [TensorHistogram(bool(absolute), bins) for _ in tensors]
     low = np.full(len(tensors), np.inf, np.float32)
     high = np.full(len(tensors), -np.inf, np.float32)
 
-    def fold(i: int) -> None:
-        values, outputs[i] = outputs[i], None  # each batch's activations freed as they are done
+    def fold(i: int, values: np.ndarray) -> None:
         if absolute is None:
-            low[i], high[i] = min(low[i], values.min()), max(high[i], values.max())
+            batch_low, batch_high = finite_range(values, tensors[i])
+            low[i], high[i] = min(low[i], batch_low), max(high[i], batch_high)
         else:
-            hists[i].add(values)
+            hists[i].add(values, tensors[i])
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        pending: list[Future] = []
         for x in batches:
             outputs = session.run(tensors, {feed: x})
-            list(pool.map(fold, range(len(tensors))))
+            for job in pending:  # the previous batch, binned while this one ran
+                job.result()
+            pending = [pool.submit(fold, i, values) for i, values in enumerate(outputs)]
+            del outputs  # each activation freed as soon as it is binned
+        for job in pending:
+            job.result()
     if absolute is not None:
         low, high = np.array([h.low for h in hists]), np.array([h.high for h in hists])
     return hists, low, high
@@ -307,16 +382,25 @@ def mse_threshold(counts: np.ndarray, edges: np.ndarray, low: float, high: float
 
 def compute_ranges(model: Any, mode: str, batches: Callable[[], Iterator[np.ndarray]],
                    threads: int = 1) -> dict[str, tuple[np.float32, np.float32]]:
-    """(low, high) per calibrated tensor for `mode`, in one streaming pass over `batches()`."""
+    """(low, high) per calibrated tensor for `mode`, in one streaming pass over `batches()`:
+    the ranges quantize_static uses. The input of a Clip/Relu that inherits its output's
+    range (`inherited_ranges`) is not collected but given that range, as quantize_static
+    would (onnxruntime's calibrators collect it, and quantize_static then overwrites it)."""
     if mode not in MODES:
         raise ValueError(f"calibration mode {mode!r} is not one of {MODES}")
     tensors = calibrated_tensors(model)
+    inherited = inherited_ranges(model, tensors)
+    collected = collected_tensors(tensors, inherited)
     absolute = {"max": None, "kl_divergence": False}.get(mode, True)
-    hists, low, high = collect(model, tensors, batches(), absolute, threads)
+    hists, low, high = collect(model, collected, batches(), absolute, threads)
     if mode == "max":
-        return {t: (np.float32(low[i]), np.float32(high[i])) for i, t in enumerate(tensors)}
-    rule = {"percentile": percentile_threshold, "kl_divergence": entropy_threshold, "mse": mse_threshold}[mode]
-    return {t: rule(h.counts, h.grid(), float(h.low), float(h.high)) for t, h in zip(tensors, hists)}
+        ranges = {t: (np.float32(low[i]), np.float32(high[i])) for i, t in enumerate(collected)}
+    else:
+        rule = {"percentile": percentile_threshold, "kl_divergence": entropy_threshold, "mse": mse_threshold}[mode]
+        ranges = {t: rule(h.counts, h.grid(), float(h.low), float(h.high)) for t, h in zip(collected, hists)}
+    for src, dst in inherited:  # in graph order, as adjust_tensor_ranges replaces them
+        ranges[src] = ranges[dst]
+    return {t: ranges[t] for t in tensors}
 
 
 def save_calibration(ranges: dict[str, tuple[np.float32, np.float32]], mode: str, path: Path) -> Path:

@@ -159,7 +159,8 @@ def test_graph_ranges_match_onnxruntimes_calibrators(tmp_path, mode, method):
 
     source = conv_net(tmp_path / "net.onnx")
     rng = np.random.default_rng(6)
-    batches = [rng.normal(0, 1 + 0.2 * i, (4, 3, 32, 32)).astype(np.float32) for i in range(5)]
+    # the last batch shorter: the outputs of another shape are bound afresh
+    batches = [rng.normal(0, 1 + 0.2 * i, (4 if i < 4 else 3, 3, 32, 32)).astype(np.float32) for i in range(5)]
     model = thresholds.calibration_model(source)
     ours = thresholds.compute_ranges(model, mode, lambda: iter(batches))
     onnx.save(model, str(tmp_path / "prepared.onnx"))
@@ -172,11 +173,44 @@ def test_graph_ranges_match_onnxruntimes_calibrators(tmp_path, mode, method):
             calibrator.collect_data(_Reader(batch))
         expected = calibrator.compute_data()
     assert set(ours) == set(expected.data) and len(ours) >= 8
+    inherited = dict(thresholds.inherited_ranges(model, thresholds.calibrated_tensors(model)))
+    assert inherited == {"c0": "r0"}  # the stem's Conv output feeds only its Relu
     for name, (low, high) in ours.items():
-        want_low, want_high = (float(np.ravel(v)[0]) for v in expected[name].range_value)
+        source = inherited.get(name, name)  # onnxruntime's calibrator collects c0 too
+        want_low, want_high = (float(np.ravel(v)[0]) for v in expected[source].range_value)
         scale = max(abs(want_low), abs(want_high), 1e-12)
         assert abs(low - want_low) <= REL_TOLERANCE * scale, name
         assert abs(high - want_high) <= REL_TOLERANCE * scale, name
+    # quantize_static itself replaces c0's range by r0's: the same QDQ graph from either cache
+    from onnxruntime.quantization import QuantFormat, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    save_tensors_data(expected, tmp_path / "ort.json")
+    thresholds.save_calibration(ours, mode, tmp_path / "ours.json")
+    params = {}
+    for which in ("ort", "ours"):
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(str(tmp_path / "prepared.onnx"), str(tmp_path / f"{which}.onnx"), None,
+                            calibration_cache_path=str(tmp_path / f"{which}.json"), quant_format=QuantFormat.QDQ,
+                            calibrate_method=thresholds.calibration_method(mode))
+        params[which] = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / f"{which}.onnx")).graph.initializer
+                         if t.name.endswith(("_scale", "_zero_point"))}
+    assert set(params["ours"]) == set(params["ort"]) and len(params["ours"]) >= 16
+    for name, value in params["ours"].items():
+        np.testing.assert_allclose(value, params["ort"][name], rtol=REL_TOLERANCE, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", thresholds.MODES)
+def test_non_finite_activations_are_refused_by_tensor_and_graph(tmp_path, mode):
+    from pytest_vaccbench.backends.onnxruntime import Int8Recipe, calibration_ranges
+    from pytest_vaccbench.errors import BackendError
+
+    source = conv_net(tmp_path / "net.onnx")
+    batch = np.ones((2, 3, 32, 32), np.float32)
+    batch[1, 0, 5, 5] = np.nan
+    with pytest.raises(BackendError, match=r"net\.onnx.*int8 calibration: input has non-finite values "
+                                           r"\(min nan, max nan\): the graph cannot be calibrated"):
+        calibration_ranges(source, Int8Recipe(mode=mode), lambda: iter([batch]), "key", tmp_path / "cache")
 
 
 class _Reader:

@@ -273,7 +273,10 @@ def calibration_ranges(source: Path, recipe: Int8Recipe, batches: Callable[[], I
 
     out = _derived_dir(source, cache_dir) / f"ranges-{recipe.mode}-v{thresholds.VERSION}-{key}.json"
     if not out.is_file():
-        ranges = thresholds.compute_ranges(thresholds.calibration_model(source), recipe.mode, batches, threads)
+        try:
+            ranges = thresholds.compute_ranges(thresholds.calibration_model(source), recipe.mode, batches, threads)
+        except thresholds.CalibrationError as exc:
+            raise BackendError(f"int8 calibration: {exc}", source) from None
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         os.replace(thresholds.save_calibration(ranges, recipe.mode, tmp), out)
     return out
