@@ -366,3 +366,14 @@ def _plain(node: Any) -> Any:
     if isinstance(node, list):
         return [_plain(v) for v in node]
     return node
+
+
+def find_entry(name: str, baselines: Path) -> ModelEntry:
+    """The baseline model named `family/key` or `key` (which must be unique) in a folder."""
+    family, _, key = name.rpartition("/")
+    found = [e for f in load_families(baselines, [family] if family else None)
+             for e in f.models.values() if e.key == key]
+    if len(found) != 1:
+        raise VaccbenchError(f"{'no' if not found else len(found)} baseline model(s) named {key!r}"
+                             f"{' in family ' + family if family else ''}", baselines)
+    return found[0]

@@ -23,7 +23,7 @@ from doc_projects import PROJECTS
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 WITH_COMMANDS = [p for p in DOCS if blocks(p)]
-COPIED = ("suites", "baselines", "tests", "benchmarks", "pytest_vaccbench", "pyproject.toml")
+COPIED = ("suites", "baselines", "tests", "benchmarks", "pytest_vaccbench", "docs", "pyproject.toml")
 
 
 # --- the checker itself -------------------------------------------------------------------------

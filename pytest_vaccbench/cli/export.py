@@ -7,7 +7,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ..baselines import ModelEntry
+from ..baselines import find_entry
 from ..errors import VaccbenchError
 from ..export import (DEFAULT_OPSET, INPUT_NAME, ExportOptions, adhoc_entry, export_entry, onnx_file_name,
                       writable_dir)
@@ -38,24 +38,12 @@ def _export_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-dir", default=".", help="output folder (default: here)")
 
 
-def _find_entry(name: str, baselines: Path) -> ModelEntry:
-    from ..baselines import load_families
-
-    family, _, key = name.rpartition("/")
-    found = [e for f in load_families(baselines, [family] if family else None)
-             for e in f.models.values() if e.key == key]
-    if len(found) != 1:
-        raise VaccbenchError(f"{'no' if not found else len(found)} baseline model(s) named {key!r}"
-                             f"{' in family ' + family if family else ''}", baselines)
-    return found[0]
-
-
 @command("export", "export a timm/torchvision model with local weights to ONNX", _export_args)
 def _export(args: argparse.Namespace) -> int:
     from ..weights import find_weights
 
     if args.model:
-        entry = _find_entry(args.model, Path(args.baselines))
+        entry = find_entry(args.model, Path(args.baselines))
         lookup = find_weights(entry, Path(args.weights_dir).expanduser())
         weights = Path(args.pretrained_weights) if args.pretrained_weights else lookup.path
         if weights is None:

@@ -12,6 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..baselines import find_entry
 from ..errors import VaccbenchError
 from . import command, dataset_args
 
@@ -43,14 +44,13 @@ def _triage(args: argparse.Namespace) -> int:
     from ..backends import RunOptions
     from ..backends.onnxruntime import CALIBRATION_METHODS
     from ..dataset import limit, resolve
-    from ..export import _find_entry
     from ..run import Case, evaluate
     from ..triage import table
 
     if args.precision not in CALIBRATION_METHODS:
         raise VaccbenchError(f"--precision {args.precision}: the onnxruntime emulation has "
                              f"{', '.join(CALIBRATION_METHODS)}")
-    entry = _find_entry(args.model, Path(args.baselines))
+    entry = find_entry(args.model, Path(args.baselines))
     data = limit(resolve(args.dataset, args.labels), args.limit)
     threads = args.threads or os.cpu_count() or 1
     options = RunOptions(weights_dir=Path(args.weights_dir).expanduser().resolve(),
