@@ -114,7 +114,7 @@ def test_three_shards_merge_to_the_single_run(runs: Runs) -> None:
                 for t in json.loads(path.read_text())["tests"]}
 
     want = per_test(root / "single.json")
-    assert len(want) == 6 and want["suites/zoo.yaml::zoob/zoo-broken[vamp-fp16]"] == ("failed", 8, 1, 6, "FAILED")
+    assert len(want) == 7 and want["suites/zoo.yaml::zoob/zoo-broken[vamp-fp16]"] == ("failed", 8, 1, 6, "FAILED")
     assert want["suites/zoo.yaml::zooa/zoo-m00[vamp-int8-percentile]"] == ("passed", 8, 6, 7, "passed")
     assert per_test(root / "nightly.json") == want
     assert everything_but_timing(root / "nightly.json") == everything_but_timing(root / "single.json")
