@@ -34,17 +34,8 @@ pytest.importorskip("onnxruntime")
 # cannot be imported a second time in one process
 pytest.importorskip("onnx")
 
-CENTROIDS = {1: (220, 20, 20), 100: (20, 200, 30), 300: (30, 40, 210), 500: (230, 220, 40),
-             700: (40, 210, 220), 999: (200, 50, 200)}
-# (colour class, label, width, height): the last two are labelled off their colour on purpose
-IMAGES = [(1, 1, 50, 40), (100, 100, 64, 48), (300, 300, 40, 40), (500, 500, 33, 61),
-          (700, 700, 45, 45), (999, 999, 70, 36), (1, 999, 52, 52), (100, 42, 48, 64)]
-VDSP = {"OpType": "FUSION_OP_RGB_RESIZE_CVTCOLOR_CROP_NORM_TENSOR",
-        "OpConfig": {"IimageFormat": "RGB_PLANAR", "IimageWidth": 40, "IimageHeight": 40,
-                     "OimageWidth": 32, "OimageHeight": 32, "CropX": 4, "CropY": 4,
-                     "ResizeWidth": 40, "ResizeHeight": 40, "IimageWidthPitch": 40,
-                     "IimageHeightPitch": 40, "Mean": [0, 0, 0], "Std": [1, 1, 1],
-                     "NormaType": "EQUAL", "ColorCvtCode": "NO_CHANGE", "ResizeType": "BILINEAR_CV"}}
+from colour_zoo import CENTROIDS, IMAGES, VDSP  # noqa: E402  (the colours dataset and its vdsp file)
+
 BASELINE = """\
 family: stub
 preprocess: {resize: 40, resize_mode: square, crop: 32, library: cv2}
