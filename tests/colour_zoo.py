@@ -54,11 +54,11 @@ def default_models(count: int = 3) -> list[ZooModel]:
             ZooModel("zoo-uncompiled", "zooa", ())]
 
 
-def build(root: Path, models: list[ZooModel] | None = None) -> Path:
-    """Lay the project out under `root`; returns root."""
+def write_colours(root: Path) -> Path:
+    """The colours dataset (`colours/images` + `val_label.txt`, flat layout) and its vdsp file
+    `colours.json` under `root`; returns the vdsp file."""
     import cv2
 
-    models = default_models() if models is None else models
     images = root / "colours" / "images"
     images.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -71,6 +71,13 @@ def build(root: Path, models: list[ZooModel] | None = None) -> Path:
     (root / "colours" / "val_label.txt").write_text("\n".join(rows) + "\n")
     vdsp = root / "colours.json"
     vdsp.write_text(json.dumps(VDSP))
+    return vdsp
+
+
+def build(root: Path, models: list[ZooModel] | None = None) -> Path:
+    """Lay the project out under `root`; returns root."""
+    models = default_models() if models is None else models
+    vdsp = write_colours(root)
     good = vamp_standin.colour_model(root / "export" / "colours.onnx", CENTROIDS)
     moved = dict(zip(CENTROIDS, list(CENTROIDS.values())[1:] + list(CENTROIDS.values())[:1]))
     broken = vamp_standin.colour_model(root / "export" / "moved.onnx", moved)

@@ -34,7 +34,7 @@ pytest.importorskip("onnxruntime")
 # cannot be imported a second time in one process
 pytest.importorskip("onnx")
 
-from colour_zoo import CENTROIDS, IMAGES, VDSP  # noqa: E402  (the colours dataset and its vdsp file)
+from colour_zoo import CENTROIDS, VDSP, write_colours  # noqa: E402  (the colours dataset)
 
 BASELINE = """\
 family: stub
@@ -76,18 +76,7 @@ class Project:
     def __init__(self, pytester: pytest.Pytester) -> None:
         self.pytester = pytester
         self.root = pytester.path
-        images = self.root / "colours" / "images"
-        images.mkdir(parents=True)
-        rows = []
-        for i, (colour, label, width, height) in enumerate(IMAGES):
-            name = f"ILSVRC2012_val_{i + 1:08d}.png"
-            pixels = np.zeros((height, width, 3), dtype=np.uint8)
-            pixels[:] = CENTROIDS[colour][::-1]  # written as BGR
-            cv2.imwrite(str(images / name), pixels)
-            rows.append(f"{name} {label}")
-        (self.root / "colours" / "val_label.txt").write_text("\n".join(rows) + "\n")
-        vdsp = self.root / "colours.json"
-        vdsp.write_text(json.dumps(VDSP))
+        vdsp = write_colours(self.root)
         onnx = vamp_standin.colour_model(self.root / "export" / "colours.onnx", CENTROIDS)
         self.models = self.root / "models"
         self.prefixes = vamp_standin.install(self.models, "stub-colours", onnx, vdsp,
@@ -178,6 +167,14 @@ def _alive(pid: int) -> bool:
     return "State:\tZ" not in state
 
 
+def gone_within(pid: int, seconds: float = 5) -> bool:
+    """Whether process `pid` ends (or is a zombie) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _alive(pid)
+
+
 def test_a_hanging_vamp_is_killed_with_its_children(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     child_file = project.root / "child.pid"
     monkeypatch.setenv("VAMP_STUB_FAIL", "hang")
@@ -189,11 +186,7 @@ def test_a_hanging_vamp_is_killed_with_its_children(project: Project, monkeypatc
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*vamp did not finish within 3 s (--vamp-timeout); it and its child "
                                  "processes were killed.", "*| [[]vamp] waiting for the device ..."])
-    child = int(child_file.read_text())
-    deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(child)
+    assert gone_within(int(child_file.read_text()))
 
 
 def test_missing_model_or_vdsp_file_fails_when_the_baseline_expects_results(project: Project) -> None:
