@@ -1,8 +1,10 @@
 """Compare: two result sets (two --vaccbench-json reports, or two runs inside one) side by side.
 
-Per model and dataset: each side's top1/top5 and n, the difference, and where both saw the
-same images (matched by file name) the image-by-image view: top-1 agreement, exact McNemar,
-the images whose correctness flipped and the classes that lost most. Plain functions; the
+Per model and dataset: where both saw the same images (matched by file name), first the
+image-by-image view, the sound comparison: the difference on those images, top-1 agreement,
+exact McNemar, the images whose correctness flipped and the classes that lost most; then
+each side's top1/top5 and n and the difference of those totals, labelled `other images`
+when the two sides measured different image sets (never the headline). Plain functions; the
 `vaccbench compare` command (cli/compare.py) prints `compare_lines` or writes `compare_html`.
 """
 
@@ -141,6 +143,13 @@ class Pair:
     note: str = ""  # why there is no image-by-image comparison
     flips: tuple[Flip, ...] = ()
     classes: tuple[ClassChange, ...] = ()  # every class whose top-1 count changed, worst first
+    top5_change: int = 0  # B - A top-5 correct on the images both saw
+
+    @property
+    def same_images(self) -> bool:
+        """Whether both sides measured the same images, so that their totals compare."""
+        g = self.agreement
+        return self.a.fingerprint == self.b.fingerprint or bool(g and g.n == self.a.n == self.b.n)
 
     @property
     def top1_delta(self) -> float:
@@ -155,6 +164,12 @@ class Pair:
         """B - A top1 on the images both saw (nan without them)."""
         g = self.agreement
         return 100.0 * (g.run_only - g.reference_only) / g.n if g and g.n else float("nan")
+
+    @property
+    def paired_top5_delta(self) -> float:
+        """B - A top5 on the images both saw (nan without them)."""
+        g = self.agreement
+        return 100.0 * self.top5_change / g.n if g and g.n else float("nan")
 
 
 def _load_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -196,7 +211,9 @@ def paired(a: Record, b: Record) -> Pair:
     classes = sorted((ClassChange(k, ca[k][0], ca[k][1], cb[k][1]) for k in ca
                       if ca[k][1] != cb[k][1]), key=lambda c: (c.change, c.label))
     note = "" if len(both) == max(a.n, b.n) else f"of {a.n} and {b.n}"
-    return Pair(a, b, compared, note, tuple(flips), tuple(classes))
+    top5_change = int((top5_b[:, :5] == labels[:, None]).any(axis=1).sum()
+                      - (top5_a[:, :5] == labels[:, None]).any(axis=1).sum())
+    return Pair(a, b, compared, note, tuple(flips), tuple(classes), top5_change)
 
 
 def pair_up(a: Sequence[Record], b: Sequence[Record], select_a: Selector = Selector(),
@@ -238,25 +255,34 @@ def _flip_line(f: Flip) -> str:
             f"A {class_name(f.top1_a)!r}, B {class_name(f.top1_b)!r}")
 
 
+OTHER_IMAGES = "other images"  # the label of a difference between two different image sets
+
+
 def compare_lines(pairs: Sequence[Pair], flips: int = 10, classes: int = 5) -> list[str]:
-    """Per pair a block: each side, B - A, the paired view, the first `flips` flipped images
-    and the `classes` classes that lost most. Fits 80 columns but for long file names."""
+    """Per pair a block: first what is sound, the difference on the images both sides saw
+    (paired: agreement, exact McNemar), then each side's totals and their difference,
+    labelled `other images` when the sides measured different sets; then the first `flips`
+    flipped images and the `classes` classes that lost most. Fits 80 columns but for long
+    file names."""
     lines: list[str] = []
     for p in pairs:
-        run_w = max(len(p.a.run), len(p.b.run))
-        lines += [f"{p.a.name} on {p.a.dataset}",
-                  *(f"  {side} {r.run:<{run_w}}  top1 {r.top1:7.3f}  top5 {r.top5:7.3f}  n={r.n}"
-                    for side, r in (("A", p.a), ("B", p.b))),
-                  f"  {'B - A':<{run_w + 2}}  top1 {p.top1_delta:+7.3f}  top5 {p.top5_delta:+7.3f}"]
+        run_w = max(len(p.a.run), len(p.b.run), len("B - A, " + OTHER_IMAGES) - 2)
         g = p.agreement
+        lines.append(f"{p.a.name} on {p.a.dataset}")
+        if g is not None:
+            lines += [f"  same {g.n} images{f' ({p.note})' if p.note else ''}, paired: B - A top1 "
+                      f"{p.paired_delta:+.3f}  top5 {p.paired_top5_delta:+.3f}",
+                      f"    B lost {g.reference_only}, gained {g.run_only}: exact McNemar "
+                      f"p={g.mcnemar_p:.3g}; top-1 agreement {g.percent:.3f}% ({g.agree}/{g.n})"]
+        totals = "B - A" if p.same_images else f"B - A, {OTHER_IMAGES}"
+        lines += [*(f"  {side} {r.run:<{run_w}}  top1 {r.top1:7.3f}  top5 {r.top5:7.3f}  n={r.n}"
+                    for side, r in (("A", p.a), ("B", p.b))),
+                  f"  {totals:<{run_w + 2}}  top1 {p.top1_delta:+7.3f}  top5 {p.top5_delta:+7.3f}"
+                  + ("" if p.same_images else "  (not like for like)")]
         if g is None:
             lines.append(f"  {p.note}")
             lines.append("")
             continue
-        lines += [f"  same {g.n} images{f' ({p.note})' if p.note else ''}: top-1 agreement "
-                  f"{g.percent:.3f}% ({g.agree}/{g.n})",
-                  f"    B lost {g.reference_only}, gained {g.run_only} (top1 {p.paired_delta:+.3f} on "
-                  f"these images); exact McNemar p={g.mcnemar_p:.3g}"]
         if p.flips:
             lines.append(f"  flipped images ({len(p.flips)}, lost first):")
             lines += [f"    {_flip_line(f)}" for f in p.flips[:flips]]
@@ -280,6 +306,11 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}.neg{color:#c62828}.pos{color:#2
 """
 
 
+class Plain(str):
+    """A table cell shown without the red/green of a signed number (a difference that is
+    not like for like)."""
+
+
 def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1) -> str:
     ths = "".join(f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(head))
     body = []
@@ -287,8 +318,9 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1) ->
         tds = []
         for i, cell in enumerate(row):
             text = html.escape(str(cell))
-            cls = "l" if i < left else ("neg" if text.startswith("-") and text != "-" else
-                                       "pos" if text.startswith("+") and text.strip("+0.") else "")
+            cls = "l" if i < left else "" if isinstance(cell, Plain) else (
+                "neg" if text.startswith("-") and text != "-" else
+                "pos" if text.startswith("+") and text.strip("+0.") else "")
             tds.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
         body.append(f"<tr>{''.join(tds)}</tr>")
     return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -303,13 +335,26 @@ def classes_table(classes: Sequence[ClassChange]) -> str:
 
 def compare_html(pairs: Sequence[Pair], title: str) -> str:
     """One self-contained page (inline CSS, nothing fetched): the summary table, then per
-    pair every flipped image and every class that changed."""
-    summary = _table(["model", "dataset", "A", "B", "top1 A", "top1 B", "delta", "top5 A", "top5 B",
-                      "delta", "n A", "n B", "agreement", "McNemar p"],
-                     [(p.a.name, p.a.dataset, p.a.run, p.b.run, f"{p.a.top1:.3f}", f"{p.b.top1:.3f}",
-                       f"{p.top1_delta:+.3f}", f"{p.a.top5:.3f}", f"{p.b.top5:.3f}", f"{p.top5_delta:+.3f}",
-                       p.a.n, p.b.n, f"{p.agreement.percent:.3f}%" if p.agreement else "-",
-                       f"{p.agreement.mcnemar_p:.3g}" if p.agreement else "-") for p in pairs], left=4)
+    pair every flipped image and every class that changed. The summary leads with the
+    difference on the images both sides saw; a difference of totals over different image
+    sets is labelled and never coloured as a loss."""
+    def row(p: Pair) -> tuple[Any, ...]:
+        g = p.agreement
+        if g is not None:
+            images, top1, top5 = f"same {g.n}", f"{p.paired_delta:+.3f}", f"{p.paired_top5_delta:+.3f}"
+        elif p.same_images:
+            images, top1, top5 = f"same {p.a.n}", f"{p.top1_delta:+.3f}", f"{p.top5_delta:+.3f}"
+        else:
+            images, top1, top5 = OTHER_IMAGES, "-", "-"
+        totals = (f"{p.top1_delta:+.3f}" if p.same_images else
+                  Plain(f"{p.top1_delta:+.3f} ({OTHER_IMAGES})"))
+        return (p.a.name, p.a.dataset, p.a.run, p.b.run, images, top1, top5,
+                f"{g.percent:.3f}%" if g else "-", f"{g.mcnemar_p:.3g}" if g else "-",
+                f"{p.a.top1:.3f}", f"{p.b.top1:.3f}", totals, p.a.n, p.b.n)
+
+    summary = _table(["model", "dataset", "A", "B", "images compared", "top1 B - A", "top5 B - A",
+                      "agreement", "McNemar p", "top1 A", "top1 B", "totals B - A", "n A", "n B"],
+                     [row(p) for p in pairs], left=5)
     sections = []
     for p in pairs:
         head = f"<h2>{html.escape(p.a.name)} on {html.escape(p.a.dataset)}: " \

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import __version__
+from .baselines import unread_entries
 from .compare import Pair, Record, classes_table, paired
 from .errors import VaccbenchError
 from .gate import STALE
@@ -45,6 +46,7 @@ class Row:
     expected: dict[str, Any] | None = None  # the payload's: top1, top5, tol1, tol5, origin
     stale: bool = False
     updated: bool = False  # its baseline entry was written by --update-baselines
+    unchanged: bool = False  # --update-baselines left its entry as it was (same numbers, images)
     reason: str = ""  # why it was skipped, errored, crashed or failed: the report's text
     gate: dict[str, Any] | None = None  # the gate's details (verdict, allowance, paired ...)
 
@@ -77,7 +79,16 @@ class Row:
             return "stale" if self.stale else "FAILED"
         if self.updated:
             return "updated"
+        if self.unchanged:
+            return "unchanged"
+        if self.weak:
+            return "weak"
         return "passed" if self.expected else "no baseline"
+
+    @property
+    def weak(self) -> str | None:
+        """Why the gate could not see a drop of --max-allowed points (gate.weakness), or None."""
+        return (self.gate or {}).get("weak")
 
     def expected_value(self, metric: str) -> float | None:
         value = (self.expected or {}).get(metric)
@@ -182,23 +193,25 @@ def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else format(round(value, 3) + 0.0, spec)
 
 
-COLUMNS = (("top1", 7), ("expect", 7), ("delta", 7), ("tol", 5), ("top5", 7), ("delta5", 7),
-           ("n", 6))
+COLUMNS = (("top1", 7), ("expect", 7), ("delta", 7), ("tol", 5), ("allowed", 7), ("top5", 7),
+           ("delta5", 7), ("n", 6))
 
 
 def _numbers(row: Row) -> list[str]:
     r = row.result
     if r is None:
         return ["-"] * len(COLUMNS)
+    allowed = row.allowed("top1") if row.expected_value("top1") is not None else None
     return [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
             _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
-            f"{r.top5:.3f}", _num(row.delta("top5"), "+.3f"), str(r.n)]
+            _num(allowed, ".2f"), f"{r.top5:.3f}", _num(row.delta("top5"), "+.3f"), str(r.n)]
 
 
 def summary_lines(rows: Iterable[Row], width: int = 80) -> list[str]:
     """The terminal table in `width` columns: per model family a heading line, then per test
-    the model key, backend/precision, top1 measured/expected/delta/tolerance, top5 and its
-    delta, n and status. Names are never shortened: a key too long for its column takes a
+    the model key, backend/precision, top1 measured/expected/delta/tolerance and the
+    difference the gate allowed (tolerance plus sampling allowance), top5 and its delta, n
+    and status. Names are never shortened: a key too long for its column takes a
     line of its own; when not even the run fits beside the numbers (80 columns), every test
     takes two lines, its key and run, then the numbers."""
     by_family: dict[str, list[Row]] = {}
@@ -294,7 +307,7 @@ h1{font-size:20px;margin:0 0 4px}.meta{color:#666;margin:0 0 16px}h2{font-size:1
 table{border-collapse:collapse;margin:16px 0}
 th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
-tr.FAILED td,tr.stale td,tr.error td,tr.crashed td{background:#fde8e8}
+tr.FAILED td,tr.stale td,tr.error td,tr.crashed td{background:#fde8e8}tr.weak td{background:#fff6d6}
 td.s{font-weight:600}tr.FAILED td.s,tr.stale td.s,tr.error td.s,tr.crashed td.s{color:#c62828}
 td.reason{white-space:normal;max-width:40em}
 .neg{color:#c62828}.pos{color:#2e7d32}
@@ -435,11 +448,13 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
             cells += ["-"] * 10
         tds = "".join(f'<td class="l">{html.escape(c)}</td>' if i < 3 else f"<td>{html.escape(c)}</td>"
                       for i, c in enumerate(cells))
-        reason = row.reason.strip().splitlines()[0] if row.reason.strip() else ""
+        reason = row.reason.strip().splitlines()[0][:100] if row.reason.strip() else ""
+        if row.weak and not reason:  # a passing gate that could not see a small drop
+            reason = f"weak: {row.weak}"
         body.append(f'<tr class="{html.escape(row.status.replace(" ", "-"))}">{tds}'
                     f'<td class="s l">{html.escape(row.status)}</td>'
-                    f'<td class="l reason" title="{html.escape(row.reason)}">'
-                    f'{html.escape(reason[:100])}</td></tr>')
+                    f'<td class="l reason" title="{html.escape(row.reason or reason)}">'
+                    f'{html.escape(reason)}</td></tr>')
     ths = "".join(f'<th class="l">{h}</th>' if i < 3 or h in ("status", "reason") else f"<th>{h}</th>"
                   for i, h in enumerate(head))
     counts: dict[str, int] = {}
@@ -468,6 +483,30 @@ def session_info(args: Sequence[str], exitstatus: int, started: _dt.datetime) ->
     return {"command": " ".join(["pytest", *args]), "exitstatus": int(exitstatus),
             "started": started.isoformat(timespec="seconds"),
             "finished": _dt.datetime.now().isoformat(timespec="seconds")}
+
+
+# -- what the session's gates could not see, and entries no test read ----------------------
+
+def weak_lines(rows: Iterable[Row]) -> list[str]:
+    """One line per weak gate: which test, and what it cannot see and how many images it needs."""
+    return [f"weak: {row.model} {row.run}: {row.weak}" for row in rows if row.result and row.weak]
+
+
+def unread_lines(rows: Iterable[Row]) -> list[str]:
+    """The baseline entries of the measured models, on the session's datasets, that no
+    selected test read (an entry nothing reads gates nothing: a dead or deselected run)."""
+    read = set()
+    for row in rows:
+        r = row.result
+        if r is not None:
+            read.add((r.baseline, r.model, r.dataset, f"{r.backend}/{r.precision}"))
+            if (row.expected or {}).get("run"):
+                read.add((r.baseline, r.model, r.dataset, row.expected["run"]))
+    found = unread_entries(read)
+    if not found:
+        return []
+    return [f"baseline entries no selected test read ({sum(len(runs) for _, _, runs in found)}):",
+            *(f"  {entry.test_name} on {dataset}: {', '.join(runs)}" for entry, dataset, runs in found)]
 
 
 # -- what was not measured ------------------------------------------------------------------

@@ -67,6 +67,9 @@ class Result:
     options: dict[str, Any] = field(default_factory=dict)  # backend options that shape the numbers
     excluded: int = 0  # images left out of the count (int8 calibration images)
     device: int | None = None  # the accelerator it ran on (--devices), else None
+    # baseline image sets (fingerprint -> n) these images include: a --limit draw of them
+    # (updates.covers); recording over such an entry adds images, it does not change them
+    covers: dict[str, int] = field(default_factory=dict)
 
     @property
     def top1(self) -> float:

@@ -66,18 +66,19 @@ def test_terminal_summary_has_one_row_per_test(reported):
     start = next(i for i, line in enumerate(lines) if "vaccbench accuracy on skimage-photos" in line)
     table = lines[start + 1:start + 16]
     assert table[0] == "model  run"
-    assert table[1].split() == ["top1", "expect", "delta", "tol", "top5", "delta5", "n", "status"]
+    assert table[1].split() == ["top1", "expect", "delta", "tol", "allowed", "top5", "delta5", "n",
+                                "status"]
     assert [line.split() for line in table[3:]] == [
         ["efficientnet_lite"],
         ["timm-efficientnet_lite0", "fake/fp32"],
-        ["60.000", "60.000", "+0.000", "0.50", "100.000", "+0.000", "5", "passed"],
+        ["60.000", "60.000", "+0.000", "0.50", "0.50", "100.000", "+0.000", "5", "passed"],
         ["mobilenet_v2"],
-        ["torchvision-mobilenet_v2", "fake/fp32"], [*["-"] * 7, "skipped"],
+        ["torchvision-mobilenet_v2", "fake/fp32"], [*["-"] * 8, "skipped"],
         ["timm-mobilenetv2_100", "fake/fp32"],
-        ["100.000", "40.000", "+60.000", "0.50", "100.000", "+0.000", "5", "stale"],
-        ["keras-mobilenetv2", "fake/fp32"], [*["-"] * 7, "error"],
+        ["100.000", "40.000", "+60.000", "0.50", "0.50", "100.000", "+0.000", "5", "stale"],
+        ["keras-mobilenetv2", "fake/fp32"], [*["-"] * 8, "error"],
         ["local-mobilenetv2_100-tvq", "fake/fp32"],
-        ["20.000", "60.000", "-40.000", "0.50", "100.000", "+0.000", "5", "FAILED"]]
+        ["20.000", "60.000", "-40.000", "0.50", "0.50", "100.000", "+0.000", "5", "FAILED"]]
     assert max(len(line) for line in table) <= 80
 
 
@@ -106,11 +107,11 @@ def test_summary_fits_the_width_and_never_shortens_a_name():
     # the same words and numbers in every width (headers aside), in the same order
     words = {width: " ".join(lines).split() for width, lines in body.items()}
     assert words[80] == words[120] == words[200]
-    assert words[80][:12] == ["mobilenet_v2", long, "onnxruntime/int8-kl_divergence", "70.000", "70.000",
-                              "+0.000", "0.50", "90.000", "+0.000", "50000", "passed",
+    assert words[80][:13] == ["mobilenet_v2", long, "onnxruntime/int8-kl_divergence", "70.000", "70.000",
+                              "+0.000", "0.50", "0.50", "90.000", "+0.000", "50000", "passed",
                               "local-mobilenetv2_100-tvq"]
     assert [line.split() for line in body[200][:3]] == [
-        ["mobilenet_v2"], words[80][1:11], words[80][11:21]]  # one line per test at 200
+        ["mobilenet_v2"], words[80][1:12], words[80][12:23]]  # one line per test at 200
     assert body[80][1].strip() == long and len(body[80]) == 2 + 4 * 2 + 1  # two or three at 80
 
 
@@ -318,7 +319,8 @@ def _gated_rows() -> list[Row]:
         rows.append(Row(f"s.yaml::fam/{name}[onnxruntime-fp32]", "passed" if verdict.passed else "failed",
                         result, {"top1": 70.0, "top5": 90.0, "tol1": 0.5, "tol5": 0.5},
                         gate=verdict.details))
-    assert [r.status for r in rows] == ["passed", "FAILED"]
+    # a pass on 500 of 50,000 images cannot see a drop of twice the tolerance: weak
+    assert [r.status for r in rows] == ["weak", "FAILED"]
     assert 0.5 < abs(rows[0].delta("top1")) < rows[0].allowed("top1")  # the sampling allowance's case
     return rows
 
@@ -337,7 +339,7 @@ def test_html_band_is_the_allowance_the_gate_used():
     assert len(bands) == len(tols) == len(dots) == 2
     for (bx, bw), (tx, tw), cx, row in zip(bands, tols, dots, rows):
         assert bw / tw == pytest.approx(row.allowed("top1") / 0.5, rel=0.01)
-        assert (bx <= cx <= bx + bw) == (row.status == "passed")
+        assert (bx <= cx <= bx + bw) == (row.status != "FAILED")
         assert not tx <= cx <= tx + tw  # outside the tolerance alone, in both rows
     assert f"allowed ±{rows[0].allowed('top1'):.3f}" in page
 

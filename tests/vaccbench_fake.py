@@ -82,11 +82,11 @@ def pytest_configure(config):
     """Register the fake backend, and log every baseline write with the writing process."""
     real = updates.update_file
 
-    def logged(path, entries):
+    def logged(path, entries, *args, **kwargs):
         with LOG.open("a") as log:
             log.write(json.dumps({"pid": os.getpid(), "worker": os.environ.get("PYTEST_XDIST_WORKER"),
                                   "file": Path(path).name, "entries": len(entries)}) + "\\n")
-        return real(path, entries)
+        return real(path, entries, *args, **kwargs)
 
     backends.BUILTIN["fake"] = "fakebackend:FakeBackend"
     updates.update_file = logged
@@ -171,4 +171,4 @@ def summary_table(lines: list[str]) -> dict[str, list[str]]:
             rows[-1].extend(line.split())
         else:
             break
-    return {f"{words[0]} {words[1]}": [*words[2:9], " ".join(words[9:])] for words in rows}
+    return {f"{words[0]} {words[1]}": [*words[2:10], " ".join(words[10:])] for words in rows}

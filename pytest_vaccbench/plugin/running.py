@@ -21,15 +21,16 @@ from .. import progress, triage
 from ..backends import RunOptions, get_backend
 from ..cache import cache_dir
 from ..errors import VaccbenchError
-from ..gate import Expectation, Images, Verdict, expectation_for, judge, needs_paired, recording_target
+from ..gate import (Expectation, Images, Verdict, expectation_for, judge, needs_paired,
+                    recording_target, run_key)
 from ..metrics import Accuracy
 from ..preprocess import PreprocessSpec
 from ..report import PROPERTY, STRICT
 from ..run import Case, evaluate, paired_with_fp32
-from ..updates import Recording, refusal
+from ..updates import Recording, covers, refusal
 from ..vdsp import preprocess_option
 from .collect import AccuracyItem, GateFailure
-from .options import Getter, device_pool, run_options, update_command
+from .options import Getter, device_pool, run_options, update_command, weak_limit
 
 
 def report_reason(report: pytest.TestReport) -> str:
@@ -66,7 +67,8 @@ def payload_of(result: Any, expected: Expectation | None, verdict: Verdict) -> d
     return {"result": json.loads(result.to_json()),
             "expected": None if expected is None else
             {"top1": expected.top1, "top5": expected.top5, "origin": expected.origin,
-             "tol1": expected.tolerance.top1, "tol5": expected.tolerance.top5},
+             "tol1": expected.tolerance.top1, "tol5": expected.tolerance.top5,
+             "run": expected.run},
             "gate": {**verdict.details, "message": verdict.message}}
 
 
@@ -102,6 +104,7 @@ class CaseRunner:
         opt = config.getoption
         self.update = bool(opt("update_baselines"))
         self.confidence = float(opt("confidence"))
+        self.weak_limit = weak_limit(opt)
         self.baselines_dir = Path(opt("baselines")).resolve() if opt("baselines") else None
         cache = cache_dir(opt("vaccbench_cache"))
         self.devices = device_pool(config, cache)
@@ -150,29 +153,36 @@ class CaseRunner:
                   f"{case.backend}/{case.run_precision} in {case.entry.baseline_path.name}; "
                   f"record one with: {self.update_command(item)}")
         result = evaluate(case, data, self.options)
+        entry_now = (case.entry.expected.get(data.name) or {}).get(run_key(case.backend, case.run_precision))
+        if not result.excluded:
+            result.covers = covers(entry_now, data, result.fingerprint)
         paired = (paired_with_fp32(result, case, self.options.cache_dir)
                   if needs_paired(case.backend, case.run_precision) else None)
         measured = Accuracy(result.n, result.correct1, result.correct5)
         # recording: judged only to refuse a broken build (regressions are what updates record)
         target = (recording_target(case.entry, data, case.backend, case.run_precision, measured,
                                    paired) if self.update else expected)
+        opt = self.config.getoption
         verdict = judge(measured, target,
                         Images(data.name, result.n, data.total, result.fingerprint),
                         self.update_command(item), paired=paired,
                         build=f"{case.backend}/{case.run_precision}", confidence=self.confidence,
-                        allow_improvement=self.config.getoption("allow_improvement"))
+                        allow_improvement=opt("allow_improvement"),
+                        weak_limit=None if self.update else self.weak_limit)
         item.user_properties.append((PROPERTY, json.dumps(payload_of(result, expected, verdict))))
         if self.update:
             why = refusal(Recording(item.nodeid, "passed", result, verdict.kind),
-                          self.config.getoption("accept_broken"))
+                          opt("accept_broken"), entry_now, opt("accept_other_images"))
             if why:
                 raise GateFailure(f"not recorded: {verdict.message}\n--update-baselines refuses "
                                   f"this result: {why}")
             return
         if not verdict.passed:
             raise GateFailure(verdict.message + triage_note(case, verdict.kind, result, paired,
-                                                            self.config.getoption, self.options,
-                                                            self.dataset))
+                                                            opt, self.options, self.dataset))
+        weak = verdict.details.get("weak")
+        if weak and item.strict:
+            raise GateFailure(f"{STRICT} (--vaccbench-strict): weak gate: {weak}\n{verdict.message}")
         if verdict.message:  # shown for passed tests with -rP
             item.add_report_section("call", "vaccbench gate", verdict.message)
 
