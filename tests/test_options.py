@@ -96,9 +96,15 @@ def test_options_reference_is_up_to_date(project_root):
 def test_docgen_check_says_how_to_regenerate(tmp_path, capsys):
     from pytest_vaccbench import docgen
 
-    stale = tmp_path / "options.md"
+    stale, statistics = tmp_path / "options.md", tmp_path / "statistics.md"
     stale.write_text("# old\n")
-    assert docgen.main(["--check", "--output", str(stale)]) == 1
-    assert "run `python -m pytest_vaccbench.docgen`" in capsys.readouterr().err
-    assert docgen.main(["--output", str(stale)]) == 0
-    assert docgen.main(["--check", "--output", str(stale)]) == 0
+    statistics.write_text(f"# text\n{docgen.TABLE_START}\n| old |\n{docgen.TABLE_END}\nmore text\n")
+    files = ["--output", str(stale), "--statistics", str(statistics)]
+    assert docgen.main(["--check", *files]) == 1
+    err = capsys.readouterr().err
+    assert f"{stale} is out of date: run `python -m pytest_vaccbench.docgen`" in err
+    assert f"{statistics} is out of date" in err
+    assert docgen.main(files) == 0
+    assert docgen.main(["--check", *files]) == 0
+    text = statistics.read_text()
+    assert text.startswith("# text\n") and text.endswith("\nmore text\n") and "| old |" not in text
