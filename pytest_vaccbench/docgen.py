@@ -47,10 +47,13 @@ ENVIRONMENT = (
 EXIT_CODES = (
     ("pytest", "0", "every accuracy test passed (or was skipped)"),
     ("pytest", "1", "a test failed: regression, stale baseline, broken build, an error in a "
-                    "backend; or a report or baseline file could not be written"),
+                    "backend, a weak gate or a skip under --vaccbench-strict; an update was "
+                    "refused; or a report or baseline file could not be written"),
     ("pytest", "2", "interrupted (Ctrl-C): with --update-baselines no file is changed"),
     ("pytest", "3", "internal error"),
-    ("pytest", "4", "usage error: a bad option or ini value"),
+    ("pytest", "4", "usage error: a bad option or ini value, a missing path (with the closest "
+                    "existing name), a dataset that cannot be read, a calibration set as large as "
+                    "the dataset, a -k that selects no test (with the closest model keys)"),
     ("pytest", "5", "no tests collected"),
     ("vaccbench", "0", "done"),
     ("vaccbench", "1", "nothing matched (`trend`, `compare`)"),
