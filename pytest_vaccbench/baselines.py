@@ -416,8 +416,8 @@ def unread_entries(read: Iterable[tuple[str, str, str, str]]) -> list[tuple[Mode
             entry = load_family(path).models.get(key)
         except (OSError, VaccbenchError):
             continue
-        runs = [run for run in (entry.expected.get(dataset) or {}) if (path, key, dataset, run) not in read] \
-            if entry else []
+        recorded = (entry.expected.get(dataset) or {}) if entry else {}
+        runs = [run for run in recorded if (path, key, dataset, run) not in read]
         if runs:
             found.append((entry, dataset, runs))
     return found

@@ -341,7 +341,7 @@ METRIC_WORDS = {"top1": "top-1", "top5": "top-5"}
 def weakness(expected: Expectation, images: Images, detectable: Mapping[str, float | None],
              limit: WeakLimit, confidence: float) -> str | None:
     """Why the gate is weak, in words a user acts on, or None: "cannot see a top-1 drop under
-    10.8 points; measure at least 615 images (this run measured 650, the baseline 50)"."""
+    10.8 points; measure at least N images (this run measured 650, the baseline 50)"."""
     blind, needed = [], []
     for metric in ("top1", "top5"):
         want, tol = getattr(expected, metric), getattr(expected.tolerance, metric)
@@ -357,7 +357,8 @@ def weakness(expected: Expectation, images: Images, detectable: Mapping[str, flo
     text = "cannot see " + " or ".join(blind)
     counts = [n for _, n in needed if n is not None]
     if counts:
-        sides = f"this run measured {images.n:,}" + (f", the baseline {expected.n:,}" if expected.n else "")
+        sides = f"this run measured {images.n:,}"
+        sides += f", the baseline {expected.n:,}" if expected.n else ""
         text += f"; measure at least {max(counts):,} images ({sides})"
     for metric, n in needed:
         if n is None:

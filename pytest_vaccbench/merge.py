@@ -132,9 +132,10 @@ def row_from_record(record: dict[str, Any], folder: Path) -> Row:
         copy = record.get("predictions")
         values["predictions"] = str(folder / copy) if copy else ""
         result = Result(**values)
-    status = record.get("status")
+    status, gate = record.get("status"), record.get("gate")
     return Row(record["nodeid"], record["outcome"], result, record.get("expected"),
-               stale=status == "stale", updated=status == "updated")
+               stale=status == "stale", updated=status == "updated",
+               unchanged=status == "unchanged", gate=gate if isinstance(gate, dict) else None)
 
 
 # -- merging ----------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def _missing(name: str, value: str, what: str, note: str = "") -> VaccbenchError
 def _check_paths(opt: Mapping[str, Any]) -> None:
     checks: list[tuple[str, Callable[[Path], bool], str]] = [
         (name, Path.is_dir, "folder") for name in FOLDERS]
-    checks.append(("labels", Path.is_file, "file"))
+    checks += [("labels", Path.is_file, "file"), ("vamc_config", Path.is_file, "file")]
     for name, exists, what in checks:
         value = opt.get(name)
         if value is not None and not exists(Path(value).expanduser()):

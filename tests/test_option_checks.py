@@ -69,6 +69,7 @@ def _usage_error(result: pytest.RunResult, message: str) -> None:
     ("--weights-dir", "data/wieghts", "data/weights"),
     ("--dataset", "data/val-subst/images", "data/val-subset/images"),
     ("--labels", "data/val-subset/val_lable.txt", "data/val-subset/val_label.txt"),
+    ("--vamc-config", "data/val-subset/val_labels.txt", "data/val-subset/val_label.txt"),
 ])
 def test_a_missing_path_names_the_closest_existing_one(pytester: pytest.Pytester, option: str,
                                                        value: str, near: str) -> None:

@@ -40,7 +40,8 @@ def model_lines(families: Iterable[Family], patterns: list[str], dataset: str | 
             shown.append(f"  {model.key}" + (f"  (published top1 / top5: {figures})"
                                              if any(v is not None for v in published.values())
                                              else ""))
-            shown += [f"    {name}: " + ", ".join(_run(run, entry or {}) for run, entry in entries.items())
+            shown += [f"    {name}: " + ", ".join(_run(run, entry or {})
+                                                  for run, entry in entries.items())
                       for name, entries in runs.items()] or ["    no runs recorded"]
         if shown:
             lines += [f"{family.name} ({family.path})", *shown]

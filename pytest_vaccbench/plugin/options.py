@@ -145,9 +145,9 @@ def add_options(parser: pytest.Parser) -> None:
 # Options the printed update command leaves out: it sets these itself, or they do not
 # change what is measured (reports, gating modes). Every other option given is repeated.
 NOT_IN_UPDATE_COMMAND = {"backend", "precision", "update_baselines", "dry_run", "accept_broken",
-                         "accept_other_images", "max_allowed", "allow_improvement", "vaccbench_json", "vaccbench_html",
-                         "vaccbench_history", "vaccbench_strict", "confidence", "no_triage",
-                         "triage_budget"}
+                         "accept_other_images", "allow_improvement", "vaccbench_json",
+                         "vaccbench_html", "vaccbench_history", "vaccbench_strict", "max_allowed",
+                         "confidence", "no_triage", "triage_budget"}
 UPDATE_COMMAND_OPTIONS: list[Any] = []  # pytest's Argument objects, filled by add_options
 
 

@@ -153,8 +153,9 @@ class CaseRunner:
                   f"{case.backend}/{case.run_precision} in {case.entry.baseline_path.name}; "
                   f"record one with: {self.update_command(item)}")
         result = evaluate(case, data, self.options)
-        entry_now = (case.entry.expected.get(data.name) or {}).get(run_key(case.backend, case.run_precision))
-        if not result.excluded:
+        key = run_key(case.backend, case.run_precision)
+        entry_now = (case.entry.expected.get(data.name) or {}).get(key)  # what a record replaces
+        if not result.excluded:  # these are the dataset's images: the entry's may be among them
             result.covers = covers(entry_now, data, result.fingerprint)
         paired = (paired_with_fp32(result, case, self.options.cache_dir)
                   if needs_paired(case.backend, case.run_precision) else None)
