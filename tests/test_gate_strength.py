@@ -82,7 +82,7 @@ def test_a_gate_held_to_a_subset_says_it_is_weak_and_fails_in_strict_mode(
     result.stdout.fnmatch_lines([
         f"*fake/fp32 build within the allowed difference (n=100, baseline n=20)*; but the gate is "
         f"weak: {WEAK}",
-        "* 94.000  85.000  +9.000  0.50    9.71 100.000  +0.000    100  weak",
+        "* 94.000  85.000  +9.000    9.71 100.000  +0.000    100  weak",
         f"weak: fake/fake-subset fake/fp32: {WEAK}"])
     (record,) = json.loads((project.path / "r.json").read_text())["tests"]
     assert record["status"] == "weak" and record["gate"]["weak"] == WEAK

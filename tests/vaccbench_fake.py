@@ -171,4 +171,4 @@ def summary_table(lines: list[str]) -> dict[str, list[str]]:
             rows[-1].extend(line.split())
         else:
             break
-    return {f"{words[0]} {words[1]}": [*words[2:10], " ".join(words[10:])] for words in rows}
+    return {f"{words[0]} {words[1]}": [*words[2:9], " ".join(words[9:])] for words in rows}
