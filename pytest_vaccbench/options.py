@@ -74,6 +74,8 @@ def check_options(opt: Mapping[str, Any]) -> None:
     for name in SECONDS:
         if opt.get(name) is not None and not opt[name] > 0:
             raise VaccbenchError(f"{flag(name)}={opt[name]}: must be a positive number of seconds")
+    if opt.get("vsx_mode") not in (None, "sync", "async"):  # an ini value skips argparse's choices
+        raise VaccbenchError(f"--vsx-mode={opt['vsx_mode']}: must be sync or async")
     _check_paths(opt)
     if opt.get("devices") is not None:
         parse_devices(opt["devices"])

@@ -345,3 +345,11 @@ def test_events_keep_the_step_and_log_other_output() -> None:
         events.handle(line)
     assert (events.step, events.error) == ("build", "x")
     assert log == ["[VSX] device ready\n", f"{MARK}not json\n"]
+
+
+def test_an_unknown_vsx_mode_from_an_ini_file_is_refused_at_startup() -> None:
+    from pytest_vaccbench.errors import VaccbenchError
+    from pytest_vaccbench.options import check_options
+
+    with pytest.raises(VaccbenchError, match="--vsx-mode=fast: must be sync or async"):
+        check_options({"vsx_mode": "fast"})

@@ -337,6 +337,7 @@ class Events:
         selector = selectors.DefaultSelector()
         selector.register(fd, selectors.EVENT_READ)
         deadline = time.monotonic() + timeout
+        listed = 0.0  # when the process tree was last listed
         try:
             while True:
                 now = time.monotonic()
@@ -350,7 +351,9 @@ class Events:
                     for line in lines:
                         self.handle(line.decode(errors="replace"))
                     deadline = time.monotonic() + timeout
-                tree.refresh()
+                if now - listed >= POLL_SECONDS:  # listing /proc costs: not after every line
+                    tree.refresh()
+                    listed = now
         finally:
             selector.close()
         if self._pending:

@@ -199,11 +199,8 @@ def run(job: dict[str, Any], reporter: Reporter) -> np.ndarray:
     for call, (start, images) in enumerate(prepared(paths, batch, int(job.get("workers", 1)))):
         names = [Path(p).name for p in paths[start:start + len(images)]]
         where = f"images {start + 1}-{start + len(images)} ({names[0]}{' ...' if len(names) > 1 else ''})"
-        handles = [sdk_call(reporter, f"vsx.create_image of {name} ({a.shape[2]}x{a.shape[1]})",
-                            lambda a=a: vsx.create_image(a, vsx.ImageFormat.RGB_PLANAR, a.shape[2],
-                                                         a.shape[1], device),
-                            f"{name} cannot be handed to device {device}")
-                   for name, a in zip(names, images)]
+        reporter.step(f"vsx.create_image of {where}")
+        handles = [device_image(vsx, a, name, device) for name, a in zip(names, images)]
         args: list[Any] = [handles]
         if job.get("crop_resize_ext"):
             args.append({"crop_resize_ext": [crop_resize_ext(a.shape[2], a.shape[1], int(job["resize"]), size)
@@ -223,6 +220,16 @@ def run(job: dict[str, Any], reporter: Reporter) -> np.ndarray:
     if consumer:
         consumer.join(timeout=10)
     return np.concatenate(scores) if scores else np.zeros((0, 0), np.float32)
+
+
+def device_image(vsx: Any, planar: np.ndarray, name: str, device: int) -> Any:
+    """`vsx.create_image(arr, RGB_PLANAR, W, H, device)` of one host image."""
+    height, width = planar.shape[1:]
+    try:
+        return vsx.create_image(planar, vsx.ImageFormat.RGB_PLANAR, width, height, device)
+    except Exception as exc:  # noqa: BLE001 - the SDK's native errors have no common type
+        raise Failure(f"{name} ({width}x{height}) cannot be handed to device {device}: "
+                      f"vsx.create_image raised {type(exc).__name__}: {exc}") from None
 
 
 def collect(consumer: Consumer, call: int, count: int) -> list[Any]:

@@ -92,7 +92,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--vsx-root", default=None, metavar="DIR",
                     help="compiled models for --backend=vsx, laid out as for --vamp-root "
                          "(default: --vamp-root)")
-    group.addoption("--vsx-mode", default="sync", choices=("sync", "async"),
+    group.addoption("--vsx-mode", default="sync", choices=("sync", "async"), metavar="MODE",
                     help="vsx: stream.run_sync per batch (default), or run_async with a consumer thread")
     group.addoption("--vsx-batch", type=int, default=1, metavar="N",
                     help="vsx: the batch size the compiled model is loaded with (default 1)")
