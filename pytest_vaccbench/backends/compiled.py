@@ -20,14 +20,19 @@ The precision is the compiled model's: `fp16` (fp16-none) or `int8-<calibration>
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from ..baselines import ModelEntry
 from ..errors import BackendError, VaccbenchError
 from ..preprocess import PreprocessSpec
-from . import Backend, RunOptions
+from ..safefiles import safe_name
+from . import Backend, RunOptions, class_scores
 
 CALIBRATIONS = ("percentile", "max", "kl_divergence", "mse")
 PRECISIONS = ("fp16", *(f"int8-{c}" for c in CALIBRATIONS))
@@ -246,6 +251,22 @@ class CompiledBackend(Backend):
                              f"{where_looked(entry, root, self.root_option)}")
         check_model_files(model, self.error)
         return model
+
+    def run_dir(self, entry: ModelEntry, precision: str, options: RunOptions) -> Path:
+        """A new folder for one run's files, `<cache>/<backend>-runs/<key>-<precision>-XXXX`."""
+        runs = options.cache_dir / f"{self.name}-runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{safe_name(f'{entry.key}-{precision}')}-", dir=runs))
+
+    def finish(self, raw: np.ndarray, entry: ModelEntry, run_dir: Path, where: str) -> np.ndarray:
+        """The run's scores over the 1000 classes; its folder is removed, or kept (and named
+        by `where`) when they are not class scores."""
+        try:
+            scores = class_scores(raw, entry)
+        except BackendError as exc:
+            raise self.error(f"{exc}; {where}") from None
+        shutil.rmtree(run_dir, ignore_errors=True)  # kept when anything failed, for a look
+        return scores
 
     def vdsp_spec(self, model: CompiledModel) -> PreprocessSpec:
         """The model's vdsp JSON as a PreprocessSpec; its output size must be the model's input."""

@@ -19,7 +19,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from ..dataset import Dataset
 from ..errors import BackendError, VaccbenchError
 from ..image_cache import files_digest
 from ..safefiles import inside, safe_name
-from . import RunOptions, class_scores
+from . import RunOptions
 from .compiled import CompiledBackend, CompiledModel
 
 STDERR_TAIL_LINES = 20
@@ -106,20 +105,13 @@ class VampBackend(CompiledBackend):
         npz = write_npz([s.path for s in dataset.samples], inputs, options.workers)
         datalist = inputs / "npz_datalist.txt"
         write_datalist(npz.paths, datalist)
-        runs = options.cache_dir / "vamp-runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"{safe_name(f'{entry.key}-{precision}')}-", dir=runs))
+        run_dir = self.run_dir(entry, precision, options)
         output = run_dir / "output"
         output.mkdir()
         command = vamp_command(settings, model, datalist, output)
         run_vamp(command, settings.timeout, run_dir)
         probabilities = read_outputs(output, len(npz.paths), run_dir)
-        try:
-            scores = class_scores(probabilities, entry)
-        except BackendError as exc:
-            raise VampError(f"{exc}; vamp's outputs are in {output}") from None
-        shutil.rmtree(run_dir, ignore_errors=True)  # kept when anything failed, for a look
-        return scores
+        return self.finish(probabilities, entry, run_dir, f"vamp's outputs are in {output}")
 
 
 def vamp_command(settings: VampSettings, model: CompiledModel, datalist: Path,

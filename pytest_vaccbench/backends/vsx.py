@@ -24,11 +24,9 @@ import json
 import os
 import selectors
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +39,7 @@ from ..baselines import ModelEntry
 from ..dataset import Dataset
 from ..errors import BackendError, VaccbenchError
 from ..preprocess import PreprocessSpec
-from ..safefiles import safe_name
-from . import RunOptions, class_scores
+from . import RunOptions
 from .compiled import CompiledBackend, CompiledModel, find_compiled
 from .vamp import ProcessTree
 from .vsx_runner import MARK
@@ -230,9 +227,7 @@ class VsxBackend(CompiledBackend):
             spec = self.vdsp_spec(model)
         except VaccbenchError as exc:
             raise VsxError(f"{exc}{context}") from None
-        runs = options.cache_dir / "vsx-runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"{safe_name(f'{entry.key}-{precision}')}-", dir=runs))
+        run_dir = self.run_dir(entry, precision, options)
         job = {"prefix": str(model.prefix), "vdsp": str(model.vdsp_params), "device": settings.device,
                "batch": settings.batch_size, "mode": settings.mode, "size": spec.output_size,
                "resize": spec.resize, "crop_resize_ext": model.crop_resize_ext,
@@ -244,12 +239,7 @@ class VsxBackend(CompiledBackend):
         if scores.shape[0] != len(dataset.samples):
             raise VsxError(f"the VastStreamX run gave {scores.shape[0]} score rows for "
                            f"{len(dataset.samples)} images; its files are in {run_dir}{context}")
-        try:
-            scores = class_scores(scores, entry)
-        except BackendError as exc:
-            raise VsxError(f"{exc}; its scores are in {run_dir}{context}") from None
-        shutil.rmtree(run_dir, ignore_errors=True)  # kept when anything failed, for a look
-        return scores
+        return self.finish(scores, entry, run_dir, f"its scores are in {run_dir}{context}")
 
 
 POLL_SECONDS = 0.2  # how often the runner's process tree is listed while it runs
