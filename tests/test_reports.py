@@ -9,6 +9,7 @@ import re
 import shutil
 import sqlite3
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,3 +271,20 @@ def test_a_difference_that_rounds_to_zero_is_shown_as_plus_zero():
     assert summary_lines([row], 160)[3].split()[2:5] == ["79.384", "79.385", "-0.001"]
     row.expected["top1"] = 79.3841
     assert summary_lines([row], 160)[3].split()[4] == "+0.000"
+
+
+def test_readme_shows_the_80_column_table_as_it_prints():
+    """The README's compact table, spacing included (the doc test runs the command and
+    checks its words; this checks the layout of the same rows at 80 columns)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(readme) if line.startswith("$ COLUMNS=80 pytest"))
+    head = next(i for i in range(start, len(readme)) if readme[i].startswith("model "))
+    shown = readme[head:readme.index("[...]", head)]
+    lite0 = Result("efficientnet_lite", "timm-efficientnet_lite0", "reference", "fp32",
+                   "skimage-photos", "e90bc6d473699c2f", 5, 4, 5, 1.0, "", "")
+    rows = [Row("suites/default.yaml::efficientnet_lite/timm-efficientnet_lite0[reference-fp32]",
+                "passed", lite0, {"top1": 80.0, "top5": 100.0, "tol1": 0.5, "tol5": 0.5})]
+    rows += [Row(f"suites/default.yaml::ghostnet/{key}[reference-fp32]", "skipped", reason="weights")
+             for key in ("timm-ghostnet_100", "ppcls-GhostNet_x0_5", "ppcls-GhostNet_x1_0",
+                         "ppcls-GhostNet_x1_3", "ppcls-GhostNet_x1_3_ssld")]
+    assert summary_lines(rows, 80) == shown
