@@ -19,7 +19,7 @@ import numpy as np
 from .dataset import class_name
 from .errors import VaccbenchError
 from .metrics import Agreement, agreement, per_class
-from .pages import esc, page, signed_class, table
+from .pages import breakable, esc, page, signed_class, table
 from .thumbnails import PER_TEST, Thumbnails
 
 
@@ -300,8 +300,8 @@ def _summary(pairs: Sequence[Pair]) -> str:
                 f"{g.percent:.3f}%" if g else "-", f"{g.mcnemar_p:.3g}" if g else "-"]
         shared = "".join(f'<td rowspan="2" class="num {signed_class(v)}">{esc(v)}</td>' for v in both)
         for side, r in (("A", p.a), ("B", p.b)):
-            first = f'<td rowspan="2">{esc(p.a.name)} on {esc(p.a.dataset)}</td>' if side == "A" else ""
-            body.append(f"<tr>{first}<td>{side}</td><td>{esc(r.run)}</td>"
+            first = f'<td rowspan="2">{breakable(f"{p.a.name} on {p.a.dataset}")}</td>' if side == "A" else ""
+            body.append(f"<tr>{first}<td>{side}</td><td>{breakable(r.run)}</td>"
                         f'<td class="num">{r.top1:.3f}</td><td class="num">{r.top5:.3f}</td>'
                         f'<td class="num">{r.n}</td>{shared if side == "A" else ""}</tr>')
     return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody></table>"

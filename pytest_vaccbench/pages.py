@@ -10,6 +10,7 @@ preformatted text wraps.
 from __future__ import annotations
 
 import html
+import re
 from typing import Any, Iterable, Sequence
 
 BASE_STYLE = """
@@ -35,6 +36,22 @@ svg{max-width:100%;height:auto}svg text{font:11px system-ui,sans-serif}
 
 def esc(value: Any) -> str:
     return html.escape(str(value))
+
+
+LONGEST_PIECE = 20  # characters a word is broken into, when it has no better place to break
+
+
+def _pieces(word: str) -> str:
+    parts = re.split(r"(?<=[-_/.])", word)  # after - _ / . first (names, runs, paths)
+    chunks = [part[i:i + LONGEST_PIECE] for part in parts if part
+              for i in range(0, len(part), LONGEST_PIECE)]
+    return "<wbr>".join(esc(chunk) for chunk in chunks)
+
+
+def breakable(text: Any) -> str:
+    """Escaped text where a long word may break (<wbr>): after - _ / . and, in a longer run
+    without those, every LONGEST_PIECE characters; spaces stay the only breaks of prose."""
+    return "".join(_pieces(part) if part.strip() else esc(part) for part in re.split(r"(\s+)", str(text)))
 
 
 def page(title: str, body: str, style: str = "", script: str = "") -> str:
@@ -67,7 +84,7 @@ def table(head: Sequence[str], rows: Iterable[Sequence[Any]], text_columns: int 
     for row in rows:
         tds = []
         for i, cell in enumerate(row):
-            text = cell if i in raw else esc(cell)
+            text = cell if i in raw else breakable(cell) if i < text_columns else esc(cell)
             if i < text_columns:
                 tds.append(f"<td>{text}</td>")
             else:

@@ -13,7 +13,6 @@ function of the row and the page's context that reads what the test sent in its 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -23,7 +22,7 @@ from .compare import Pair, Record, classes_table, paired
 from .dataset import class_name
 from .errors import VaccbenchError
 from .history import Point, SeriesKey, series_key
-from .pages import esc, page, signed_class, table
+from .pages import breakable, esc, page, signed_class, table
 from .report import COLUMNS, EXIT_MEANINGS, FAILING, Group, Row, headline, reason_groups, title
 from .safefiles import atomic_write
 from .thumbnails import PER_TEST, Thumbnails
@@ -154,11 +153,6 @@ def _ids(rows: Sequence[Row]) -> dict[str, str]:
 
 # -- the table ----------------------------------------------------------------------------
 
-def _breakable(text: str) -> str:
-    """Escaped, with line-break opportunities after - _ / . (long model keys and runs)."""
-    return re.sub(r"([-_/.])", r"\1<wbr>", esc(text))
-
-
 def results_table(rows: Sequence[Row], context: Context) -> str:
     datasets = len({row.result.dataset for row in rows if row.result}) > 1
     trends = any(context.trend(row) for row in rows)
@@ -199,10 +193,10 @@ def results_table(rows: Sequence[Row], context: Context) -> str:
 def _test_row(row: Row, row_id: str, context: Context, datasets: bool, plots: bool,
               trends: bool) -> str:
     key = row.model.partition("/")[2]
-    cells = [f'<td class="name" title="{esc(row.nodeid)}">{_breakable(key)}</td>',
-             f'<td class="name">{_breakable(row.run)}</td>']
+    cells = [f'<td class="name" title="{esc(row.nodeid)}">{breakable(key)}</td>',
+             f'<td class="name">{breakable(row.run)}</td>']
     if datasets:
-        cells.append(f'<td class="name">{_breakable(row.result.dataset if row.result else "")}</td>')
+        cells.append(f'<td class="name">{breakable(row.result.dataset if row.result else "")}</td>')
     for column in HTML_COLUMNS:
         value, text = column.value(row), column.text(row)
         sign = signed_class(text) if "+" in column.spec else ""

@@ -22,6 +22,7 @@ import pytest
 from pytest_vaccbench import report_html
 from pytest_vaccbench.history import Point, series_key
 from pytest_vaccbench.report import STRICT, Row
+from pytest_vaccbench.compare import compare_html
 from pytest_vaccbench.report_html import html_report
 from pytest_vaccbench.run import Result
 
@@ -296,7 +297,42 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert main(["compare", str(out / "report.json"), "--a", "fp32", "--b", "int8-max",
                  "--html", str(out / "compare.html")]) == 0
     found["compare"] = out / "compare.html"
+    stress = tmp_path_factory.mktemp("stress")
+    found["stress"] = stress / "report.html"
+    found["stress"].write_text(html_report(_stress_rows(stress), {"exitstatus": 1, "command": "pytest " + "x" * 300}))
+    found["compare-long"] = stress / "compare.html"
+    found["compare-long"].write_text(compare_html(_long_pairs(), "A: " + "a/" * 100))
     return found
+
+
+LONG_KEY = "torchvision-mobilenet_v2_quantized_with_a_very_long_suffix_from_some_zoo_export"
+
+
+def _stress_rows(folder: Path) -> list[Row]:
+    """The widest things a report holds: long keys and runs, a reason that is one long path,
+    a traceback, many tests failing for one reason, panels with thumbnails."""
+    rows = [*_strict(43), *_gated_rows(), *_payload_rows(folder)]
+    for row in rows[:43]:
+        row.nodeid = row.nodeid.replace("model-", LONG_KEY + "-").replace("[vamp-fp16]", "[onnxruntime-int8-kl_divergence]")
+    rows.append(Row("s.yaml::fam/far[reference-fp32]", "skipped",
+                    reason="weights not found: looked for /" + "very_long_folder_name" * 20 + "/w.pth"))
+    rows.append(Row("s.yaml::fam/err[reference-fp32]", "error", reason="".join(
+        f"  File \"/{'deep/' * 30}m.py\", line {i}, in f\n" for i in range(20)) + "E   OSError: " + "x" * 200))
+    return rows
+
+
+def _long_pairs() -> list[Any]:
+    from pytest_vaccbench.compare import ClassChange, Flip, Pair, Record
+    from pytest_vaccbench.metrics import Agreement
+
+    def record(precision: str, top1: float) -> Record:
+        return Record("mobilenet_v2", LONG_KEY, "onnxruntime", precision, "ilsvrc2012-val-subset-of-a-long-name",
+                      "f", 50000, top1, 90.0, "passed", None)
+
+    flips = tuple(Flip(f"ILSVRC2012_val_{i:08d}_{'x' * 60}.JPEG", i, i + 1, i, i % 2 == 0, 5) for i in range(30))
+    classes = tuple(ClassChange(i, 50, 40, 38) for i in range(10))
+    return [Pair(record("fp32", 71.878), record(precision, 70.1), Agreement(50000, 48000, 1200, 800),
+                 "", flips, classes) for precision in ("int8-kl_divergence", "int8-percentile")]
 
 
 def _open(browser: Any, page: Path, width: int, height: int = 900) -> None:
@@ -312,10 +348,10 @@ def _open_everything(browser: Any) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("name", ["green", "red", "strict", "compare"])
+@pytest.mark.parametrize("name", ["green", "red", "strict", "compare", "stress", "compare-long"])
 def test_nothing_is_clipped_and_nothing_scrolls_sideways(browser, pages, name, width):
     _open(browser, pages[name], width)
-    if name != "compare":
+    if not name.startswith("compare"):
         banner = browser.find_element("id", "verdict")
         assert banner.is_displayed() and banner.rect["y"] < 200
         assert banner.text.startswith("GREEN" if name == "green" else "RED")
