@@ -215,8 +215,8 @@ COLUMNS = (
     Column("expect", 7, ".3f", lambda row: row.expected_value("top1"), "expected"),
     Column("delta", 7, "+.3f", lambda row: row.delta("top1"), "Δ top1", "compact"),
     Column("tol", 5, ".2f", lambda row: row.tolerance("top1"), "tolerance", "compact", html=False),
-    Column("allowed", 7, ".3f", lambda row: row.allowed("top1") if row.result else None,
-           terminal=""),
+    Column("allowed", 7, ".3f", lambda row: row.allowed("top1") if row.delta("top1") is not None
+           else None, terminal=""),
     Column("top5", 7, ".3f", lambda row: row.measured("top5")),
     Column("delta5", 7, "+.3f", lambda row: row.delta("top5"), "Δ top5"),
     Column("n", 6, "d", lambda row: row.result.n if row.result else None, terminal="compact"),

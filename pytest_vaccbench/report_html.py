@@ -154,6 +154,8 @@ def _ids(rows: Sequence[Row]) -> dict[str, str]:
 # -- the table ----------------------------------------------------------------------------
 
 def results_table(rows: Sequence[Row], context: Context) -> str:
+    """Per family a body that collapses; per test its row and its (hidden) panel. A dataset
+    column only when the session measured several; the drawings only when there is one."""
     datasets = len({row.result.dataset for row in rows if row.result}) > 1
     trends = any(context.trend(row) for row in rows)
     head = ['<th data-col="0" data-sort="text">model</th>', '<th data-col="1" data-sort="text">run</th>']
@@ -411,7 +413,7 @@ def _trend(row: Row, context: Context) -> str:
     listed = table(["session", "top1", "top5", "status"],
                    [(p.started.replace("T", " "), f"{p.top1:.3f}", f"{p.top5:.3f}", p.status)
                     for p in reversed(list(points)[-10:])])
-    return (f"<p>{len(points)} sessions of this model and run on these images "
+    return (f"<p>{_count(len(points), 'session')} of this model and run on these images "
             f"({esc(row.result.dataset if row.result else '')}, n={row.result.n if row.result else ''})"
             f"</p>{sparkline(points, row, 320, 64)}{listed}")
 
