@@ -18,6 +18,7 @@ from _pytest.config.argparsing import Parser  # the parser pytest hands to pytes
 from . import cli, plugin
 from .baselines import Tolerance
 from .gate import WEAK_LIMIT, Expectation, Images, detectable_drop, images_needed
+from .report import EXIT_MEANINGS
 from .plugin import ini
 
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "options.md"
@@ -45,16 +46,7 @@ ENVIRONMENT = (
 )
 
 EXIT_CODES = (
-    ("pytest", "0", "every accuracy test passed (or was skipped)"),
-    ("pytest", "1", "a test failed: regression, stale baseline, broken build, an error in a "
-                    "backend, a weak gate or a skip under --vaccbench-strict; an update was "
-                    "refused; or a report or baseline file could not be written"),
-    ("pytest", "2", "interrupted (Ctrl-C): with --update-baselines no file is changed"),
-    ("pytest", "3", "internal error"),
-    ("pytest", "4", "usage error: a bad option or ini value, a missing path (with the closest "
-                    "existing name), a dataset that cannot be read, a calibration set as large as "
-                    "the dataset, a -k that selects no test (with the closest model keys)"),
-    ("pytest", "5", "no tests collected"),
+    *(("pytest", str(code), text) for code, text in EXIT_MEANINGS.items()),
     ("vaccbench", "0", "done"),
     ("vaccbench", "1", "nothing matched (`trend`, `compare`)"),
     ("vaccbench", "2", "bad arguments, or a bad input file (the message names it)"),

@@ -135,7 +135,9 @@ def row_from_record(record: dict[str, Any], folder: Path) -> Row:
     status, gate = record.get("status"), record.get("gate")
     return Row(record["nodeid"], record["outcome"], result, record.get("expected"),
                stale=status == "stale", updated=status == "updated",
-               unchanged=status == "unchanged", gate=gate if isinstance(gate, dict) else None)
+               unchanged=status == "unchanged", reason=str(record.get("reason") or ""),
+               gate=gate if isinstance(gate, dict) else None,
+               command=str(record.get("command") or ""))
 
 
 # -- merging ----------------------------------------------------------------------------

@@ -98,15 +98,31 @@ def test_two_reports_pair_by_file_name_and_report_partial_overlap(tmp_path, caps
     assert out[5].split() == ["B", "-", "A,", "other", "images", "top1", "-8.333", "top5",
                               "-16.667", "(not", "like", "for", "like)"]
     page = html.read_text()
-    summary = page.split('<div id="summary">')[1].split("</div>")[0]
-    assert '<td class="neg">-16.667</td>' in summary  # the paired difference: a loss
-    assert "<td>-8.333 (other images)</td>" in summary  # not coloured as one
-    assert page.count("<tr>") == 2 + 4 + 4  # summary, flips, classes (each with its header)
+    # the summary leads with the paired difference, a loss on the same images
+    assert '<td rowspan="2" class="num ">same 6</td><td rowspan="2" class="num neg">-16.667</td>' in page
+    assert page.count("<tr>") == 3 + 4 + 4  # summary (A and B rows), flips, classes, with headers
     for outside in ("http:", "https:", "<script", "src=", "url("):
         assert outside not in page
     capsys.readouterr()
     assert main(["compare", str(a), str(b), "--b", "int8-max"]) == 1  # B has no int8-max run
     assert "no model was measured on the same dataset by both sides" in capsys.readouterr().out
+
+
+def test_a_difference_over_other_images_is_labelled_and_never_coloured_as_a_loss() -> None:
+    from pytest_vaccbench.compare import Pair, Record, compare_html, compare_lines
+
+    a = Record("fam", "m", "reference", "fp32", "d", "aaaa", 650, 82.769, 95.692, "passed", None)
+    b = Record("fam", "m", "reference", "fp32", "d", "bbbb", 50, 92.0, 100.0, "passed", None)
+    pair = Pair(a, b, note="no predictions file for reference/fp32: totals only")
+    lines = compare_lines([pair])
+    assert lines[3].split() == ["B", "-", "A,", "other", "images", "top1", "+9.231", "top5", "+4.308",
+                                "(not", "like", "for", "like)"]
+    page = compare_html([pair], "t")
+    assert ('<td rowspan="2" class="num ">other images (650 and 50)</td>'
+            '<td rowspan="2" class="num ">+9.231</td>') in page  # no pos/neg colour
+    same = Pair(a, Record("fam", "m", "reference", "int8", "d", "aaaa", 650, 80.0, 95.0, "passed", None))
+    assert '<td rowspan="2" class="num neg">-2.769</td>' in compare_html([same], "t")
+    assert compare_lines([same])[3].split()[:4] == ["B", "-", "A", "top1"]
 
 
 def test_bad_reports_name_the_file(tmp_path, capsys):

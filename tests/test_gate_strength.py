@@ -82,14 +82,14 @@ def test_a_gate_held_to_a_subset_says_it_is_weak_and_fails_in_strict_mode(
     result.stdout.fnmatch_lines([
         f"*fake/fp32 build within the allowed difference (n=100, baseline n=20)*; but the gate is "
         f"weak: {WEAK}",
-        "* 94.000  85.000  +9.000    9.71 100.000  +0.000    100  weak",
+        "  fake-subset  94.000  +9.000   9.705    100  weak",  # 80 columns: compact
         f"weak: fake/fake-subset fake/fp32: {WEAK}"])
     (record,) = json.loads((project.path / "r.json").read_text())["tests"]
     assert record["status"] == "weak" and record["gate"]["weak"] == WEAK
     assert record["gate"]["detectable_top1"] == pytest.approx(19.1, abs=0.05)
     assert record["gate"]["allowed"]["top1"] == pytest.approx(9.705)  # of a rise: the other side
     page = (project.path / "r.html").read_text()
-    assert '<tr class="weak">' in page and f"weak: {WEAK}" in page
+    assert '<tr class="test weak neutral"' in page and f"1 weak: {WEAK}" in page  # amber, named
 
     strict = run(project, "-k", "subset", "--vaccbench-strict")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
@@ -165,7 +165,7 @@ def test_an_update_with_the_same_numbers_leaves_the_entry_byte_identical(project
     before = _bytes(project)
     result = run(project, "-k", "subset", "--update-baselines", "--vaccbench-json=r.json")
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["* 94.000  94.000 * unchanged",
+    result.stdout.fnmatch_lines(["  fake-subset  94.000  +0.000   0.500    100  unchanged",
                                  "unchanged fake.yaml: fake-subset photos fake/fp32 (same top1, "
                                  "top5, n and fingerprint)"])
     assert _bytes(project) == before  # no date or version churn

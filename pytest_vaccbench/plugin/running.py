@@ -75,10 +75,10 @@ def payload_of(result: Any, expected: Expectation | None, verdict: Verdict) -> d
 def triage_note(case: Case, kind: str, result: Any, paired: Any, opt: Getter, options: RunOptions,
                 dataset: Callable[[], dataset_mod.Dataset]) -> str:
     """For a failing int8 test: its layers ranked (onnxruntime), or the command that ranks
-    them on the CPU emulation (vamp: the accelerator's layer outputs are not available)."""
+    them on the CPU emulation (vamp, vsx: the accelerator's layer outputs are not available)."""
     if kind not in ("regression", "broken") or not case.precision.startswith("int8") or opt("no_triage"):
         return ""
-    if case.backend == "vamp":
+    if case.backend in ("vamp", "vsx"):
         return "\n" + triage.cpu_command(case.entry, case.precision, opt("dataset") or
                                           dataset_mod.BUILTIN_SKIMAGE, {
             "--labels": opt("labels"), "--limit": opt("limit"), "--baselines": opt("baselines"),
