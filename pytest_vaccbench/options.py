@@ -17,7 +17,7 @@ from .errors import VaccbenchError
 
 POSITIVE = ("limit", "threads", "batch_size", "calib_images", "vamp_instances", "vamp_processes",
             "vamp_batch", "opset")
-FOLDERS = ("weights_dir", "onnx_dir", "vamp_root", "baselines")
+FOLDERS = ("weights_dir", "onnx_dir", "vamp_root", "baselines", "results")
 
 
 def flag(name: str) -> str:
