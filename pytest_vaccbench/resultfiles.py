@@ -23,18 +23,20 @@ backend run gives, so that the gate, the reports and the updates treat both alik
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import time
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from . import __version__
-from .dataset import WNID_RE, Dataset, Sample, imagenet_classes, read_label_file, wnid_index
+from .dataset import Dataset, Sample, imagenet_classes, read_label_file, wnid_index
 from .errors import VaccbenchError
 from .metrics import topk
 from .run import Case, Result, kept_predictions
@@ -97,11 +99,21 @@ def _image_name(name: str) -> str:
     return f"{name[:-4]}.JPEG" if name.endswith(".npz") else name
 
 
+@lru_cache(maxsize=1)
+def _wnids() -> dict[str, int]:
+    return wnid_index()
+
+
+def _base(path: str) -> tuple[str, str]:
+    """(parent folder name, file name) of a path as a result file writes it (/ or \\)."""
+    path = path.replace("\\", "/")
+    end = path.rfind("/")
+    return (path[path.rfind("/", 0, end) + 1:end] if end > 0 else ""), path[end + 1:]
+
+
 def _folder_class(path: str) -> int | None:
     """The class index of `.../<wnid>/<image>`, or None when the parent is not a wnid."""
-    parts = PurePosixPath(path.replace("\\", "/")).parts
-    parent = parts[-2] if len(parts) > 1 else ""
-    return wnid_index().get(parent) if WNID_RE.match(parent) else None
+    return _wnids().get(_base(path)[0])
 
 
 def _shown(names: Sequence[str]) -> str:
@@ -150,7 +162,7 @@ class _Images:
                              f"{len(self.names)} images): these results are of other images; "
                              "pass the label file of the images that were run", where)
             if truth is None:
-                parent = PurePosixPath(str(path)).parent.name
+                parent = _base(str(path))[0]
                 raise _error(f"cannot tell the class of {name}: its folder {parent!r} is not an "
                              "ImageNet wnid (<wnid>/<image> paths); pass --labels FILE (`<image> "
                              "<class index>` per line, e.g. val_label.txt)", where)
@@ -278,8 +290,9 @@ class Scored:
                 "zoo_scorer": None if zoo is None or zoo.top1 is None else {
                     "top1": round(zoo.top1, 3), "top5": round(zoo.top5 or 0.0, 3),
                     "groups": zoo.groups, "hits1": zoo.hits1, "hits5": zoo.hits5,
-                    "reasons": [{"rule": r.rule, "images": list(r.images[:50]), "count": len(r.images),
-                                 "top1": r.top1, "top5": r.top5} for r in self.reasons]},
+                    "reasons": [{"rule": r.rule, "count": r.count, "unit": r.unit,
+                                 "examples": list(r.examples), "top1": r.top1, "top5": r.top5}
+                                for r in self.reasons]},
                 "zoo_scorer_note": self.zoo_note if zoo is None else zoo.stopped}
 
 
@@ -359,26 +372,33 @@ def _lines(path: Path, digest: Any) -> Iterator[tuple[int, str]]:
             yield number, text[:-1] if text.endswith("\n") else text
 
 
-def _check_line(m: re.Match[str], text: str) -> tuple[int, int]:
+@lru_cache(maxsize=1)
+def _class_names() -> tuple[tuple[str, ...], ...]:
+    """Per class index, the names a result line may give it: the class list's, and the zoo's
+    imagenet.txt line where that differs."""
+    return tuple(tuple(dict.fromkeys((name, label_text(i))))
+                 for i, (_, name) in enumerate(imagenet_classes()))
+
+
+def _check_line(m: re.Match[str]) -> tuple[int, int]:
     """(rank, class index) of a parsed line; ValueError with the problem."""
-    rank, index = int(m["k"]), int(m["id"])
+    rank, index, names = int(m["k"]), int(m["id"]), _class_names()
     if not 0 <= rank < GROUP:
         raise ValueError(f"rank top-{rank} is not one of top-0 .. top-4")
-    if not 0 <= index < len(imagenet_classes()):
+    if not 0 <= index < len(names):
         hint = (" (a 1001-class output with its background class first, not shifted by -1?)"
-                if index == 1000 else "")
-        raise ValueError(f"class id {index} is outside 0..999{hint}")
+                if index == len(names) else "")
+        raise ValueError(f"class id {index} is outside 0..{len(names) - 1}{hint}")
     try:
         prob = float(m["prob"])
     except ValueError:
         raise ValueError(f"prob {m['prob']!r} is not a number") from None
-    if not np.isfinite(prob):
+    if not math.isfinite(prob):
         raise ValueError(f"prob is {m['prob']}: the model or runtime returned NaN or infinite "
                          "scores, which rank nothing")
     name = m["name"].strip()
-    if name not in (imagenet_classes()[index][1], label_text(index)):
-        shifted = [d for d in (-1, 1) if 0 <= index + d < 1000 and
-                   name in (imagenet_classes()[index + d][1], label_text(index + d))]
+    if name not in names[index]:
+        shifted = [d for d in (-1, 1) if 0 <= index + d < len(names) and name in names[index + d]]
         hint = (f"; it is the name of class {index + shifted[0]}: the ids are shifted by "
                 f"{-shifted[0]:+d} against the class list (a 1001-class output with background "
                 "first?)" if shifted else
@@ -413,12 +433,12 @@ def _read_result_txt(path: Path, images: _Images, zoo: ZooScorer, style: list[st
                                "formats (two scripts' output in one run?); score one script's "
                                "output", path, number)
         try:
-            rank, index = _check_line(m, text)
+            rank, index = _check_line(m)
         except ValueError as exc:
             raise ResultsError(str(exc), path, number) from None
         image = m["path"]
         if image != last[0]:
-            name = _image_name(PurePosixPath(image.replace("\\", "/")).name)
+            name = _image_name(_base(image)[1])
             last = (image, images.row(name, image, _folder_class(image), "its class folder", where))
         row = last[1]
         rows.add(row)
@@ -488,12 +508,12 @@ def _read_vamp(folder: Path, datalist_path: Path, images: _Images,
                            "or another datalist", folder)
     missing = [i for i in range(len(datalist)) if i not in outputs]
     if missing:
-        names = [f"{_image_name(PurePosixPath(datalist[i]).name)} (line {i + 1})" for i in missing]
+        names = [f"{_image_name(_base(datalist[i])[1])} (line {i + 1})" for i in missing]
         raise ResultsError(f"vamp wrote no output for {len(missing)} of the {len(datalist)} datalist "
                            f"lines: {_shown(names)}; the run did not finish: rerun it", folder)
     rows: dict[str, int] = {}
     for number, path in enumerate(datalist, 1):
-        name = _image_name(PurePosixPath(path).name)
+        name = _image_name(_base(path)[1])
         rows[path] = images.row(name, path, _folder_class(path), "its class folder",
                                 f"{datalist_path}:{number}")
     folder_digest, size = hashlib.sha256(), 0
@@ -623,7 +643,7 @@ def _beside(images: _Images, zoo: ZooScore | None) -> str:
         return text + ")"
     if zoo.top1 is None:
         return f"{text}; the zoo's scorer gives no number: {zoo.stopped})"
-    shifted = next((start for start, row in zip(zoo.starts, zoo.rows) if row < 0), None)
+    shifted = zoo.shifted.first[0][0] if zoo.shifted.first else None
     return (f"{text}; the zoo's scorer would print top1 {zoo.top1:.3f} top5 {zoo.top5:.3f} over "
             f"{zoo.groups} groups of 5 lines" + (f", its groups shifted from {shifted} on: it "
             "compares each line with its own path's class, whatever image the group began with"

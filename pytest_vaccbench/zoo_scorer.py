@@ -32,6 +32,7 @@ SHORTENED = {480: "cash machine, cash dispenser, automated teller machine, autom
                   "machine, automated teller"}
 CRANES = (134, 517)
 GROUP = 5
+SHOWN = 3  # examples named in a reason
 
 
 def label_text(index: int) -> str:
@@ -56,19 +57,36 @@ class Line:
 
 
 @dataclass
+class Tally:
+    """Groups of one kind: how many, their hits, and the first few (file:line, image row)."""
+
+    groups: int = 0
+    hits1: int = 0
+    hits5: int = 0
+    first: list[tuple[str, int]] = field(default_factory=list)
+
+    def add(self, where: str, row: int, hit1: bool, hit5: bool) -> None:
+        self.groups += 1
+        self.hits1 += hit1
+        self.hits5 += hit5
+        if len(self.first) < SHOWN:
+            self.first.append((where, row))
+
+
+@dataclass
 class ZooScore:
-    """The zoo scorer's counts, and for each of its groups what it held."""
+    """The zoo scorer's counts, and what its groups held: per image, its hits in the first
+    group that was that image's ranks 0-4 in order; the groups of images seen before
+    (appended records) and those that are no image's ranks 0-4 (shifted), as tallies. What
+    it keeps grows with the images, not with the lines."""
 
     groups: int = 0
     hits1: int = 0
     hits5: int = 0
     stopped: str | None = None  # why the scorer would stop with an exception, if it would
-    # per group: its first line (file:line), its image row when it is one image's ranks 0-4
-    # in order (else -1), and its top-1 / top-5 hits
-    starts: list[str] = field(default_factory=list)
-    rows: list[int] = field(default_factory=list)
-    hit1: list[bool] = field(default_factory=list)
-    hit5: list[bool] = field(default_factory=list)
+    row_hits: np.ndarray = field(default_factory=lambda: np.full((1024, 2), -1, dtype=np.int8))
+    again: Tally = field(default_factory=Tally)
+    shifted: Tally = field(default_factory=Tally)
 
     @property
     def top1(self) -> float | None:
@@ -77,6 +95,17 @@ class ZooScore:
     @property
     def top5(self) -> float | None:
         return None if self.stopped or not self.groups else 100.0 * self.hits5 / self.groups
+
+    def whole(self, where: str, row: int, hit1: bool, hit5: bool) -> None:
+        """A group that is image `row`'s ranks 0-4, in order."""
+        if row >= len(self.row_hits):
+            grown = np.full((max(row + 1, 2 * len(self.row_hits)), 2), -1, dtype=np.int8)
+            grown[:len(self.row_hits)] = self.row_hits
+            self.row_hits = grown
+        if self.row_hits[row, 0] >= 0:
+            self.again.add(where, row, hit1, hit5)
+        else:
+            self.row_hits[row] = hit1, hit5
 
 
 class Stopped(Exception):
@@ -128,12 +157,12 @@ class ZooScorer:
         score.groups += 1
         score.hits1 += matches[0]
         score.hits5 += any(matches)
-        whole = (len(group) == GROUP and len({line.row for line in group}) == 1 and group[0].row >= 0
-                 and [line.rank for line in group] == list(range(GROUP)))
-        score.starts.append(group[0].where)
-        score.rows.append(group[0].row if whole else -1)
-        score.hit1.append(matches[0])
-        score.hit5.append(any(matches))
+        row = group[0].row
+        if (len(group) == GROUP and row >= 0 and all(line.row == row for line in group)
+                and [line.rank for line in group] == list(range(GROUP))):
+            score.whole(group[0].where, row, matches[0], any(matches))
+        else:
+            score.shifted.add(group[0].where, -1, matches[0], any(matches))
 
     def finish(self) -> ZooScore:
         if self._group:  # the last, partial group counts as a group
@@ -175,14 +204,16 @@ class Reason:
     """Why the zoo's counts differ from this tool's on some images."""
 
     rule: str
-    images: tuple[str, ...]
-    top1: int  # the zoo's hits minus this tool's, from these images
+    count: int  # images, or groups of 5 lines
+    examples: tuple[str, ...]  # the first few of them
+    top1: int  # the zoo's hits minus this tool's, from these
     top5: int
+    unit: str = "image(s)"
 
-    def line(self, shown: int = 3) -> str:
-        names = ", ".join(self.images[:shown]) + (", ..." if len(self.images) > shown else "")
-        return (f"  {self.rule}: {len(self.images)} image(s) ({names}): zoo top1 {self.top1:+d}, "
-                f"top5 {self.top5:+d}")
+    def line(self) -> str:
+        more = ", ..." if self.count > len(self.examples) else ""
+        return (f"  {self.rule}: {self.count} {self.unit} ({', '.join(self.examples)}{more}): "
+                f"zoo top1 {self.top1:+d}, top5 {self.top5:+d}")
 
 
 RULE_480 = ("class 480 never scores in the zoo: its result.txt lines name it from the zoo's "
@@ -202,32 +233,35 @@ RULE_OTHER = "the zoo's hits differ from this tool's"
 
 def compare(zoo: ZooScore, names: Sequence[str], paths: Sequence[str], labels: np.ndarray,
             top5: np.ndarray, zoo_ranked: dict[int, np.ndarray] | None = None) -> list[Reason]:
-    """Why the zoo's hits differ from this tool's: per rule, the images and the difference
-    each rule makes. `names`, `paths`, `labels`, `top5` are this tool's rows (dataset order);
-    `zoo_ranked`: the zoo decoder's own top 5 per row, when it ranked them itself (vamp)."""
+    """Why the zoo's hits differ from this tool's: per rule, the images (or groups) and the
+    difference each rule makes. `names`, `paths`, `labels`, `top5`: this tool's rows, as the
+    zoo's groups name them; `zoo_ranked`: the zoo decoder's own top 5 per row (vamp)."""
     hits = top5 == labels.reshape(-1, 1)
-    ours1, ours5 = hits[:, 0], hits.any(axis=1)
+    ours = np.stack([hits[:, 0], hits.any(axis=1)], axis=1).astype(np.int64)
+    theirs = np.full((len(names), 2), -1, dtype=np.int64)
+    known = min(len(names), len(zoo.row_hits))
+    theirs[:known] = zoo.row_hits[:known]
     found: dict[str, list[tuple[str, int, int]]] = {}
-
-    def add(rule: str, name: str, d1: int, d5: int) -> None:
-        found.setdefault(rule, []).append((name, d1, d5))
-
-    seen: set[int] = set()
-    for start, row, h1, h5 in zip(zoo.starts, zoo.rows, zoo.hit1, zoo.hit5):
-        if row < 0:
-            add(RULE_SHIFT, f"group at {start}", int(h1), int(h5))
-        elif row in seen:
-            add(RULE_DUPLICATE, names[row], int(h1), int(h5))
-        else:
-            seen.add(row)
-            d1, d5 = int(h1) - int(ours1[row]), int(h5) - int(ours5[row])
-            if d1 or d5:
-                add(_rule(row, paths, labels, top5, zoo_ranked), names[row], d1, d5)
-    for row in sorted(set(range(len(names))) - seen):  # images the zoo never scored as one group
-        if ours1[row] or ours5[row]:
-            add(RULE_SHIFT, names[row], -int(ours1[row]), -int(ours5[row]))
-    return [Reason(rule, tuple(n for n, _, _ in rows), sum(d for _, d, _ in rows),
-                   sum(d for _, _, d in rows)) for rule, rows in found.items()]
+    for row in np.flatnonzero((theirs != ours).any(axis=1)).tolist():
+        if theirs[row, 0] < 0:  # never one whole group in the zoo's reading
+            if ours[row].any():
+                found.setdefault(RULE_SHIFT, []).append((names[row], -int(ours[row, 0]), -int(ours[row, 1])))
+            continue
+        d1, d5 = (theirs[row] - ours[row]).tolist()
+        found.setdefault(_rule(row, paths, labels, top5, zoo_ranked), []).append((names[row], d1, d5))
+    reasons = []
+    for tally, rule, describe in ((zoo.again, RULE_DUPLICATE, lambda w, r: f"{names[r]} at {w}"),
+                                  (zoo.shifted, RULE_SHIFT, lambda w, r: f"group at {w}")):
+        if tally.groups:
+            lost = found.pop(rule, []) if rule == RULE_SHIFT else []
+            reasons.append(Reason(rule, tally.groups + len(lost),
+                                  tuple(describe(w, r) for w, r in tally.first[:SHOWN]),
+                                  tally.hits1 + sum(d for _, d, _ in lost),
+                                  tally.hits5 + sum(d for _, _, d in lost), "group(s) or image(s)"
+                                  if lost else "group(s)"))
+    reasons += [Reason(rule, len(rows), tuple(n for n, _, _ in rows[:SHOWN]), sum(d for _, d, _ in rows),
+                       sum(d for _, _, d in rows)) for rule, rows in found.items()]
+    return reasons
 
 
 def _rule(row: int, paths: Sequence[str], labels: np.ndarray, top5: np.ndarray,

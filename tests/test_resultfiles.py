@@ -78,7 +78,8 @@ def test_class_480_never_scores_in_the_zoo(tmp_path: Path, run) -> None:
     ours1, ours5 = counts(top5, labels)
     assert scored.zoo.hits1 == ours1 - 2 and scored.zoo.hits5 == ours5 - 2
     (reason,) = scored.reasons
-    assert reason.rule == RULE_480 and reason.top1 == -2 and set(reason.images) == set(names[:2])
+    assert reason.rule == RULE_480 and (reason.count, reason.top1) == (2, -2)
+    assert set(reason.examples) == set(names[:2])
     text = "\n".join(scored.lines())
     assert f"top1 {100 * ours1 / N:.3f}" in text and f"top1 {100 * (ours1 - 2) / N:.3f}" in text
     assert "class 480 never scores" in text and names[0] in text
@@ -106,7 +107,8 @@ def test_appended_duplicates_count_once_here_and_again_in_the_zoo(tmp_path: Path
     assert (scored.n, scored.correct1) == (N, counts(top5, labels)[0])
     assert scored.zoo.groups == N + 20
     (reason,) = scored.reasons
-    assert reason.rule == RULE_DUPLICATE and len(reason.images) == 20
+    assert reason.rule == RULE_DUPLICATE and reason.count == 20 and reason.unit == "group(s)"
+    assert reason.examples[0] == f"{names[0]} at {path}:{5 * N + 1}"
     assert reason.top1 == counts(top5[:20], labels[:20])[0]
     (warning,) = scored.warnings
     assert warning.startswith("100 record(s) repeat earlier ones") and f"{path}:{5 * N + 1}" in warning
