@@ -637,7 +637,7 @@ def _beside(images: _Images, zoo: ZooScore | None) -> str:
         return ""
     hits = top5[whole] == truth[whole].reshape(-1, 1)
     n = int(whole.sum())
-    text = (f"\n(for comparison only: the {n} images with all 5 ranks measure top1 "
+    text = (f"\n(for comparison only: the {n} images read in full measure top1 "
             f"{100.0 * hits[:, 0].sum() / n:.3f} top5 {100.0 * hits.any(axis=1).sum() / n:.3f}")
     if zoo is None:
         return text + ")"
@@ -669,10 +669,10 @@ def _finish(images: _Images, label_set: LabelSet | None, subset: bool, fmt: str,
         ranks = np.flatnonzero(have[row]).tolist()
         first = images.where(int(images.file_of[row, ranks[0]]), int(images.line_of[row, ranks[0]]))
         raise ResultsError(
-            f"{partial.size} image(s) have fewer than 5 ranks (a partial group: a line is "
-            f"missing): {_shown([images.names[int(r)] for r in partial])}; {images.names[row]} has "
-            f"only top-{', top-'.join(map(str, ranks))}, from {first}. The file is cut or "
-            "damaged: rerun the script that wrote it")
+            f"{partial.size} image(s) have fewer than 5 ranks (a line is missing): "
+            f"{_shown([images.names[int(r)] for r in partial])}; "
+            f"{'it' if partial.size == 1 else 'the first'} has only top-{', top-'.join(map(str, ranks))} "
+            f"(from {first}). The file is cut or damaged: rerun the script that wrote it")
     ordered = np.sort(top5, axis=1)
     twice = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1) & have.all(axis=1))
     if twice.size:
@@ -687,7 +687,7 @@ def _finish(images: _Images, label_set: LabelSet | None, subset: bool, fmt: str,
         assert label_set is not None  # without one, every row has a record
         names = [images.names[int(r)] for r in missing]
         text = (f"{missing.size} of the {count} images of the label set {label_set.path} have no "
-                f"result: {_shown(names)}")
+                f"result ({_shown(names)})")
         if not subset:
             raise ResultsError(f"{text}. Score all of them, or pass the label file of the images "
                                "that were run; to score a subset on purpose, say so (--subset, or "

@@ -124,10 +124,10 @@ def test_a_missing_line_is_refused_and_shown_shifting_the_zoos_groups(tmp_path: 
     with pytest.raises(ResultsError) as raised:
         read_predictions([path])
     message = str(raised.value)
-    assert message.startswith("1 image(s) have fewer than 5 ranks") and names[10] in message
-    assert f"only top-0, top-1, top-2, top-4, from {path}:51" in message
+    assert message.startswith(f"1 image(s) have fewer than 5 ranks (a line is missing): {names[10]}; "
+                              f"it has only top-0, top-1, top-2, top-4 (from {path}:51)")
     whole1, whole5 = counts(np.delete(top5, 10, 0), np.delete(labels, 10))
-    assert f"the {N - 1} images with all 5 ranks measure top1 {100 * whole1 / (N - 1):.3f}" in message
+    assert f"the {N - 1} images read in full measure top1 {100 * whole1 / (N - 1):.3f}" in message
     zoo1, zoo5, groups = rf.eval_topk(path)
     assert f"the zoo's scorer would print top1 {zoo1:.3f} top5 {zoo5:.3f} over {groups} groups" in message
     assert f"its groups shifted from {path}:51 on" in message
@@ -241,8 +241,8 @@ def test_images_missing_against_the_label_set(tmp_path: Path, run) -> None:
     with pytest.raises(ResultsError) as raised:
         read_predictions([path], labels=val)
     message = str(raised.value)
-    assert message.startswith(f"10 of the {N} images of the label set {val} have no result: "
-                              f"{', '.join(names[50:55])}, ...")
+    assert message.startswith(f"10 of the {N} images of the label set {val} have no result "
+                              f"({', '.join(names[50:55])}, ...)")
     assert "--subset" in message
     subset = read_predictions([path], labels=val, subset=True)
     assert (subset.n, subset.total) == (50, N)
@@ -296,7 +296,7 @@ def test_partial_group_at_the_end_is_refused(tmp_path: Path, run) -> None:
     names, labels, top5 = run
     path = write(tmp_path / "r.txt", names, labels, top5)
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:-3]))
-    with pytest.raises(ResultsError, match=rf"{names[-1]} has only top-0, top-1, from {path}:{5 * N - 4}"):
+    with pytest.raises(ResultsError, match=rf"{names[-1]}; it has only top-0, top-1 \(from {path}:{5 * N - 4}\)"):
         read_predictions([path])
 
 

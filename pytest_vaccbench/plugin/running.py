@@ -159,20 +159,22 @@ class CaseRunner:
                       allow_improvement=self.config.getoption("allow_improvement"))
         verdict = done.verdict
         item.user_properties.append((PROPERTY, json.dumps(payload_of(result, done.expected, verdict))))
+        headline, _, rest = verdict.message.partition("\n")  # the files read, under the headline
+        message = "\n".join(filter(None, [headline, notes, rest]))
         if self.update:
             why = refusal(Recording(item.nodeid, "passed", result, verdict.kind),
                           self.config.getoption("accept_broken"))
             if why:
-                raise GateFailure(f"not recorded: {verdict.message}{notes}\n--update-baselines "
-                                  f"refuses this result: {why}")
+                raise GateFailure(f"not recorded: {message}\n--update-baselines refuses this "
+                                  f"result: {why}")
             return
         if not verdict.passed:
             triage = "" if self.results else triage_note(case, verdict.kind, result, done.paired,
                                                          self.config.getoption, self.options,
                                                          self.dataset)
-            raise GateFailure(verdict.message + notes + triage)
-        if verdict.message + notes:  # shown for passed tests with -rP
-            item.add_report_section("call", "vaccbench gate", verdict.message + notes)
+            raise GateFailure(message + triage)
+        if message:  # shown for passed tests with -rP
+            item.add_report_section("call", "vaccbench gate", message)
 
     def scored(self, item: AccuracyItem) -> tuple[dataset_mod.Dataset, Result, str]:
         """--results: the test's result files, read as its run (skipped when there are none,
@@ -188,7 +190,7 @@ class CaseRunner:
         if expectation_for(case.entry, data, case.backend, case.run_precision) is None \
                 and not self.update:
             _skip(no_baseline(case, data.name, self.update_command(item), result))
-        return data, result, "\n" + "\n".join(scored.lines())
+        return data, result, "\n".join(scored.lines())
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:
