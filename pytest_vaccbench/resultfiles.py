@@ -41,8 +41,8 @@ from .errors import VaccbenchError
 from .metrics import topk
 from .run import Case, Result, kept_predictions
 from .safefiles import inside, safe_name
-from .zoo_scorer import (GROUP, Line, Reason, Stopped, ZooScore, ZooScorer, compare, decoded_lines,
-                         label_text, zoo_top5)
+from .zoo_scorer import (GROUP, Decoded, Line, Reason, Stopped, ZooScore, ZooScorer, compare,
+                         decoded_lines, label_text, zoo_top5)
 
 MAX_LINE = 64 * 1024  # bytes: a longer "line" is not a result.txt
 RESULT_LINE = re.compile(r"^(?P<path>.*): (?P<relay>Relay )?top-(?P<k>\d+) id: (?P<id>[-+]?\d+), "
@@ -334,10 +334,12 @@ def _inputs(paths: Sequence[Path]) -> list[_Input]:
         if kind != "folder":
             found.append(_Input(path, kind))
             continue
-        inner = [p for p in sorted(path.iterdir()) if not p.name.startswith(".")]
-        found += [_Input(p, k) for p in inner if (k := _kind(p)) != "folder"]
+        inner = [_Input(p, k) for p in sorted(path.iterdir())
+                 if not p.name.startswith(".") and (k := _kind(p)) != "folder"]
         if not inner:
-            raise ResultsError("empty folder: no result files in it", path)
+            raise ResultsError("no result files in this folder (result.txt, a vamp output folder "
+                               "and its datalist, or predictions .npz)", path)
+        found += inner
     return found
 
 
@@ -493,7 +495,7 @@ def _output_scores(path: Path) -> np.ndarray:
 
 
 def _read_vamp(folder: Path, datalist_path: Path, images: _Images,
-               zoo: ZooScorer) -> tuple[list[ResultsFile], dict[int, np.ndarray]]:
+               zoo: ZooScorer) -> tuple[list[ResultsFile], Decoded]:
     """Output i <-> datalist line i + 1, by the number in the output's name."""
     file = len(images.files)
     images.files.append(str(datalist_path))
@@ -539,10 +541,13 @@ def _read_vamp(folder: Path, datalist_path: Path, images: _Images,
             zoo.feed(line)
     except Stopped as exc:
         zoo.score.stopped = str(exc)
+    mispaired = {rows[path] for i, (path, output) in enumerate(zip(datalist, listing))
+                 if outputs[i] != output}  # the decoder's sorted-listing pairing
+    count = len(set(rows.values()))
     return [ResultsFile(str(folder), "vamp outputs", folder_digest.hexdigest(), size, len(datalist),
-                        len(set(rows.values()))),
+                        count),
             ResultsFile(str(datalist_path), "vamp datalist", list_digest.hexdigest(),
-                        datalist_path.stat().st_size, len(datalist), len(set(rows.values())))], ranked
+                        datalist_path.stat().st_size, len(datalist), count)], Decoded(ranked, mispaired)
 
 
 def _pair_vamp(inputs: list[_Input]) -> tuple[Path, Path]:
@@ -596,19 +601,26 @@ def read_predictions(results: Sequence[Path | str], labels: Path | str | None = 
     predictions files' own labels). Images of the label set without a result are refused,
     unless `subset` says they were left out on purpose. This is the one way result files
     are read: the `score` command and `pytest --results` both come here."""
+    try:
+        return _read(results, labels, subset)
+    except OSError as exc:  # unreadable, vanished meanwhile: the file and why
+        raise ResultsError(f"cannot read: {exc.strerror or exc}", exc.filename) from None
+
+
+def _read(results: Sequence[Path | str], labels: Path | str | None, subset: bool) -> Scored:
     label_set = LabelSet.read(Path(labels)) if labels else None
     inputs = _inputs([Path(p) for p in results])
     fmt = _one_format(inputs)
     images, scorer = _Images(label_set), ZooScorer()
     files: list[ResultsFile] = []
-    ranked: dict[int, np.ndarray] | None = None
+    decoded: Decoded | None = None
     if fmt == "result.txt":
         style: list[str] = []
         files += [_read_result_txt(item.path, images, scorer, style) for item in inputs]
         fmt = style[0]
         zoo_note = "the files concatenated, as `cat` would" if len(files) > 1 else ""
     elif fmt == "vamp":
-        read, ranked = _read_vamp(*_pair_vamp(inputs), images, scorer)
+        read, decoded = _read_vamp(*_pair_vamp(inputs), images, scorer)
         files += read
         fmt = VAMP
         zoo_note = "after its npz decoder pairs outputs and datalist by sorted listing"
@@ -623,7 +635,7 @@ def read_predictions(results: Sequence[Path | str], labels: Path | str | None = 
         raise ResultsError(f"{exc}{_beside(images, zoo)}") from None
     scored.zoo, scored.zoo_note = zoo, zoo_note
     if zoo is not None and zoo.top1 is not None:
-        scored.reasons = tuple(compare(zoo, *_rows_of(images), ranked))
+        scored.reasons = tuple(compare(zoo, *_rows_of(images), decoded))
     return scored
 
 

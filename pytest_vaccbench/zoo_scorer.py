@@ -200,6 +200,15 @@ def decoded_lines(datalist: Sequence[str], listing: Sequence[str],
 
 
 @dataclass(frozen=True)
+class Decoded:
+    """What the zoo's npz decoder did with vamp outputs: its own top 5 of each image's output
+    (per row), and the rows it paired with another image's output (sorted listing order)."""
+
+    ranked: dict[int, np.ndarray]
+    mispaired: set[int]
+
+
+@dataclass(frozen=True)
 class Reason:
     """Why the zoo's counts differ from this tool's on some images."""
 
@@ -226,16 +235,18 @@ RULE_DUPLICATE = ("records appended again (a rerun): the zoo scores every group,
                   "image once")
 RULE_SHIFT = ("5-line groups that are not one image's ranks 0-4 (a missing, extra or blank line "
               "shifts every later group): the zoo compares each line with its own path's class")
+RULE_PAIRING = ("scored with another image's output: the zoo's decoder pairs datalist line i with "
+                "the i-th output file in sorted listing order, this tool with output_<i>")
 RULE_TIES = ("tied scores ranked otherwise: the zoo's decoder takes argsort()[-5:][::-1], this "
              "tool the lower class index first")
 RULE_OTHER = "the zoo's hits differ from this tool's"
 
 
 def compare(zoo: ZooScore, names: Sequence[str], paths: Sequence[str], labels: np.ndarray,
-            top5: np.ndarray, zoo_ranked: dict[int, np.ndarray] | None = None) -> list[Reason]:
+            top5: np.ndarray, decoder: Decoded | None = None) -> list[Reason]:
     """Why the zoo's hits differ from this tool's: per rule, the images (or groups) and the
     difference each rule makes. `names`, `paths`, `labels`, `top5`: this tool's rows, as the
-    zoo's groups name them; `zoo_ranked`: the zoo decoder's own top 5 per row (vamp)."""
+    zoo's groups name them; `decoder`: what the zoo's npz decoder did with vamp outputs."""
     hits = top5 == labels.reshape(-1, 1)
     ours = np.stack([hits[:, 0], hits.any(axis=1)], axis=1).astype(np.int64)
     theirs = np.full((len(names), 2), -1, dtype=np.int64)
@@ -248,7 +259,7 @@ def compare(zoo: ZooScore, names: Sequence[str], paths: Sequence[str], labels: n
                 found.setdefault(RULE_SHIFT, []).append((names[row], -int(ours[row, 0]), -int(ours[row, 1])))
             continue
         d1, d5 = (theirs[row] - ours[row]).tolist()
-        found.setdefault(_rule(row, paths, labels, top5, zoo_ranked), []).append((names[row], d1, d5))
+        found.setdefault(_rule(row, paths, labels, top5, decoder), []).append((names[row], d1, d5))
     reasons = []
     for tally, rule, describe in ((zoo.again, RULE_DUPLICATE, lambda w, r: f"{names[r]} at {w}"),
                                   (zoo.shifted, RULE_SHIFT, lambda w, r: f"group at {w}")):
@@ -265,10 +276,12 @@ def compare(zoo: ZooScore, names: Sequence[str], paths: Sequence[str], labels: n
 
 
 def _rule(row: int, paths: Sequence[str], labels: np.ndarray, top5: np.ndarray,
-          zoo_ranked: dict[int, np.ndarray] | None) -> str:
+          decoder: Decoded | None) -> str:
     truth = int(labels[row])
-    if zoo_ranked is not None and row in zoo_ranked and \
-            sorted(zoo_ranked[row].tolist()) != sorted(top5[row].tolist()):
+    if decoder is not None and row in decoder.mispaired:
+        return RULE_PAIRING
+    if decoder is not None and row in decoder.ranked and \
+            sorted(decoder.ranked[row].tolist()) != sorted(top5[row].tolist()):
         return RULE_TIES
     if ":" in paths[row]:
         return RULE_COLON

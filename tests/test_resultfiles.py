@@ -16,8 +16,8 @@ import pytest
 
 import result_files as rf
 from pytest_vaccbench.resultfiles import ResultsError, read_predictions, write_result_txt
-from pytest_vaccbench.zoo_scorer import (RULE_480, RULE_CRANE, RULE_DUPLICATE, RULE_SHIFT,
-                                         RULE_TIES, label_text)
+from pytest_vaccbench.zoo_scorer import (RULE_480, RULE_CRANE, RULE_DUPLICATE, RULE_PAIRING,
+                                         RULE_SHIFT, RULE_TIES, label_text)
 
 N = 60
 
@@ -157,7 +157,8 @@ def test_vamp_outputs_pair_with_the_datalist_by_number_not_listing_order(tmp_pat
     assert scored.format == "vamp output folder + datalist" and len(scored.files) == 2
     zoo = scored.zoo
     assert zoo.groups == 12 and zoo.hits1 < scored.correct1  # 10 of 12 images got another's output
-    assert RULE_SHIFT not in {r.rule for r in scored.reasons}  # groups are whole, just mispaired
+    (reason,) = scored.reasons  # groups are whole, just paired with other images' outputs
+    assert reason.rule == RULE_PAIRING and reason.count <= 10
     assert "sorted listing" in "\n".join(scored.lines())
     # the datalist is found beside the output folder when it is not given
     assert read_predictions([tmp_path / "output"]).correct1 == scored.correct1
@@ -397,3 +398,14 @@ def test_writer_writes_the_zoo_label_text(tmp_path: Path) -> None:
                         f"{label_text(480)}")
     assert label_text(480).endswith("automated teller") and lines[1].endswith("class name: crane")
     assert os.path.getsize(path) == len(path.read_bytes())
+
+
+def test_a_folder_is_read_as_the_result_files_in_it(tmp_path: Path, run) -> None:
+    names, labels, top5 = run
+    folder = tmp_path / "vamp-fp16"
+    (folder / "logs").mkdir(parents=True)
+    write(folder / "result.txt", names, labels, top5)
+    assert read_predictions([folder]).correct1 == counts(top5, labels)[0]
+    (folder / "result.txt").unlink()
+    with pytest.raises(ResultsError, match=rf"^{folder}: no result files in this folder"):
+        read_predictions([folder])
