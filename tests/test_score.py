@@ -206,3 +206,12 @@ def test_pytest_results_usage_errors_and_missing_files(project: Path, pytester: 
                                         "--vaccbench-strict", f"--rootdir={project}")
     assert done.ret == 1
     assert "strict mode (--vaccbench-strict): no result files for stub/stub-a vamp/fp16: " in done.stdout.str()
+
+
+def test_a_report_that_cannot_be_written_fails_the_command(project: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = score(capsys, "--junitxml", "results/result.txt/j.xml", "--vaccbench-json",
+                      "results/result.txt/r.json")
+    assert code == 1
+    assert "ERROR writing JUnit XML results/result.txt/j.xml" in out
+    assert "ERROR writing JSON report results/result.txt/r.json" in out

@@ -204,12 +204,16 @@ def score(args: argparse.Namespace) -> int:
             "command": _command(args, *(["--update-baselines"] if args.update_baselines else []))}
     written, reports_ok = write_reports(list(results), info, lambda name: getattr(args, name, None))
     messages += written
-    if args.junitxml:
+    if args.junitxml:  # the JUnit file merged shard reports get (merge.junit_xml)
         path = Path(args.junitxml)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        junit_xml(Merged(list(results), [], {"started": info["started"], "ran": {
-            nodeid: {"outcome": outcome, "seconds": seconds, "message": reason}}}), path)
-        messages.append(f"JUnit XML: {path}")
+        ran = {nodeid: {"outcome": outcome, "seconds": seconds, "message": reason}}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            junit_xml(Merged(list(results), [], {"started": info["started"], "ran": ran}), path)
+            messages.append(f"JUnit XML: {path}")
+        except OSError as exc:
+            messages.append(f"ERROR writing JUnit XML {path}: {exc}")
+            reports_ok = False
     width = shutil.get_terminal_size().columns
     for line in [*lines, "", *(text for text, _ in terminal_lines(results, messages, width))]:
         print(line)
