@@ -165,11 +165,10 @@ def score(args: argparse.Namespace) -> int:
     results.select([nodeid])
     command_text = _command(args, "--update-baselines")
     outcome, reason, props, lines, seconds = "passed", "", [], [], 0.0
+    cache = cache_dir(args.vaccbench_cache)
     try:
         data, result, scored = score_case(case, args.results, args.labels, args.subset,
-                                          args.dataset_name, cache_dir(args.vaccbench_cache))
-    except BaselineError:
-        raise
+                                          args.dataset_name, cache)
     except VaccbenchError as exc:
         outcome, reason = "failed", f"cannot score these results: {exc}"
         lines.append(reason)
@@ -179,7 +178,7 @@ def score(args: argparse.Namespace) -> int:
         if expectation_for(entry, data, backend, precision) is None and not args.update_baselines:
             outcome, reason = "skipped", no_baseline(case, data.name, command_text, result)
         else:
-            done = judged(case, data, result, cache_dir(args.vaccbench_cache), command_text,
+            done = judged(case, data, result, cache, command_text,
                           update=args.update_baselines, confidence=args.confidence,
                           allow_improvement=args.allow_improvement)
             verdict = done.verdict
