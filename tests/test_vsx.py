@@ -31,7 +31,7 @@ cv2 = pytest.importorskip("cv2")
 ROOT = Path(__file__).resolve().parents[1]
 DOUBLE = Path(__file__).resolve().parent / "vsx_double"
 VSX_BASELINE = BASELINE.replace("vamp/", "vsx/")
-ZOO_CLAIM = ["75.000", "75.000", "+0.000", "0.50", "87.500", "+0.000", "8", "passed"]
+ZOO_CLAIM = ["75.000", "+0.000", "0.50", "8", "passed"]  # 80 columns: the compact table
 
 
 def with_double() -> str:
@@ -225,7 +225,8 @@ def test_the_loss_knob_costs_top1_on_the_device_only(project: Project, monkeypat
     result = run(project, "-k", "stub-colours and fp16 and not 1001")
     result.assert_outcomes(failed=1)
     row = summary_table(result.outlines)["stub/stub-colours vsx/fp16"]
-    assert float(row[0]) < 75.0 and row[4] == "87.500"
+    assert float(row[0]) < 75.0
+    result.stdout.fnmatch_lines(["*top5: measured  87.500  expected  87.500*"])
 
 
 @pytest.mark.slow
