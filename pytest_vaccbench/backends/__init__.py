@@ -23,7 +23,7 @@ from .. import progress
 from ..baselines import ModelEntry
 from ..dataset import Dataset, Sample
 from ..errors import BackendError, ImageDecodeError, VaccbenchError
-from ..image_cache import CacheEntry, CacheMiss, PendingEntry
+from ..image_cache import DIGEST_BYTES, CacheEntry, CachedCrops, CacheMiss, PendingEntry, content_digest
 from ..preprocess import PreprocessSpec, load_crop, normalize
 
 BUILTIN = {
@@ -140,20 +140,31 @@ def class_scores(scores: np.ndarray, entry: ModelEntry) -> np.ndarray:
     return scores
 
 
-def cached_crops(samples: Sequence[Sample], spec: PreprocessSpec, workers: int, cache_dir: Path) -> np.ndarray:
-    """The uint8 (N, H, W, 3) crops of `samples` from the image cache (memory-mapped),
-    decoded into it first when it does not hold them: what evaluation reads, read once."""
+def cached_crops(samples: Sequence[Sample], spec: PreprocessSpec, workers: int, cache_dir: Path,
+                 rows: Sequence[int]) -> CachedCrops:
+    """The image cache entry of `samples`, open for reading, its `rows` checked: decoded
+    into the cache first when it does not hold them or they are stale (the whole entry is
+    then rebuilt). The caller closes it."""
     entry = CacheEntry(cache_dir, tuple(samples), spec)
     try:
-        return entry.read()
+        crops = entry.open()
     except CacheMiss:
-        for _ in iter_batches(samples, spec, 64, workers, cache_dir=cache_dir):
-            pass
-    return entry.read()
+        pass
+    else:
+        try:
+            for start in range(0, len(rows), CHECK_ROWS):
+                crops.take(rows[start:start + CHECK_ROWS])
+            return crops
+        except CacheMiss:
+            crops.close()
+    for _ in iter_batches(samples, spec, 64, workers, cache_dir=cache_dir):
+        pass
+    return entry.open()
 
 
 PREFETCH = 2  # batches decoded ahead of the consumer: decoding overlaps inference
 CHUNK = 8  # images per task on the worker threads, at most
+CHECK_ROWS = 64  # rows read at a time to check them
 
 
 def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: int,
@@ -161,13 +172,17 @@ def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: in
     """Normalised float32 (B, 3, H, W) batches in sample order.
 
     The uint8 crops come from the on-disk cache in `cache_dir` when it holds this dataset
-    with this geometry (see image_cache). Otherwise they are decoded on `workers` threads
+    with this geometry (see image_cache): each row is read and checked (its crop and its
+    image file against the entry's digests) on the worker threads, ahead of the consumer.
+    Otherwise, and for rows that fail the check, they are decoded on `workers` threads
     (Pillow and OpenCV release the GIL while decoding and resizing; threads measured faster
     than processes, which must ship every crop back) and, with `cache_dir`, appended batch
-    by batch to a new cache entry that is published when the last image is decoded. Up to
-    PREFETCH batches are decoded and normalised ahead of the consumer, so this work
-    overlaps inference. Every image of a batch is decoded before an error is raised, so
-    the message lists all unreadable files of that batch, not just the first.
+    by batch to a new cache entry that is published when the last image is decoded (an
+    entry found stale or corrupt is rebuilt so: the rows before the first bad one copied,
+    the bad ones decoded again). Up to PREFETCH batches are read or decoded and normalised
+    ahead of the consumer, so this work overlaps inference. Every image of a batch is
+    decoded before an error is raised, so the message lists all unreadable files of that
+    batch, not just the first.
     """
     samples = tuple(samples)
     if batch_size < 1:
@@ -178,48 +193,67 @@ def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: in
     if not samples:
         return
     size = spec.output_size
-    cached: np.ndarray | None = None
+    entry = CacheEntry(cache_dir, samples, spec) if cache_dir is not None else None
+    cached: CachedCrops | None = None
     pending: PendingEntry | None = None
-    if cache_dir is not None:
-        entry = CacheEntry(cache_dir, samples, spec)
+    if entry is not None:
         try:
-            cached = entry.read()
+            cached = entry.open()
         except CacheMiss:
             pending = entry.create()
 
-    def fill(start: int, lo: int, hi: int, crops: np.ndarray, out: np.ndarray) -> list[ImageDecodeError]:
-        """Rows lo:hi of the batch at `start`: decode (unless cached), then normalise."""
+    def fill(start: int, lo: int, hi: int, crops: np.ndarray, sources: np.ndarray | None,
+             out: np.ndarray) -> tuple[list[ImageDecodeError], bool]:
+        """Rows lo:hi of the batch at `start`: read from the cache and checked, else decoded
+        (with their image files' digests); then normalised. Returns the decode errors and
+        whether the rows were decoded."""
+        decode = cached is None
+        if cached is not None:
+            try:
+                cached.read(start + lo, start + hi, out=crops[lo:hi])
+                sources[lo:hi] = cached.sources[start + lo:start + hi]
+            except CacheMiss:  # stale or corrupt: these rows are decoded, the entry rebuilt
+                decode = True
         errors = []
-        if cached is None:
+        if decode:
             for i in range(lo, hi):
+                path = samples[start + i].path
                 try:
-                    load_crop(samples[start + i].path, spec, out=crops[i])
+                    if sources is not None:  # digested before decoding: a change meanwhile is caught next time
+                        sources[i] = np.frombuffer(content_digest(path), np.uint8)
+                    load_crop(path, spec, out=crops[i])
                 except ImageDecodeError as exc:
                     errors.append(exc)
         normalize(crops[lo:hi], spec, out=out[lo:hi])
-        return errors
+        return errors, decode
 
     chunk = max(1, min(CHUNK, -(-batch_size // max(1, workers))))  # every thread gets work
 
-    def submit(start: int) -> tuple[np.ndarray, np.ndarray, list[Future[list[ImageDecodeError]]]]:
-        stop = min(start + batch_size, len(samples))
-        crops = cached[start:stop] if cached is not None else np.empty((stop - start, size, size, 3), np.uint8)
-        out = np.empty((stop - start, 3, size, size), np.float32)
-        return out, crops, [pool.submit(fill, start, lo, min(lo + chunk, stop - start), crops, out)
-                            for lo in range(0, stop - start, chunk)]
+    def submit(start: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None, list[Future]]:
+        n = min(start + batch_size, len(samples)) - start
+        crops = np.empty((n, size, size, 3), np.uint8)
+        sources = np.empty((n, DIGEST_BYTES), np.uint8) if entry is not None else None
+        out = np.empty((n, 3, size, size), np.float32)
+        return start, out, crops, sources, [pool.submit(fill, start, lo, min(lo + chunk, n), crops, sources, out)
+                                            for lo in range(0, n, chunk)]
 
     starts = deque(range(0, len(samples), batch_size))
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vaccbench-decode")
     try:
         in_flight = deque(submit(starts.popleft()) for _ in range(min(PREFETCH, len(starts))))
         while in_flight:
-            out, crops, futures = in_flight.popleft()
-            errors = [exc for future in futures for exc in future.result()]
+            start, out, crops, sources, futures = in_flight.popleft()
+            results = [future.result() for future in futures]
+            errors = [exc for found, _ in results for exc in found]
             if errors:
                 listed = "\n  ".join(str(e) for e in errors)
                 raise ImageDecodeError(f"{len(errors)} unreadable image(s):\n  {listed}")
+            if pending is None and cached is not None and any(decoded for _, decoded in results):
+                assert entry is not None
+                pending = entry.create()  # stale or corrupt rows: rebuild the entry
+                pending.copy(cached, start)
             if pending is not None:
-                pending.write(crops)  # batches complete in order: the file grows in order
+                pending.write(crops, sources)  # batches complete in order: the file grows in order
             if starts:
                 in_flight.append(submit(starts.popleft()))
             elif not in_flight and pending is not None:
@@ -231,3 +265,5 @@ def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: in
         pool.shutdown(wait=True, cancel_futures=True)
         if pending is not None:
             pending.discard()
+        if cached is not None:
+            cached.close()

@@ -42,8 +42,9 @@ from ..build_config import BuildConfig, read_build_config
 from ..calibration import DEFAULT_CALIBRATION_IMAGES, calibration_set
 from ..dataset import Dataset, Sample
 from ..errors import BackendError
-from ..layers import parse_keep
 from ..export import DEFAULT_OPSET, cached_export, file_digest, onnx_file_name, writable_dir
+from ..image_cache import CacheMiss
+from ..layers import parse_keep
 from ..preprocess import PreprocessSpec, normalize
 from ..weights import find_weights
 from . import Backend, RunOptions, cached_crops, class_scores, iter_batches
@@ -245,9 +246,14 @@ def calibration_batches(dataset: Dataset, calibration: Dataset, eval_spec: Prepr
     rows = np.array([where[s] for s in samples])
 
     def batches() -> Iterator[np.ndarray]:  # decodes (into the cache) only when first asked
-        crops = cached_crops(pool, spec, workers, image_cache_dir)
-        for start in range(0, len(rows), batch):
-            yield normalize(crops[rows[start:start + batch]], spec)
+        with cached_crops(pool, spec, workers, image_cache_dir, rows) as crops:
+            for start in range(0, len(rows), batch):
+                try:
+                    chosen = crops.take(rows[start:start + batch])
+                except CacheMiss as exc:  # checked a moment ago: changed while being read
+                    raise BackendError(f"the image cache changed while the calibration read it ({exc}); "
+                                       "run again") from None
+                yield normalize(chosen, spec)
     return batches
 
 
