@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import threading
@@ -97,6 +98,18 @@ def crop_digests(crops: np.ndarray) -> np.ndarray:
     """XXH3-64 of each row of uint8 (n, H, W, 3) crops, as uint64 (n,)."""
     return np.fromiter((xxhash.xxh3_64_intdigest(row) for row in np.ascontiguousarray(crops)),
                        np.uint64, len(crops))
+
+
+def _pread(fd: int, out: np.ndarray, position: int, what: str) -> np.ndarray:
+    """Fill `out` from `fd` at `position` (positioned reads: any thread, no shared offset)."""
+    view = memoryview(out.reshape(-1)).cast("B")
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], position + done)
+        if got == 0:
+            raise CacheMiss(f"{what} ends before byte {position + len(view)} (truncated)")
+        done += got
+    return out
 
 
 @dataclass(frozen=True)
@@ -226,13 +239,7 @@ class CachedCrops:
         the first row whose crop or image file does not match the header."""
         if out is None:
             out = np.empty((stop - start, *self.entry.shape[1:]), np.uint8)
-        view = memoryview(out.reshape(-1)).cast("B")
-        position, done = self._offset + start * self._row_bytes, 0
-        while done < len(view):
-            got = os.preadv(self._handle.fileno(), [view[done:]], position + done)
-            if got == 0:
-                raise CacheMiss(f"{self.entry.data_path.name} ends before row {stop} (truncated)")
-            done += got
+        _pread(self._handle.fileno(), out, self._offset + start * self._row_bytes, self.entry.data_path.name)
         if check:
             self.check(range(start, stop), out)
         return out
@@ -268,47 +275,65 @@ def _cannot_write(exc: OSError) -> str:
 
 
 class PendingEntry:
-    """An entry being written, batch after batch in order; visible only through `commit`."""
+    """An entry being written, rows in any order and from any thread (positioned writes);
+    visible only through `commit`, once every row is written."""
 
     def __init__(self, entry: CacheEntry, tmp: Path) -> None:
         self.entry = entry
         self.tmp = tmp
-        self.rows = 0
+        self.rows = 0  # rows written so far
         n = entry.shape[0]
         self.sources = np.zeros((n, DIGEST_BYTES), np.uint8)
         self.crops = np.zeros(n, np.uint64)
-        self._handle = open(tmp, "xb")
+        self._row_bytes = int(np.prod(entry.shape[1:]))
+        self._lock = threading.Lock()
+        self._handle = open(tmp, "x+b", buffering=0)  # read back while being written
         try:
             os.chmod(tmp, FILE_MODE)
-            np.lib.format.write_array_header_1_0(self._handle, {
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {
                 "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
                 "fortran_order": False, "shape": entry.shape})
+            self._offset = len(header.getvalue())
+            os.pwrite(self._handle.fileno(), header.getvalue(), 0)
         except OSError:
             self.discard()
             raise
 
     def write(self, crops: np.ndarray, sources: np.ndarray | None = None,
               digests: np.ndarray | None = None) -> None:
-        """Append the next rows (uint8 (n, H, W, 3)) made from image files of the given
+        """Append the next rows: `write_rows` after the rows written so far."""
+        self.write_rows(self.rows, crops, sources, digests)
+
+    def write_rows(self, start: int, crops: np.ndarray, sources: np.ndarray | None = None,
+                   digests: np.ndarray | None = None) -> None:
+        """Write rows start:start+n (uint8 (n, H, W, 3)) made from image files of the given
         content digests ((n, 16) uint8, best taken before decoding, so that a file changed
         meanwhile leaves a stale row; None: the files are digested now); `digests`: the
-        crops' own, when already known. A full disk raises CacheWriteError and removes the
-        temporary file."""
-        if crops.shape[1:] != self.entry.shape[1:] or self.rows + len(crops) > self.entry.shape[0]:
+        crops' own, when already known. A full disk raises CacheWriteError (`discard`
+        removes the temporary file)."""
+        if crops.shape[1:] != self.entry.shape[1:] or start + len(crops) > self.entry.shape[0]:
             raise ValueError(f"{crops.shape} rows do not fit the entry {self.entry.shape} "
-                             f"after {self.rows} rows")
+                             f"at row {start}")
         data = np.ascontiguousarray(crops, dtype=np.uint8)
+        view = memoryview(data.reshape(-1))
+        position, done = self._offset + start * self._row_bytes, 0
         try:
-            self._handle.write(memoryview(data.reshape(-1)))
+            while done < len(view):
+                done += os.pwrite(self._handle.fileno(), view[done:], position + done)
         except OSError as exc:
-            self.discard()
             raise CacheWriteError(_cannot_write(exc), self.tmp) from None
-        rows = slice(self.rows, self.rows + len(crops))
+        rows = slice(start, start + len(crops))
         if sources is None:
             sources = [np.frombuffer(content_digest(s.path), np.uint8) for s in self.entry.samples[rows]]
         self.sources[rows] = sources
         self.crops[rows] = crop_digests(data) if digests is None else digests
-        self.rows += len(crops)
+        with self._lock:
+            self.rows += len(crops)
+
+    def read(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Rows start:stop as written (the caller knows they are)."""
+        return _pread(self._handle.fileno(), out, self._offset + start * self._row_bytes, self.tmp.name)
 
     def copy(self, source: CachedCrops, stop: int) -> None:
         """Append rows rows..stop of a published entry with their digests, as they are (they
