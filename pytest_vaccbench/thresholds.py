@@ -156,10 +156,10 @@ _scratch = threading.local()  # per binning thread: the arrays one CHUNK is binn
 
 
 def _buffers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """This thread's scratch arrays (float32, float32, intp), `n` long: no allocation per chunk."""
+    """This thread's scratch arrays (float32, float32, int32), `n` long: no allocation per chunk."""
     bufs = getattr(_scratch, "bufs", None)
     if bufs is None or bufs[0].size < n:
-        bufs = _scratch.bufs = (np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.intp))
+        bufs = _scratch.bufs = (np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.int32))
     return bufs[0][:n], bufs[1][:n], bufs[2][:n]
 
 
@@ -169,7 +169,8 @@ def uniform_counts(x: np.ndarray, first: float, last: float, bins: int,
     np.bincount: values below `first` are dropped, values above `last` land in the last bin.
     It differs from np.histogram only for a value within float32 rounding of a bin edge.
     `bounds`: a (lower, upper) bound of `x` known to the caller; the clipping pass is skipped
-    when every value maps into the bins (or just past them) anyway."""
+    when every value maps into the bins (or just past them) anyway. The bin numbers are
+    int32: numpy converts float32 to int32 8 values at a time, to int64 one by one."""
     width = (np.float64(last) - np.float64(first)) / bins
     inv = np.float32(1.0 / width) if width > 0 else np.float32(0)
     shift = np.float32(1.0 - np.float64(first) * inv)  # bin i -> i + 1; below the range -> 0
