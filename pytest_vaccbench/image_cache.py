@@ -101,7 +101,10 @@ def crop_digests(crops: np.ndarray) -> np.ndarray:
 
 
 def _pread(fd: int, out: np.ndarray, position: int, what: str) -> np.ndarray:
-    """Fill `out` from `fd` at `position` (positioned reads: any thread, no shared offset)."""
+    """Fill `out` (C-contiguous) from `fd` at `position` (positioned reads: any thread, no
+    shared offset)."""
+    if not out.flags.c_contiguous:
+        raise ValueError("rows are read into a C-contiguous array")
     view = memoryview(out.reshape(-1)).cast("B")
     done = 0
     while done < len(view):
