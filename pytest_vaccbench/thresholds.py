@@ -22,13 +22,15 @@ quantization error: clipping error above the threshold plus step^2/12 rounding e
 it, with the int8 step onnxruntime's asymmetric activations get for that range.
 
 What the binning costs is one counter increment per activation value (mobilenetv2: 7 million
-values per image, about the CPU time of the fp32 pass itself at ~2 ns each). Two ways make
-that cheaper without changing a count: Entropy's grid of 128 bins takes uint8 bin numbers,
-which OpenCV's calcHist counts 1.7x as fast as np.bincount; and the 99.999th percentile only
-reads the top of its histogram, so after the first batch only the values above the first
-batch's 99.9th percentile are binned one by one, the rest counted together
-(`TensorHistogram.top`); a tensor whose percentile falls below that (not seen on real
-models) is binned whole in a second pass.
+values per image, about the CPU time of the fp32 pass itself at ~2 ns each). Three ways make
+that cheaper without changing a threshold. Entropy's grid of 128 bins takes uint8 bin
+numbers, which OpenCV's calcHist counts 1.7x as fast as np.bincount. The 99.999th percentile
+reads only the top of its histogram, and mse's best threshold lies in the top too: after the
+first batch, only the values above the first batch's 99.9th (percentile) or 99th (mse)
+percentile are binned one by one, the rest counted together (`TensorHistogram.top`). Whether
+the threshold then lies in the exact part is checked (`TensorHistogram.resolves`,
+`mse_resolves`, by a bound); a tensor whose threshold may lie lower is binned whole in a
+second pass (not seen on mobilenetv2's 136 tensors).
 
 The documented difference from onnxruntime: values are binned by arithmetic on the uniform
 grid rather than by searching its float32 edges, so a value within float32 rounding of a bin
@@ -52,6 +54,7 @@ MODES = ("max", "percentile", "kl_divergence", "mse")
 PERCENTILE = 99.999
 PERCENTILE_BINS = 2048  # onnxruntime's Percentile default
 PERCENTILE_TOP = 0.999  # percentile mode bins one by one only the values above this cdf level (of the first batch)
+MSE_TOP = 0.99  # the same for mse (its best threshold, a bound tells, lies above)
 ENTROPY_BINS = 128  # onnxruntime's Entropy defaults (num_bins, num_quantized_bins)
 ENTROPY_QUANTIZED_BINS = 128
 QUANT_LEVELS = 255  # int8: 256 levels, 255 steps
@@ -225,7 +228,7 @@ class TensorHistogram:
     edges drops them). Otherwise (Entropy): x in (-t, t), t the first batch's max |x|,
     widened by whole bins on both sides.
 
-    `top` (absolute only; Percentile): only the top of the histogram decides the threshold.
+    `top` (absolute only; percentile and mse): only the top of the histogram decides the threshold.
     After the first batch, the bins below the one where its cdf reaches `top` (`cut`) are
     counted together, in bin cut - 1: a later batch's values are compared with that bin's
     edge (as its bin number, the same float32 arithmetic), and only those above are binned
@@ -414,12 +417,8 @@ def _ort_q_layout(qbins: np.ndarray, norm: np.ndarray, merged: int, size: int, q
     return q
 
 
-def mse_threshold(counts: np.ndarray, edges: np.ndarray, low: float, high: float) -> tuple[np.float32, np.float32]:
-    """The |x| threshold t (a bin edge) minimising the expected squared error of int8
-    quantization over the histogram (values at their bin's centre): (|x| - t)^2 above t,
-    step^2/12 inside, step = (range width) / 255 with the range onnxruntime's asymmetric
-    activations get, (min(0, low), t) for a non-negative tensor and (-t, t) otherwise.
-    Every edge is tried, in O(bins) with suffix sums."""
+def _mse_errors(counts: np.ndarray, edges: np.ndarray, low: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(error of each candidate threshold t = edges[k], k = 1.., those t, the bin centres)."""
     centers = (edges[:-1].astype(np.float64) + edges[1:]) / 2
     weights = counts.astype(np.float64)
 
@@ -432,9 +431,37 @@ def mse_threshold(counts: np.ndarray, edges: np.ndarray, low: float, high: float
     clip_err = np.maximum(s2[k] - 2 * ts * s1[k] + ts ** 2 * s0[k], 0)
     inside = s0[0] - s0[k]
     span = ts if low >= 0 else 2 * ts
-    err = clip_err + inside * (span / QUANT_LEVELS) ** 2 / 12
-    t = ts[int(np.argmin(err))]
+    return clip_err + inside * (span / QUANT_LEVELS) ** 2 / 12, ts, centers
+
+
+def mse_threshold(counts: np.ndarray, edges: np.ndarray, low: float, high: float,
+                  cut: int = 0) -> tuple[np.float32, np.float32]:
+    """The |x| threshold t (a bin edge) minimising the expected squared error of int8
+    quantization over the histogram (values at their bin's centre): (|x| - t)^2 above t,
+    step^2/12 inside, step = (range width) / 255 with the range onnxruntime's asymmetric
+    activations get, (min(0, low), t) for a non-negative tensor and (-t, t) otherwise.
+    Every edge from `cut` on is tried (below it the histogram may be counted together, see
+    `mse_resolves`), in O(bins) with suffix sums."""
+    err, ts, _ = _mse_errors(counts, edges, low)
+    first = max(cut, 1) - 1
+    t = ts[first + int(np.argmin(err[first:]))]
     return np.float32(max(-t, low)), np.float32(min(t, high))
+
+
+def mse_resolves(counts: np.ndarray, edges: np.ndarray, low: float, cut: int) -> bool:
+    """Whether the best threshold of a histogram whose bins below `cut` are counted together
+    (`TensorHistogram.top`) lies at `cut` or above, so that `mse_threshold` finds the one of
+    the whole histogram. Any t below edges[cut] leaves every value of the bins from `cut` on
+    above it by at least its distance to edges[cut - 1]: their clipping error alone, a lower
+    bound of that t's error, must exceed the best error from `cut` on (with a margin for the
+    float rounding of the suffix sums)."""
+    if cut < 1:
+        return True
+    err, _, centers = _mse_errors(counts, edges, low)
+    weights = counts[cut:].astype(np.float64)
+    bound = float((weights * (centers[cut:] - np.float64(edges[cut - 1])) ** 2).sum())
+    rounding = 1e-12 * float((counts.astype(np.float64) * centers ** 2).sum())
+    return bool(err[cut - 1:].min() < bound * (1 - 1e-9) - rounding)
 
 
 def compute_ranges(model: Any, mode: str, batches: Callable[[], Iterator[np.ndarray]],
@@ -449,18 +476,24 @@ def compute_ranges(model: Any, mode: str, batches: Callable[[], Iterator[np.ndar
     inherited = inherited_ranges(model, tensors)
     collected = collected_tensors(tensors, inherited)
     absolute = {"max": None, "kl_divergence": False}.get(mode, True)
-    top = PERCENTILE_TOP if mode == "percentile" else None
+    top = {"percentile": PERCENTILE_TOP, "mse": MSE_TOP}.get(mode)
     hists, low, high = collect(model, collected, batches(), absolute, threads, top)
-    again = [i for i, h in enumerate(hists) if not h.resolves(PERCENTILE)] if top else []
-    if again:  # a percentile below the first batch's top: those tensors binned whole, in a second pass
+    resolves = {"percentile": lambda h: h.resolves(PERCENTILE),
+                "mse": lambda h: mse_resolves(h.counts, h.grid(), float(h.low), h.cut)}.get(mode)
+    again = [i for i, h in enumerate(hists) if not resolves(h)] if resolves else []
+    if again:  # a threshold below the first batch's top: those tensors binned whole, in a second pass
         redone, _, _ = collect(model, [collected[i] for i in again], batches(), absolute, threads)
         for i, hist in zip(again, redone):
             hists[i] = hist
     if mode == "max":
         ranges = {t: (np.float32(low[i]), np.float32(high[i])) for i, t in enumerate(collected)}
     else:
-        rule = {"percentile": percentile_threshold, "kl_divergence": entropy_threshold, "mse": mse_threshold}[mode]
-        ranges = {t: rule(h.counts, h.grid(), float(h.low), float(h.high)) for t, h in zip(collected, hists)}
+        def rule(h: TensorHistogram) -> tuple[np.float32, np.float32]:
+            args = (h.counts, h.grid(), float(h.low), float(h.high))
+            if mode == "mse":
+                return mse_threshold(*args, cut=h.cut)
+            return (percentile_threshold if mode == "percentile" else entropy_threshold)(*args)
+        ranges = {t: rule(h) for t, h in zip(collected, hists)}
     for src, dst in inherited:  # in graph order, as adjust_tensor_ranges replaces them
         ranges[src] = ranges[dst]
     return {t: ranges[t] for t in tensors}

@@ -175,21 +175,29 @@ def conv_net(path: Path, size: int = 32) -> Path:
     return path
 
 
-def test_percentile_ranges_take_a_second_pass_when_the_top_of_the_first_batch_misses(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode, top", [("percentile", "PERCENTILE_TOP"), ("mse", "MSE_TOP")])
+def test_ranges_take_a_second_pass_when_the_top_of_the_first_batch_misses(tmp_path, monkeypatch, mode, top):
+    """percentile and mse bin one by one only the top of the histogram after the first batch;
+    their ranges equal those of every value binned, through a second pass for the tensors
+    whose threshold fell lower."""
     model = thresholds.calibration_model(conv_net(tmp_path / "net.onnx"))
     rng = np.random.default_rng(8)
-    # one large image, then 200 small ones: the 99.999th percentile falls far below the first batch's top
+    # one large image, then 200 small ones: the thresholds fall far below the first batch's top
     batches = [rng.normal(0, 50, (1, 3, 32, 32)).astype(np.float32)] + \
               [rng.normal(0, 0.01, (50, 3, 32, 32)).astype(np.float32) for _ in range(4)]
     passes = []
     collect = thresholds.collect
     monkeypatch.setattr(thresholds, "collect", lambda model, tensors, *a, **k: passes.append(tensors) or
                         collect(model, tensors, *a, **k))
-    ours = thresholds.compute_ranges(model, "percentile", lambda: iter(batches))
-    assert len(passes) == 2 and 0 < len(passes[1]) < len(passes[0])  # the tensors it missed, again
-    monkeypatch.setattr(thresholds, "PERCENTILE_TOP", None)  # every value binned one by one
-    assert ours == thresholds.compute_ranges(model, "percentile", lambda: iter(batches))
+    ours = thresholds.compute_ranges(model, mode, lambda: iter(batches))
+    assert len(passes) == 2 and 0 < len(passes[1]) <= len(passes[0])  # the tensors it missed, again
+    monkeypatch.setattr(thresholds, top, None)  # every value binned one by one
+    assert ours == thresholds.compute_ranges(model, mode, lambda: iter(batches))
     assert len(passes) == 3
+    steady = [rng.normal(0, 1, (20, 3, 32, 32)).astype(np.float32) for _ in range(4)]
+    whole = thresholds.compute_ranges(model, mode, lambda: iter(steady))
+    monkeypatch.undo()
+    assert thresholds.compute_ranges(model, mode, lambda: iter(steady)) == whole  # one pass, the same ranges
 
 
 @pytest.mark.parametrize("mode, method", [("max", "MinMax"), ("percentile", "Percentile"),
