@@ -17,7 +17,7 @@ from .errors import VaccbenchError
 
 POSITIVE = ("limit", "threads", "batch_size", "calib_images", "vamp_instances", "vamp_processes",
             "vamp_batch", "vsx_batch", "opset")
-FOLDERS = ("weights_dir", "onnx_dir", "vamp_root", "vsx_root", "baselines")
+FOLDERS = ("weights_dir", "onnx_dir", "vamp_root", "vsx_root", "baselines", "results")
 SECONDS = ("vamp_timeout", "vsx_timeout")
 
 

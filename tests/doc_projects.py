@@ -1,5 +1,9 @@
 """Projects some docs pages run their commands in, beyond the copy of this one.
 
+docs/score.md: the copy of this project, with `device/` holding stand-ins for what accelerator
+hosts write (result_files.device_results: result.txt files of the 50,000 val images, vamp
+outputs of the shared subset's 650).
+
 docs/nightly.md, docs/vsx.md: stand-in compiled models for the vamp and VastStreamX test
 doubles (`models/`: `stub-colours` in fp16 and int8, `stub-late` in int8 whose build is
 broken: it answers with the wrong classes), the colours dataset, `vamp` on PATH (`bin/`),
@@ -17,6 +21,7 @@ import pytest
 from test_nightly_vamp import BASELINE
 from test_vamp import CENTROIDS, Project  # imports cv2, onnx and onnxruntime, or skips
 
+import result_files
 import vamp_standin
 
 VSX_DOUBLE = Path(__file__).resolve().parent / "vsx_double"
@@ -44,4 +49,15 @@ def nightly(pytester: pytest.Pytester) -> Path:
     return project.root
 
 
-PROJECTS = {"nightly.md": nightly, "vsx.md": nightly}
+def score(pytester: pytest.Pytester) -> Path:
+    from conftest import shared_data_dir
+    from test_docs import _workdir  # the copy every other page runs in
+
+    work = _workdir(pytester.path, shared_data_dir())
+    subset = shared_data_dir() / "ilsvrc2012-val-subset"
+    result_files.device_results(work / "device", subset / "ILSVRC2012_val_labels_all50000.txt",
+                                subset / "val_label.txt")
+    return work
+
+
+PROJECTS = {"nightly.md": nightly, "vsx.md": nightly, "score.md": score}

@@ -128,6 +128,15 @@ def add_options(parser: pytest.Parser) -> None:
                          "(default 1000); they are left out of the accuracy count")
     group.addoption("--calib-include", action="store_true", default=False,
                     help="int8: count the calibration images too")
+    group.addoption("--results", default=None, metavar="DIR",
+                    help="gate result files made elsewhere instead of running the backend: the test "
+                         "<family>/<key>[<backend>-<precision>] scores DIR/<family>/<key>/<backend>-"
+                         "<precision>/ (the zoo's result.txt, a vamp output folder and its datalist, "
+                         "or this tool's predictions .npz); ground truth from --labels or the "
+                         "images' class folders; needs --dataset-name (see docs/score.md)")
+    group.addoption("--results-subset", action="store_true", default=False,
+                    help="--results: the files cover part of the --labels images on purpose; score "
+                         "them as a sample of it (the gate adds the sampling allowance)")
     group.addoption("--vaccbench-strict", action="store_true", default=False,
                     help="a gate for CI: every skip of a selected accuracy test (no weights, no "
                          "compiled model, no vamp binary, no baseline) fails with its reason")
@@ -233,6 +242,7 @@ def check_config(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "--update-baselines with --limit would record a subset's figures under the whole "
             "dataset's name; add --dataset-name NAME to record the subset under its own name")
+    _check_results_options(opt)
     confidence = float(opt("confidence"))
     if not 0 < confidence < 1:
         raise pytest.UsageError(f"--confidence must be between 0 and 1, got {confidence}")
@@ -269,6 +279,22 @@ def check_dataset(opt: Getter, dataset: Callable[[], Dataset]) -> None:
             f"{len(data.samples)} images of {data.name}, leaving none to count; pass "
             f"--calib-images below {len(data.samples)} (e.g. {max(1, len(data.samples) // 4)}), "
             "or --calib-include to count the calibration images too")
+
+
+def _check_results_options(opt: Getter) -> None:
+    """--results scores files whose images and run are fixed: it needs the dataset's name
+    and takes no --dataset or --limit."""
+    if opt("results_subset") and not opt("results"):
+        raise pytest.UsageError("--results-subset applies to --results only")
+    if not opt("results"):
+        return
+    if not opt("dataset_name"):
+        raise pytest.UsageError("--results needs --dataset-name NAME: the key of these images in "
+                                "the baselines (e.g. imagenet-val)")
+    for name in ("dataset", "limit"):
+        if opt(name) is not None:
+            raise pytest.UsageError(f"--{name} does not apply to --results: the result files name "
+                                    "their images (ground truth: --labels FILE, or their class folders)")
 
 
 def _check_int8_options(config: pytest.Config) -> None:
