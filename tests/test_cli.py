@@ -46,10 +46,9 @@ def test_models_lists_each_models_runs_per_dataset_with_n(capsys: pytest.Capture
         f"repvgg ({baselines}/repvgg.yaml)",
         "  official-RepVGG-A0  (published top1 / top5: 72.41 / 90.5)",
         "    imagenet-val: vamp/fp16 (n not recorded), vamp/int8-percentile (n not recorded, broken)"]
-    assert main(["models", "--baselines", baselines, "--dataset", "imagenet-sample"]) == 0
+    assert main(["models", "--baselines", baselines, "--dataset", "imagenet-sample", "*mobilenet*"]) == 0
     out = capsys.readouterr().out
     assert "ghostnet" not in out and "    imagenet-sample: reference/int8 (n=500)" in out
-    assert main(["models", "--baselines", baselines, "nothing-*"]) == 1
 
 
 TOP_ROOMS = {"plugin", "docgen.py"}  # the pytest plugin (a package) and doc tools

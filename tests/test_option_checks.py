@@ -113,9 +113,16 @@ def test_k_that_selects_nothing_names_the_closest_model_keys(pytester: pytest.Py
     _usage_error(result, "-k 'efficentnet_lite0' selects none of the * accuracy tests; closest model "
                          "keys: efficientnet_lite/timm-efficientnet_lite0 (test ids read <family>/"
                          "<model key>[[]<backend>-<precision>])")
-    result = pytester.runpytest("suites", "-p", "no:cacheprovider", "-k", "ghostnet and not fp32")
-    _usage_error(result, "-k 'ghostnet and not fp32' selects none of the * accuracy tests; closest "
-                         "model keys: ghostnet/*")
-    result = pytester.runpytest("suites", "-p", "no:cacheprovider", "-k", "zzzzqqq")
-    _usage_error(result, "*no model key is close; `vaccbench models` lists them*")
+
+
+def test_closest_models_to_a_k_expression() -> None:
+    from pytest_vaccbench.baselines import load_family
+    from pytest_vaccbench.plugin.results import empty_selection
+    from pytest_vaccbench.suite import closest_models
+
+    models = list(load_family(ROOT / "baselines" / "ghostnet.yaml").models.values())
+    near = closest_models("ghostnet_10 and not fp32", models)
+    assert near and near[0].key == "timm-ghostnet_100" and len(near) <= 3
+    assert closest_models("zzzzqqq", models) == []
+    assert "no model key is close; `vaccbench models` lists them" in empty_selection("zzzzqqq", [])
 
