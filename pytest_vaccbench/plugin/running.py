@@ -21,15 +21,15 @@ from .. import progress, triage
 from ..backends import RunOptions, get_backend
 from ..cache import cache_dir
 from ..errors import VaccbenchError
-from ..gate import Expectation, Verdict, expectation_for
+from ..gate import Expectation, Verdict, expectation_for, run_key
 from ..preprocess import PreprocessSpec
 from ..report import PROPERTY, STRICT
 from ..resultfiles import results_folder, score_case
 from ..run import Case, Result, evaluate, judged, no_baseline
-from ..updates import Recording, refusal
+from ..updates import Recording, covers, refusal
 from ..vdsp import preprocess_option
 from .collect import AccuracyItem, GateFailure
-from .options import Getter, device_pool, run_options, update_command
+from .options import Getter, device_pool, run_options, update_command, weak_limit
 
 
 def report_reason(report: pytest.TestReport) -> str:
@@ -66,7 +66,8 @@ def payload_of(result: Any, expected: Expectation | None, verdict: Verdict) -> d
     return {"result": json.loads(result.to_json()),
             "expected": None if expected is None else
             {"top1": expected.top1, "top5": expected.top5, "origin": expected.origin,
-             "tol1": expected.tolerance.top1, "tol5": expected.tolerance.top5},
+             "tol1": expected.tolerance.top1, "tol5": expected.tolerance.top5,
+             "run": expected.run},
             "gate": {**verdict.details, "message": verdict.message}}
 
 
@@ -102,6 +103,7 @@ class CaseRunner:
         opt = config.getoption
         self.update = bool(opt("update_baselines"))
         self.confidence = float(opt("confidence"))
+        self.weak_limit = weak_limit(opt)
         self.baselines_dir = Path(opt("baselines")).resolve() if opt("baselines") else None
         self.results = Path(opt("results")).resolve() if opt("results") else None
         cache = cache_dir(opt("vaccbench_cache"))
@@ -154,25 +156,32 @@ class CaseRunner:
                     and not self.update:
                 _skip(no_baseline(case, data.name, self.update_command(item)))
             result, notes = evaluate(case, data, self.options), ""
+        opt = self.config.getoption
+        entry_now = (case.entry.expected.get(data.name) or {}).get(  # what a record replaces
+            run_key(case.backend, case.run_precision))
+        if not result.excluded:  # these are the dataset's images: the entry's may be among them
+            result.covers = covers(entry_now, data, result.fingerprint)
         done = judged(case, data, result, self.options.cache_dir, self.update_command(item),
                       update=self.update, confidence=self.confidence,
-                      allow_improvement=self.config.getoption("allow_improvement"))
+                      allow_improvement=opt("allow_improvement"), weak_limit=self.weak_limit)
         verdict = done.verdict
         item.user_properties.append((PROPERTY, json.dumps(payload_of(result, done.expected, verdict))))
         headline, _, rest = verdict.message.partition("\n")  # the files read, under the headline
         message = "\n".join(filter(None, [headline, notes, rest]))
         if self.update:
             why = refusal(Recording(item.nodeid, "passed", result, verdict.kind),
-                          self.config.getoption("accept_broken"))
+                          opt("accept_broken"), entry_now, opt("accept_other_images"))
             if why:
                 raise GateFailure(f"not recorded: {message}\n--update-baselines refuses this "
                                   f"result: {why}")
             return
         if not verdict.passed:
             triage = "" if self.results else triage_note(case, verdict.kind, result, done.paired,
-                                                         self.config.getoption, self.options,
-                                                         self.dataset)
+                                                         opt, self.options, self.dataset)
             raise GateFailure(message + triage)
+        weak = verdict.details.get("weak")
+        if weak and item.strict:
+            raise GateFailure(f"{STRICT} (--vaccbench-strict): weak gate: {weak}\n{message}")
         if message:  # shown for passed tests with -rP
             item.add_report_section("call", "vaccbench gate", message)
 
