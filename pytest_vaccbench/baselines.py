@@ -249,7 +249,7 @@ def load_families(directory: str | Path, names: Iterable[str] | None = None) -> 
 # Keys of an `expected` entry that describe one measurement: an update replaces them all.
 # Any other key (a per-entry `tolerance`, gate settings, notes) is kept as the user wrote it.
 MEASUREMENT_KEYS = ("top1", "top5", "n", "fingerprint", "date", "versions", "machine", "options",
-                    "source", "broken", "calibration_excluded")
+                    "source", "broken", "calibration_excluded", "predictions")
 
 
 LOCK_TIMEOUT = 600.0  # seconds an update waits for another session's update of the same file

@@ -25,6 +25,7 @@ from .gate import STALE
 from .metrics import per_class
 from .run import Result
 from .safefiles import atomic_write, write_atomic
+from .sequential import html_section
 
 PROPERTY = "vaccbench"  # the user_properties key of a test's JSON payload
 MARKER = "vaccbench"  # the keyword every accuracy test carries
@@ -93,11 +94,19 @@ class Row:
         value = ((self.gate or {}).get("allowed") or {}).get(metric)
         return self.tolerance(metric) if value is None else float(value)
 
+    def value(self, metric: str) -> float | None:
+        """The measured top1/top5; for a sequential run that stopped early, its estimate over
+        the whole set (the stored run's figure plus the paired difference measured)."""
+        estimate = (((self.gate or {}).get("sequential") or {}).get("estimate") or {}).get(metric)
+        if estimate is not None and (self.gate or {})["sequential"].get("early"):
+            return float(estimate)
+        return None if self.result is None else float(getattr(self.result, metric))
+
     def delta(self, metric: str) -> float | None:
-        want = self.expected_value(metric)
-        if self.result is None or want is None:
+        want, got = self.expected_value(metric), self.value(metric)
+        if got is None or want is None:
             return None
-        return getattr(self.result, metric) - want
+        return got - want
 
 
 class Results:
@@ -190,9 +199,9 @@ def _numbers(row: Row) -> list[str]:
     r = row.result
     if r is None:
         return ["-"] * len(COLUMNS)
-    return [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
+    return [_num(row.value("top1"), ".3f"), _num(row.expected_value("top1"), ".3f"),
             _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
-            f"{r.top5:.3f}", _num(row.delta("top5"), "+.3f"), str(r.n)]
+            _num(row.value("top5"), ".3f"), _num(row.delta("top5"), "+.3f"), str(r.n)]
 
 
 def summary_lines(rows: Iterable[Row], width: int = 80) -> list[str]:
@@ -426,9 +435,9 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
         r = row.result
         cells = [row.model, row.run, r.dataset if r else ""]
         if r:
-            cells += [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
+            cells += [_num(row.value("top1"), ".3f"), _num(row.expected_value("top1"), ".3f"),
                       _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
-                      _num(row.allowed("top1"), ".3f"), f"{r.top5:.3f}",
+                      _num(row.allowed("top1"), ".3f"), _num(row.value("top5"), ".3f"),
                       _num(row.expected_value("top5"), ".3f"),
                       _num(row.delta("top5"), "+.3f"), str(r.n), f"{r.seconds:.1f}"]
         else:
@@ -459,6 +468,7 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
 {chr(10).join(body)}
 </tbody></table>
 {_class_losses(rows)}
+{html_section(rows)}
 </body></html>
 """
 

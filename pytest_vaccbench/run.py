@@ -222,7 +222,13 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
         keep = [i for i, s in enumerate(dataset.samples) if s not in excluded]
         scores = scores[keep]
         dataset = replace(dataset, samples=tuple(dataset.samples[i] for i in keep))
-    preds = topk(scores, 5)
+    return keep_result(case, dataset, topk(scores, 5), seconds, options, backend, len(excluded))
+
+
+def keep_result(case: Case, dataset: Dataset, preds: np.ndarray, seconds: float,
+                options: RunOptions, backend: Backend, excluded: int) -> Result:
+    """The result of `preds`, the (N, 5) top-5 of `dataset`'s samples (the images counted):
+    its counts, with the predictions saved in the cache for later pairings and reports."""
     acc = accuracy(preds, dataset.labels)
     fingerprint = dataset.fingerprint()
     out = predictions_path(options.cache_dir, case, dataset, fingerprint)
@@ -240,4 +246,4 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
                   versions=library_versions(backend, options), machine=machine(),
                   options={**run_options(case.entry, options, backend),
                            **backend.provenance(case.entry, case.precision, options)},
-                  excluded=len(excluded), device=options.extra.get("device"))
+                  excluded=excluded, device=options.extra.get("device"))

@@ -20,6 +20,7 @@ from .baselines import update_diff, update_file
 from .errors import VaccbenchError
 from .gate import BROKEN_KINDS
 from .run import Result
+from .store import PredictionsStore, StoreError
 
 RECORDABLE_OUTCOMES = ("passed", "failed")  # a failed gate still measured; errors did not
 
@@ -32,6 +33,7 @@ class Recording:
     outcome: str  # passed | failed | error | crashed
     result: Result
     verdict: str  # gate.Verdict.kind: passed | regression | stale | broken | ...
+    partial: bool = False  # a sequential run that stopped before the last image
 
     @property
     def run(self) -> str:
@@ -51,16 +53,20 @@ class UpdateReport:
     written: set[str] = field(default_factory=set)  # nodeids
     refused: list[str] = field(default_factory=list)  # nodeids
     failed_files: list[str] = field(default_factory=list)
+    unstored: list[str] = field(default_factory=list)  # nodeids whose predictions were not kept
 
     @property
     def ok(self) -> bool:
-        return not self.refused and not self.failed_files
+        return not self.refused and not self.failed_files and not self.unstored
 
 
 def refusal(recording: Recording, accept_broken: bool) -> str | None:
     """Why this result must not become a baseline, or None."""
     if recording.outcome not in RECORDABLE_OUTCOMES:
         return f"the test ended as {recording.outcome}: its numbers are void"
+    if recording.partial:
+        return (f"a sequential run measured {recording.result.n} images and stopped: its numbers "
+                "are not the whole set's; record a full run (without --vaccbench-sequential)")
     if recording.verdict in BROKEN_KINDS and not accept_broken:
         return ("the gate classifies it as a BROKEN BUILD; recording it would make the gate pass "
                 "this build from now on. Fix the build, or pass --accept-broken to record it "
@@ -69,11 +75,14 @@ def refusal(recording: Recording, accept_broken: bool) -> str | None:
 
 
 def apply_updates(recordings: Iterable[Recording], *, accept_broken: bool = False,
-                  dry_run: bool = False, baselines_dir: Path | None = None) -> UpdateReport:
+                  dry_run: bool = False, baselines_dir: Path | None = None,
+                  store: PredictionsStore | None = None) -> UpdateReport:
     """Write (or with `dry_run` diff) every recordable result, one locked write per file.
 
     `baselines_dir` re-roots each result's baseline file by name (a report made on another
-    machine, or in another checkout).
+    machine, or in another checkout). With a `store`, each result's per-image predictions are
+    kept there and its entry names them (`predictions: <digest>`); one that cannot be kept
+    is recorded without, and said so.
     """
     report = UpdateReport()
     by_file: dict[Path, list[Recording]] = defaultdict(list)
@@ -92,7 +101,7 @@ def apply_updates(recordings: Iterable[Recording], *, accept_broken: bool = Fals
             report.lines.append(f"ERROR: {path}: not a baseline file (*.yaml); nothing written")
             del by_file[path]
     for path, recs in sorted(by_file.items()):
-        entries = [(r.result.model, r.result.dataset, r.run, r.result.baseline_values())
+        entries = [(r.result.model, r.result.dataset, r.run, _values(r, store, dry_run, report))
                    for r in recs]
         try:
             if dry_run:
@@ -112,6 +121,24 @@ def apply_updates(recordings: Iterable[Recording], *, accept_broken: bool = Fals
     if dry_run:
         report.lines.append("dry run: no baseline file was changed")
     return report
+
+
+def _values(rec: Recording, store: PredictionsStore | None, dry_run: bool,
+            report: UpdateReport) -> dict[str, Any]:
+    """The entry to write: the result's numbers, and the digest of its kept predictions."""
+    values = rec.result.baseline_values()
+    if store is None:
+        return values
+    try:
+        if not rec.result.predictions:
+            raise StoreError("the result names no predictions file")
+        values["predictions"] = store.put_file(Path(rec.result.predictions), rec.result.fingerprint,
+                                               dry_run)
+    except StoreError as exc:
+        report.unstored.append(rec.nodeid)
+        report.lines.append(f"ERROR: predictions of {rec.label} not kept in the store: {exc}; "
+                            "its entry is recorded without them")
+    return values
 
 
 def _accepted(rec: Recording) -> str:
@@ -137,14 +164,25 @@ def recordings_from_json(path: Path) -> list[Recording]:
             result = Result(**{k: test[k] for k in names if k in test})
             problem = _implausible(result)
             gate = test.get("gate") or {}
+            result.predictions = _beside(path, result.predictions)
             recording = Recording(str(test["nodeid"]), str(test["outcome"]), result,
-                                  str(gate.get("verdict", "")))
+                                  str(gate.get("verdict", "")), _partial(gate))
         except (KeyError, TypeError, AttributeError) as exc:
             problem = f"lacks what an update needs ({exc})"
         if problem:
             raise VaccbenchError(f"test {i} of the report {problem}", path)
         found.append(recording)
     return found
+
+
+def _beside(report: Path, predictions: Any) -> str:
+    """A report's predictions file, which lies in the report's folder (write_json copies it
+    there): its path, or "" for a name that is missing or points elsewhere."""
+    folder = report.resolve().parent
+    if not isinstance(predictions, str) or not predictions:
+        return ""
+    found = (folder / predictions).resolve()
+    return str(found) if found.is_relative_to(folder) else ""
 
 
 def _implausible(r: Result) -> str | None:
@@ -166,4 +204,9 @@ def recording_of(nodeid: str, outcome: str, result: Result | None,
     """A report row as a Recording (None when it measured nothing)."""
     if result is None:
         return None
-    return Recording(nodeid, outcome, result, str((gate or {}).get("verdict", "")))
+    return Recording(nodeid, outcome, result, str((gate or {}).get("verdict", "")), _partial(gate))
+
+
+def _partial(gate: dict[str, Any] | None) -> bool:
+    """Whether a gate's details are those of a sequential run that stopped early."""
+    return bool(((gate or {}).get("sequential") or {}).get("early"))

@@ -486,11 +486,19 @@ class OnnxRuntimeBackend(Backend):
 
     def scores(self, entry: ModelEntry, precision: str, dataset: Dataset,
                options: RunOptions) -> np.ndarray:
+        return self.scorer(entry, precision, dataset, options)(dataset.samples)
+
+    def scorer(self, entry: ModelEntry, precision: str, dataset: Dataset,
+               options: RunOptions) -> Callable[[Sequence[Sample]], np.ndarray]:
+        """One graph (int8: calibrated on the whole dataset) and one session for every chunk."""
         providers = execution_providers(OrtSettings.from_options(options).provider)
         path = self.graph(entry, precision, dataset, options)
         session = open_session(path, entry, providers, options.threads)
         fixed = fixed_batch(session, entry, path)
         batch_size = fixed or self.batch_size(entry, options)
-        batches = iter_batches(dataset.samples, entry.preprocess, batch_size, options.workers,
-                               cache_dir=options.image_cache_dir)
-        return class_scores(run_session(session, batches, fixed), entry)
+
+        def score(samples: Sequence[Sample]) -> np.ndarray:
+            batches = iter_batches(samples, entry.preprocess, batch_size, options.workers,
+                                   cache_dir=options.image_cache_dir)
+            return class_scores(run_session(session, batches, fixed), entry)
+        return score

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import VaccbenchError
+from ..store import PredictionsStore
 from ..updates import apply_updates, recordings_from_json
 from . import command
 
@@ -25,6 +26,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the diff of every baseline file it would change, write nothing")
     parser.add_argument("--accept-broken", action="store_true",
                         help="record results the gate classified as a BROKEN BUILD too")
+    parser.add_argument("--vaccbench-store", default=None, metavar="DIR",
+                        help="keep each recorded result's per-image predictions (beside the report) "
+                             "in this predictions store, named by digest in its entry")
 
 
 @command("update-baselines", "record the results of a --vaccbench-json report in the baseline files",
@@ -35,7 +39,8 @@ def update_baselines(args: argparse.Namespace) -> int:
         raise VaccbenchError("baselines folder does not exist (pass --baselines DIR)", folder)
     recordings = recordings_from_json(Path(args.report))
     done = apply_updates(recordings, accept_broken=args.accept_broken, dry_run=args.dry_run,
-                         baselines_dir=folder)
+                         baselines_dir=folder,
+                         store=PredictionsStore(Path(args.vaccbench_store)) if args.vaccbench_store else None)
     for line in done.lines:
         print(line)
     if not recordings:

@@ -124,6 +124,14 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--int8-keep-fp32", default=None, metavar="LAYERS",
                     help="onnxruntime int8: leave these layers in fp32, e.g. conv0,conv17,matmul0 "
                          "(ordinals as in vamc's skip_conv_layers); recorded as <precision>+keep-...")
+    group.addoption("--vaccbench-store", default=None, metavar="DIR",
+                    help="predictions store (a shared folder or CI artifact): --update-baselines "
+                         "keeps each recorded run's per-image predictions there, named by digest "
+                         "in the baseline entry; runs are then paired with them image by image")
+    group.addoption("--vaccbench-sequential", action="store_true", default=False,
+                    help="evaluate in a seeded class-stratified order, a chunk at a time, and stop "
+                         "when an anytime-valid bound on the difference from the stored predictions "
+                         "decides (needs --vaccbench-store; see docs/sequential.md)")
     group.addoption("--no-triage", action="store_true", default=False,
                     help="a failing int8 test does not rank its layers (see docs/triage.md)")
     group.addoption("--triage-budget", type=float, default=triage.DEFAULT_BUDGET, metavar="SECONDS",
@@ -138,7 +146,7 @@ def add_options(parser: pytest.Parser) -> None:
 NOT_IN_UPDATE_COMMAND = {"backend", "precision", "update_baselines", "dry_run", "accept_broken",
                          "allow_improvement", "vaccbench_json", "vaccbench_html",
                          "vaccbench_history", "vaccbench_strict", "confidence", "no_triage",
-                         "triage_budget"}
+                         "triage_budget", "vaccbench_sequential"}
 UPDATE_COMMAND_OPTIONS: list[Any] = []  # pytest's Argument objects, filled by add_options
 
 
@@ -208,6 +216,13 @@ def check_config(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "--update-baselines with --limit would record a subset's figures under the whole "
             "dataset's name; add --dataset-name NAME to record the subset under its own name")
+    if opt("vaccbench_sequential"):
+        if opt("update_baselines"):
+            raise pytest.UsageError("--vaccbench-sequential stops before the last image; "
+                                    "--update-baselines records full runs: drop one of them")
+        if not opt("vaccbench_store"):
+            raise pytest.UsageError("--vaccbench-sequential needs --vaccbench-store DIR: the "
+                                    "stored predictions each test is paired with")
     confidence = float(opt("confidence"))
     if not 0 < confidence < 1:
         raise pytest.UsageError(f"--confidence must be between 0 and 1, got {confidence}")

@@ -14,6 +14,8 @@ from .. import history
 from ..errors import VaccbenchError
 from ..report import (Results, find_payload, junit_properties, not_measured_line, session_info,
                       skip_groups, summary_lines, write_html, write_json)
+from ..sequential import summary_line
+from ..store import PredictionsStore
 from ..suite import is_suite_file
 from ..updates import apply_updates, recording_of
 from .collect import AccuracyItem, runner_of
@@ -28,12 +30,13 @@ WRITERS: tuple[tuple[str, Callable[[list[Any], Path, dict[str, Any]], Any], str]
 )
 
 
-def update_baselines(results: Results, accept_broken: bool, dry_run: bool) -> tuple[list[str], bool]:
+def update_baselines(results: Results, accept_broken: bool, dry_run: bool,
+                     store: PredictionsStore | None = None) -> tuple[list[str], bool]:
     """One locked write per baseline file (updates.apply_updates): the lines to show, and
     False when a result was refused or a file could not be written (it is then left as it was)."""
     recordings = [rec for row in results
                   if (rec := recording_of(row.nodeid, row.outcome, row.result, row.gate))]
-    done = apply_updates(recordings, accept_broken=accept_broken, dry_run=dry_run)
+    done = apply_updates(recordings, accept_broken=accept_broken, dry_run=dry_run, store=store)
     for row in results:
         row.updated = row.nodeid in done.written
     return list(done.lines), done.ok
@@ -62,6 +65,9 @@ def terminal_lines(results: Results, messages: Iterable[str], width: int) -> lis
     for reason, models in skip_groups(results):
         lines += [(f"skipped ({len(models)}): {reason}", False), (f"  {', '.join(models)}", False)]
     for row in results:
+        stop = summary_line(f"{row.model.partition('/')[2]} {row.run}", row.gate)
+        if stop:
+            lines.append((stop, False))
         if row.result and row.result.excluded:
             r = row.result
             lines.append((f"{r.model} {r.backend}/{r.precision}: {r.excluded} calibration images "
@@ -109,7 +115,9 @@ class ResultsCollector:
             if exitstatus == pytest.ExitCode.INTERRUPTED:
                 self.messages.append("interrupted: no baseline file was changed")
             else:
-                lines, ok = update_baselines(self.results, opt("accept_broken"), opt("dry_run"))
+                store = opt("vaccbench_store")
+                lines, ok = update_baselines(self.results, opt("accept_broken"), opt("dry_run"),
+                                             PredictionsStore(Path(store)) if store else None)
                 self.messages.extend(lines)
                 if not ok:
                     session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pytest
 
 from .. import dataset as dataset_mod
-from .. import progress, triage
+from .. import progress, sequential, triage
 from ..backends import RunOptions, get_backend
 from ..cache import cache_dir
 from ..errors import VaccbenchError
@@ -26,6 +26,7 @@ from ..metrics import Accuracy
 from ..preprocess import PreprocessSpec
 from ..report import PROPERTY, STRICT
 from ..run import Case, evaluate, paired_with_fp32
+from ..store import PredictionsStore
 from ..updates import Recording, refusal
 from ..vdsp import preprocess_option
 from .collect import AccuracyItem, GateFailure
@@ -106,6 +107,8 @@ class CaseRunner:
         cache = cache_dir(opt("vaccbench_cache"))
         self.devices = device_pool(config, cache)
         self.options = run_options(opt, cache, self.devices.device if self.devices else None)
+        self.store = PredictionsStore(Path(opt("vaccbench_store"))) if opt("vaccbench_store") else None
+        self.sequential = bool(opt("vaccbench_sequential")) and not self.update
         self._override: tuple[str, PreprocessSpec] | None = None
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
         self.is_worker = hasattr(config, "workerinput")
@@ -149,18 +152,28 @@ class CaseRunner:
             _skip(f"no baseline for {case.entry.key} on dataset {data.name!r} with "
                   f"{case.backend}/{case.run_precision} in {case.entry.baseline_path.name}; "
                   f"record one with: {self.update_command(item)}")
-        result = evaluate(case, data, self.options)
+        pairing = (sequential.pairing_for(case, data, self.options, self.store)
+                   if self.store and not self.update else None)
+        allow_improvement = self.config.getoption("allow_improvement")
+        decision = None
+        if self.sequential and pairing is not None:
+            result, decision = sequential.evaluate(case, data, self.options, pairing, expected,
+                                                   self.confidence, allow_improvement)
+        else:
+            result = evaluate(case, data, self.options)
         paired = (paired_with_fp32(result, case, self.options.cache_dir)
                   if needs_paired(case.backend, case.run_precision) else None)
         measured = Accuracy(result.n, result.correct1, result.correct5)
         # recording: judged only to refuse a broken build (regressions are what updates record)
         target = (recording_target(case.entry, data, case.backend, case.run_precision, measured,
                                    paired) if self.update else expected)
-        verdict = judge(measured, target,
-                        Images(data.name, result.n, data.total, result.fingerprint),
-                        self.update_command(item), paired=paired,
-                        build=f"{case.backend}/{case.run_precision}", confidence=self.confidence,
-                        allow_improvement=self.config.getoption("allow_improvement"))
+        images = Images(data.name, result.n, data.total, result.fingerprint)
+        how = dict(paired=paired, build=f"{case.backend}/{case.run_precision}",
+                   confidence=self.confidence, allow_improvement=allow_improvement)
+        verdict = (judge(measured, target, images, self.update_command(item), **how) if decision is None
+                   else sequential.judge_run(decision, measured, target, images, self.update_command(item), **how))
+        if pairing is not None:
+            verdict = sequential.with_stored(verdict, pairing, result, self.confidence)
         item.user_properties.append((PROPERTY, json.dumps(payload_of(result, expected, verdict))))
         if self.update:
             why = refusal(Recording(item.nodeid, "passed", result, verdict.kind),
