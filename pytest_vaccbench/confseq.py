@@ -31,9 +31,10 @@ replacement", NeurIPS), taken per round so that it holds for a stratified sample
   (A - log(1/alpha)) / B. The upper bound is the same construction on -d.
 
 The bets (kappa per round) are chosen from the rounds before (predictable), so any rule
-keeps the guarantee; the rule here aims at the decision: kappa = gap / variance (the
-growth-optimal bet of the Bernstein exponent), where gap is the distance from the estimate to
-the decision boundary the side has to clear, capped so that gamma <= CAP.
+keeps the guarantee; the rule here aims at the decision. Per image the exponent grows on
+average by kappa * gap - psi(kappa) * variance, where gap is the distance from the estimated
+Delta to the decision boundary the side has to clear; kappa = gap / (gap + variance)
+maximises it, capped at CAP. Before the first round the variance is PRIOR_VARIANCE.
 
 Everything is vectorised over a leading batch axis: the plugin runs one sequence, the
 simulation in benchmarks/sequential.py and the tests thousands at once.
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CAP = 0.9  # largest gamma: one image against the bet costs at most log(1 - CAP) = -2.3
-PRIOR_VARIANCE = 0.01  # variance of d assumed before the first round (1% discordant images)
+PRIOR_VARIANCE = 0.03  # variance of d assumed before the first round (3% discordant images)
 PRIOR_WEIGHT = 1.0  # in images: the prior's weight against the data
 
 
@@ -98,6 +99,13 @@ class PairedBounds:
     def upper(self) -> np.ndarray:
         return np.minimum(-self._sides[1].bound, (self.total + (self.population - self.seen)) / self.population)
 
+    def log_evidence(self, delta: float) -> tuple[np.ndarray, np.ndarray]:
+        """The logarithms of the two supermartingales at Delta = `delta`: evidence that Delta
+        is larger (lower side) and smaller (upper side). Each is below log(1/alpha) at every
+        round with probability >= 1 - alpha when `delta` is the true Delta."""
+        lower, upper = self._sides
+        return lower.a - lower.b * delta, upper.a + upper.b * delta
+
     def _estimates(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of d from the rounds so far, shrunk towards the prior."""
         n = self.seen + PRIOR_WEIGHT
@@ -107,14 +115,15 @@ class PairedBounds:
 
     def _kappa(self, mean: np.ndarray, variance: np.ndarray, centre: np.ndarray,
                sign: float) -> np.ndarray:
-        """The bet of one side: growth-optimal for clearing the nearest boundary it must clear."""
+        """The bet of one side: the growth-optimal one for clearing the boundary it must clear,
+        d(kappa gap - psi(kappa) variance)/d kappa = 0 (in units of the centred range)."""
         lo, hi = (b * sign for b in self.boundaries)
         lo, hi = min(lo, hi), max(lo, hi)
         m = mean * sign
         # the lower side (on sign * d) must show Delta above a boundary: the highest one below m
         target = np.where(m > hi, hi, lo)
         gap = np.maximum(m - target, (hi - lo) / 4 if hi > lo else 1e-3)
-        return np.minimum(gap / variance, CAP / (1 + centre))
+        return np.minimum(gap / (gap + variance), CAP) / (1 + centre)
 
     def update(self, d: np.ndarray, remaining: np.ndarray) -> None:
         """One round: `d` (batch + (k,)) the differences of its k images, `remaining` (k,) the
@@ -124,21 +133,20 @@ class PairedBounds:
         if d.shape[-1] == 0:
             return
         top = remaining.max()
-        share = remaining / top  # kappa_j = kappa * share_j: sum_j share_j mu_j = (N D - S) / top
+        # kappa_j = kappa * share_j, so that sum_j share_j mu_j = (N Delta - S) / top; images
+        # of equal share are summed together (a round has few distinct shares)
+        shares, group, count = np.unique(remaining / top, return_inverse=True, return_counts=True)
+        by_share = d[..., np.argsort(group, kind="stable")]
+        starts = np.concatenate([[0], np.cumsum(count)[:-1]])
+        sums = np.add.reduceat(by_share, starts, axis=-1)
+        squares = np.add.reduceat(by_share * by_share, starts, axis=-1)
         mean, variance = self._estimates()
-        groups = [(s, share == s) for s in np.unique(share)]
-        sums = [(s, d[..., mask].sum(axis=-1), (d[..., mask] ** 2).sum(axis=-1), int(mask.sum()))
-                for s, mask in groups]
         for sign, side in zip((1.0, -1.0), self._sides):
             centre = np.clip(sign * mean, -0.5, 0.5)
             kappa = self._kappa(mean, variance, centre, sign)
-            gain = np.zeros_like(kappa)
-            for s, total, squares, count in sums:
-                t, q = sign * total, squares
-                gamma = kappa * s * (1 + centre)
-                # sum over the group of (d - c)^2 / (1 + c)^2, from its sums
-                spread = (q - 2 * centre * t + count * centre ** 2) / (1 + centre) ** 2
-                gain += kappa * s * t - psi(gamma) * spread
+            c, k, t = centre[..., None], kappa[..., None], sign * sums
+            spread = (squares - 2 * c * t + count * c ** 2) / (1 + c) ** 2  # sum of xi^2 per share
+            gain = (k * shares * t - psi(k * shares * (1 + c)) * spread).sum(axis=-1)
             side.a = side.a + gain + kappa / top * sign * self.total
             side.b = side.b + kappa * self.population / top
             with np.errstate(divide="ignore", invalid="ignore"):
