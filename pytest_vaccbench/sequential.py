@@ -23,6 +23,7 @@ import hashlib
 import html
 import io
 import math
+import os
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field, replace
@@ -432,9 +433,9 @@ def stored_comparison(pairing: Pairing, result: Result, fdr: float) -> dict[str,
     classes = []
     for change in found:
         flipped = np.flatnonzero((labels == change.label) & (before != after))[:THUMBNAILS]
-        classes.append({**change.to_json(), "images": [
+        classes.append({**change.to_json(), "flipped": [
             {"file": pairing.counted.samples[positions[i]].path.name,
-             "path": str(pairing.counted.samples[positions[i]].path), "lost": bool(before[i])}
+             "path": os.path.abspath(pairing.counted.samples[positions[i]].path), "lost": bool(before[i])}
             for i in flipped.tolist()]})
     return {"predictions": stored.digest, "store": pairing.where, "n": a.n, "agree": a.agree,
             "agreement": round(a.percent, 3), "lost": a.reference_only, "gained": a.run_only,
@@ -468,7 +469,9 @@ def with_stored(verdict: Verdict, pairing: Pairing, result: Result, confidence: 
         found, line = {"missing": str(exc)}, f"  paired with the stored run: {exc}"
     else:
         line = stored_line(found)
-    return replace(verdict, message="\n".join(filter(None, [verdict.message, line])),
+    lines = verdict.message.splitlines()
+    at = next((i for i, text in enumerate(lines) if i and not text.startswith("  ")), len(lines))
+    return replace(verdict, message="\n".join([*lines[:at], line, *lines[at:]]),
                    details={**verdict.details, "stored": found})
 
 
@@ -528,7 +531,7 @@ def html_section(rows: Sequence[Any]) -> str:
                          f'<td class="l">{html.escape(decision.kind)}</td><td class="l">{html.escape(bounds)}</td>'
                          f'<td class="l reason">{html.escape(stop_line(decision))}</td></tr>')
         for c in found.get("classes", []):
-            images = "".join(_image(item) for item in c.get("images", []))
+            images = "".join(_image(item) for item in c.get("flipped", []))
             classes.append(f'<tr><td class="l">{label}</td><td class="l">{html.escape(str(c["name"]))}</td>'
                            f'<td>{c["before"]}/{c["images"]}</td><td>{c["after"]}/{c["images"]}</td>'
                            f'<td>{c["lost"]}</td><td>{c["gained"]}</td><td>{c["p"]:.3g}</td>'

@@ -1,0 +1,134 @@
+"""The predictions store and --vaccbench-sequential in pytest sessions (a fake backend with
+planned answers on 1000 images: tests/sequential_project.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sequential_project import IMAGES, SequentialProject, store_file
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> SequentialProject:
+    return SequentialProject(pytester)
+
+
+def test_recording_keeps_the_predictions_and_names_them_in_the_entry(project: SequentialProject) -> None:
+    project.record()
+    entry = project.entry()
+    assert (entry["top1"], entry["top5"], entry["n"]) == (80.0, 94.0, IMAGES)
+    path = store_file(project)
+    assert path.is_file() and path.stat().st_size < 600  # 1000 images in a few hundred bytes
+    project.plan({})
+    again = project.run("--update-baselines", "--vaccbench-store=store", "--dry-run")
+    assert "dry run: no baseline file was changed" in again.stdout.str()
+    assert f"predictions: {entry['predictions']}" not in again.stdout.str()  # the same digest: no diff
+
+
+def test_an_unchanged_build_passes_early_in_chunks(project: SequentialProject) -> None:
+    project.record()
+    done = project.run("--vaccbench-sequential", "--vaccbench-store=store", "--vaccbench-json=out.json",
+                       "--vaccbench-html=out.html", "-rP")
+    done.assert_outcomes(passed=1)
+    test = project.report()
+    info = test["gate"]["sequential"]
+    assert info["early"] and info["kind"] == "passed" and info["images"] < IMAGES
+    assert test["n"] == info["images"] == sum(project.calls())
+    assert set(project.calls()) == {20} and len(project.calls()) == info["looks"]  # a round a call
+    for metric in ("top1", "top5"):
+        lo, hi = info["bounds"][metric]
+        assert -0.5 <= lo <= 0 <= hi <= 0.5
+    assert test["delta_top1"] == 0.0  # the estimate over the whole set, not the first images'
+    assert test["gate"]["stored"]["lost"] == test["gate"]["stored"]["gained"] == 0
+    out = done.stdout.str()
+    assert f"stopped after {info['images']} of {IMAGES} images" in out
+    assert f"fake-m fake/fp32: stopped after {info['images']} of {IMAGES} images" in out  # summary
+    page = (project.path / "out.html").read_text()
+    assert 'id="sequential"' in page and f"<td>{info['images']}</td><td>{IMAGES}</td>" in page
+
+
+def test_a_regression_fails_early_with_the_full_runs_verdict(project: SequentialProject) -> None:
+    project.record()
+    project.plan({"lose": project.right_images(50)})  # 50 more images wrong: top1 -5 points
+    done = project.run("--vaccbench-sequential", "--vaccbench-store=store", "--vaccbench-json=out.json")
+    done.assert_outcomes(failed=1)
+    info = project.report()["gate"]["sequential"]
+    assert info["kind"] == "regression" and info["images"] < IMAGES
+    assert info["bounds"]["top1"][1] < -0.5
+    out = done.stdout.str()
+    assert "top1 is at least" in out and "points below the baseline" in out and "sequential" in out
+    assert "record the new numbers" in out
+    project.plan({"lose": project.right_images(50)})
+    full = project.run("--vaccbench-store=store", "--vaccbench-json=full.json")
+    full.assert_outcomes(failed=1)
+    assert project.report("full.json")["gate"]["verdict"] == "regression"
+    assert project.report("full.json")["gate"]["stored"]["lost"] == 50
+
+
+@pytest.mark.parametrize("damage", ["missing", "damaged"])
+def test_without_usable_stored_predictions_the_run_is_full_and_says_why(
+        project: SequentialProject, damage: str) -> None:
+    project.record()
+    path = store_file(project)
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes() + b"x")
+    done = project.run("--vaccbench-sequential", "--vaccbench-store=store", "--vaccbench-json=out.json", "-rP")
+    done.assert_outcomes(passed=1)
+    test = project.report()
+    assert test["n"] == IMAGES and not test["gate"]["sequential"]["early"]
+    why = "no store entry" if damage == "missing" else "damaged store entry"
+    assert why in test["gate"]["sequential"]["why"]
+    assert f"ran all {IMAGES} images: stored predictions of fakefam.yaml" in done.stdout.str()
+
+
+def test_a_broken_class_is_named_with_its_images(project: SequentialProject) -> None:
+    project.record()
+    project.plan({"broken_class": 350})
+    done = project.run("--vaccbench-store=store", "--vaccbench-json=out.json", "--vaccbench-html=out.html")
+    done.assert_outcomes(failed=1)  # 40 of 1000 images lost: -4 points
+    stored = project.report()["gate"]["stored"]
+    (found,) = stored["classes"]
+    assert (found["label"], found["lost"], found["gained"], found["name"]) == (350, 40, 0, "ibex")
+    assert "1 class(es) changed significantly (Benjamini-Hochberg, FDR 5%): ibex (40/50 -> 0/50)" in done.stdout.str()
+    assert len(found["flipped"]) == 8 and all(i["lost"] for i in found["flipped"])
+    page = (project.path / "out.html").read_text()
+    assert 'id="significant-classes"' in page and page.count('src="data:image/jpeg;base64,') == 8
+
+
+def test_a_partial_result_is_never_recorded(project: SequentialProject) -> None:
+    project.record()
+    project.run("--vaccbench-sequential", "--vaccbench-store=store", "--vaccbench-json=out.json")
+    from pytest_vaccbench.cli import main
+
+    before = (project.path / "baselines" / "fakefam.yaml").read_text()
+    assert main(["update-baselines", "--from", str(project.path / "out.json"),
+                 "--baselines", str(project.path / "baselines")]) == 1
+    assert (project.path / "baselines" / "fakefam.yaml").read_text() == before
+
+
+@pytest.mark.parametrize("extra, message", [
+    ((), "--vaccbench-sequential needs --vaccbench-store DIR"),
+    (("--vaccbench-store=s", "--update-baselines"), "--update-baselines records full runs"),
+])
+def test_usage_errors(project: SequentialProject, extra: tuple[str, ...], message: str) -> None:
+    done = project.run("--vaccbench-sequential", *extra)
+    assert done.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in done.stderr.str()
+
+
+@pytest.mark.slow
+def test_sequential_runs_under_xdist(project: SequentialProject) -> None:
+    project.record()
+    done = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider",
+                           "--dataset=data/images", "--vaccbench-cache=cache", "-n", "2",
+                           "--vaccbench-sequential", "--vaccbench-store=store", "--vaccbench-json=out.json"],
+                          cwd=project.path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    (test,) = json.loads((project.path / "out.json").read_text())["tests"]
+    assert test["gate"]["sequential"]["early"] and "stopped after" in done.stdout
