@@ -26,7 +26,7 @@ import math
 import os
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -144,6 +144,7 @@ class Pairing:
     stored: StoredRun | None = None
     why: str = ""
     where: str = ""  # the store entry's path
+    named: bool = False  # the baseline entry names stored predictions (usable or not)
 
 
 def counted_images(case: Case, dataset: Dataset, options: RunOptions) -> Dataset:
@@ -172,13 +173,14 @@ def pairing_for(case: Case, dataset: Dataset, options: RunOptions,
     try:
         stored = store.get(str(digest))
     except StoreError as exc:
-        return Pairing(counted, why=f"stored predictions of {where}: {exc}")
+        return Pairing(counted, why=f"stored predictions of {where}: {exc}", named=True)
     fingerprint = counted.fingerprint()
     if stored.fingerprint != fingerprint or stored.n != len(counted.samples):
         return Pairing(counted, why=f"the stored predictions of {where} are of other images "
                                     f"(fingerprint {stored.fingerprint}, n={stored.n}; this run "
-                                    f"counts {len(counted.samples)} images, fingerprint {fingerprint})")
-    return Pairing(counted, stored, where=str(store.path(stored.digest)))
+                                    f"counts {len(counted.samples)} images, fingerprint {fingerprint})",
+                       named=True)
+    return Pairing(counted, stored, where=str(store.path(stored.digest)), named=True)
 
 
 # -- evaluating in rounds ---------------------------------------------------------------
@@ -206,6 +208,12 @@ class Decision:
     @property
     def early(self) -> bool:
         return self.kind != "full"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Decision":
+        """A decision as a report holds it (keys this version does not know are left out)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "early": self.early}
@@ -460,13 +468,16 @@ def stored_line(found: Mapping[str, Any]) -> str:
 
 
 def with_stored(verdict: Verdict, pairing: Pairing, result: Result, confidence: float) -> Verdict:
-    """The verdict with the comparison against the stored run (when there is one) added."""
-    if pairing.stored is None:
-        return verdict
+    """The verdict with the comparison against the stored run added, or why there is none
+    when the baseline entry names stored predictions."""
+    if pairing.stored is None and (not pairing.named or "sequential" in verdict.details):
+        return verdict  # nothing to say, or the sequential line says it
     try:
+        if pairing.stored is None:
+            raise VaccbenchError(pairing.why)
         found = stored_comparison(pairing, result, 1 - confidence)
     except VaccbenchError as exc:
-        found, line = {"missing": str(exc)}, f"  paired with the stored run: {exc}"
+        found, line = {"missing": str(exc)}, f"  not paired with the stored run: {exc}"
     else:
         line = stored_line(found)
     lines = verdict.message.splitlines()
@@ -482,7 +493,7 @@ def summary_line(name: str, gate: Mapping[str, Any] | None) -> str | None:
     info = (gate or {}).get("sequential")
     if not info:
         return None
-    decision = Decision(**{k: v for k, v in info.items() if k != "early"})
+    decision = Decision.from_json(info)
     bounds = "; ".join(f"{m} difference {_points(*b)}" for m, b in decision.bounds.items())
     tail = f" ({bounds}, {decision.confidence:.0%} anytime)" if bounds and decision.early else ""
     return f"{name}: {stop_line(decision).removeprefix('sequential: ')}{tail}"
@@ -524,7 +535,7 @@ def html_section(rows: Sequence[Any]) -> str:
         info, found = gate.get("sequential"), gate.get("stored") or {}
         label = html.escape(f"{row.model} {row.run}")
         if info:
-            decision = Decision(**{k: v for k, v in info.items() if k != "early"})
+            decision = Decision.from_json(info)
             bounds = ", ".join(f"{m} {_points(*b)}" for m, b in decision.bounds.items()) or "-"
             stops.append(f'<tr><td class="l">{label}</td><td>{decision.images}</td>'
                          f"<td>{decision.total}</td><td>{100 * decision.images / max(1, decision.total):.1f}%</td>"

@@ -5,7 +5,8 @@ named `data`; image i is of class (i % 20) * 50), and one model of a fake backen
 answers are planned, so that every number is known: with j = i // 20, image i is right at
 top-1 unless j % 5 == 0 and in the top 5 unless j % 20 == 0 (80% / 94%). plan.json can add
 {"lose": [i, ...]} (those images now wrong: a regression) or {"broken_class": c} (every
-image of class c wrong). The backend
+image of class c wrong). In int8-max the first 100 images are calibration images, left out
+of the count. The backend
 implements only `scores`, so a sequential run goes through the generic `Backend.scorer`, one
 call per chunk, as vamp does; each call's image count is logged to calls.log.
 """
@@ -31,7 +32,11 @@ HERE = Path(__file__).parent
 
 class FakeBackend(Backend):
     name = "fake"
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8-max")
+
+    def excluded_samples(self, entry, precision, dataset, options):
+        """int8: the first 100 images calibrated the model, and are not counted."""
+        return tuple(dataset.samples[:100]) if precision == "int8-max" else ()
 
     def scores(self, entry, precision, dataset, options):
         plan = json.loads((HERE / "plan.json").read_text())

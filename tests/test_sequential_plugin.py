@@ -132,3 +132,41 @@ def test_sequential_runs_under_xdist(project: SequentialProject) -> None:
     assert done.returncode == 0, done.stdout[-3000:]
     (test,) = json.loads((project.path / "out.json").read_text())["tests"]
     assert test["gate"]["sequential"]["early"] and "stopped after" in done.stdout
+
+
+def test_update_from_a_report_keeps_the_predictions_beside_it(project: SequentialProject,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    project.run("--update-baselines", "--vaccbench-json=reports/out.json").assert_outcomes(passed=1)
+    assert "predictions" not in project.entry()  # recorded without a store
+    from pytest_vaccbench.cli import main
+
+    assert main(["update-baselines", "--from", str(project.path / "reports" / "out.json"),
+                 "--baselines", str(project.path / "baselines"), "--store", str(project.path / "kept")]) == 0
+    digest = project.entry()["predictions"]
+    assert (project.path / "kept" / digest[:2] / digest).is_file()
+    done = project.run("--vaccbench-sequential", "--vaccbench-store=kept")
+    done.assert_outcomes(passed=1)
+    assert "stopped after" in done.stdout.str()
+
+
+def test_int8_calibration_images_are_left_out_on_both_sides(project: SequentialProject) -> None:
+    project.run("--precision=int8-max", "--update-baselines", "--vaccbench-store=store").assert_outcomes(passed=1)
+    from pytest_vaccbench.baselines import load_family
+
+    entry = load_family(project.path / "baselines" / "fakefam.yaml").models["fake-m"].expected["data"]["fake/int8-max"]
+    assert (entry["n"], entry["calibration_excluded"]) == (900, 100) and entry["predictions"]
+    done = project.run("--precision=int8-max", "--vaccbench-sequential", "--vaccbench-store=store",
+                       "--vaccbench-json=out.json")
+    done.assert_outcomes(passed=1)
+    test = project.report()
+    assert test["excluded"] == 100 and test["gate"]["sequential"]["total"] == 900
+    assert test["gate"]["sequential"]["early"] and test["n"] < 900
+
+
+def test_a_plain_run_says_why_it_is_not_paired_with_the_named_predictions(project: SequentialProject) -> None:
+    project.record()
+    store_file(project).write_bytes(b"VACCBENCH-PREDICTIONS 1\n")
+    done = project.run("--vaccbench-store=store", "--vaccbench-json=out.json", "-rP")
+    done.assert_outcomes(passed=1)
+    assert "not paired with the stored run: stored predictions of fakefam.yaml" in done.stdout.str()
+    assert "damaged store entry" in project.report()["gate"]["stored"]["missing"]

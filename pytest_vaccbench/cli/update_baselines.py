@@ -26,7 +26,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the diff of every baseline file it would change, write nothing")
     parser.add_argument("--accept-broken", action="store_true",
                         help="record results the gate classified as a BROKEN BUILD too")
-    parser.add_argument("--vaccbench-store", default=None, metavar="DIR",
+    parser.add_argument("--store", default=None, metavar="DIR",
                         help="keep each recorded result's per-image predictions (beside the report) "
                              "in this predictions store, named by digest in its entry")
 
@@ -40,7 +40,7 @@ def update_baselines(args: argparse.Namespace) -> int:
     recordings = recordings_from_json(Path(args.report))
     done = apply_updates(recordings, accept_broken=args.accept_broken, dry_run=args.dry_run,
                          baselines_dir=folder,
-                         store=PredictionsStore(Path(args.vaccbench_store)) if args.vaccbench_store else None)
+                         store=PredictionsStore(Path(args.store)) if args.store else None)
     for line in done.lines:
         print(line)
     if not recordings:
