@@ -27,6 +27,7 @@ import os
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -35,6 +36,7 @@ import numpy as np
 from . import progress
 from .backends import RunOptions, get_backend
 from .baselines import Tolerance
+from .confseq import PairedBounds
 from .dataset import IMAGE_SUFFIXES, Dataset, Sample, class_name
 from .errors import VaccbenchError
 from .gate import Expectation, Images, Paired, Verdict, judge, run_key
@@ -228,7 +230,11 @@ class _Metric:
     stored: np.ndarray  # bool (N,)
     expected: float  # percent
     tolerance: float  # points
-    bounds: Any = None
+    alpha: float  # of each side of the bounds
+
+    @cached_property
+    def bounds(self) -> PairedBounds:
+        return PairedBounds(len(self.stored), self.alpha, self.ends)
 
     @property
     def offset(self) -> float:
@@ -241,14 +247,14 @@ class _Metric:
         return ((-self.tolerance - self.offset) / 100.0, (self.tolerance - self.offset) / 100.0)
 
 
-def _metrics(stored: StoredRun, expected: Expectation) -> list[_Metric]:
-    found = []
-    for name, correct, tolerance in (("top1", stored.correct1, expected.tolerance.top1),
-                                     ("top5", stored.correct5, expected.tolerance.top5)):
-        value = getattr(expected, name)
-        if value is not None:
-            found.append(_Metric(name, correct, float(value), float(tolerance)))
-    return found
+def _metrics(stored: StoredRun, expected: Expectation, confidence: float) -> list[_Metric]:
+    """The metrics the baseline gates (top1, top5, or one of them), each with its bounds."""
+    gated = [(name, correct, float(getattr(expected, name)), float(tolerance))
+             for name, correct, tolerance in (("top1", stored.correct1, expected.tolerance.top1),
+                                              ("top5", stored.correct5, expected.tolerance.top5))
+             if getattr(expected, name) is not None]
+    alpha = side_alpha(confidence, max(1, len(gated)))
+    return [_Metric(*metric, alpha) for metric in gated]
 
 
 def run_rounds(case: Case, pairing: Pairing, dataset: Dataset, options: RunOptions,
@@ -256,16 +262,11 @@ def run_rounds(case: Case, pairing: Pairing, dataset: Dataset, options: RunOptio
                allow_improvement: bool) -> tuple[Result, Decision]:
     """Evaluate `pairing.counted` in the stratified order, a round per backend call, until
     the confidence sequences decide or every image is in."""
-    from .confseq import PairedBounds
-
     stored = pairing.stored
     assert stored is not None
     counted = pairing.counted
     total = len(counted.samples)
-    metrics = _metrics(stored, expected)
-    alpha = side_alpha(confidence, max(1, len(metrics)))
-    for m in metrics:
-        m.bounds = PairedBounds(total, alpha, m.ends)
+    metrics = _metrics(stored, expected, confidence)
     order = stratified_order(counted.samples)
     backend = get_backend(case.backend)
     labels = np.asarray(counted.labels)
@@ -378,15 +379,14 @@ def judge_run(decision: Decision, measured: Accuracy, expected: Expectation | No
     if checks.kind in ("broken", "regression"):  # a collapse, or the agreement with fp32
         kind = checks.kind
     else:
-        kind = decision.kind
-        kept = [line for line in kept if line.startswith("  ")]  # the paired line, baseline, target
+        kind = decision.kind  # kept: the paired line, the baseline, the target
         share = f"{decision.images} of {decision.total} images"
         if kind == "passed":
             headline = (f"{build} build within the allowed difference ({share}, sequential: the "
                         f"{decision.confidence:.0%} anytime bounds lie within the tolerance)")
         else:
             metric, (lo, hi) = next((m, b) for m, b in decision.bounds.items()
-                                    if outside(b, decision.allowed[m]))
+                                    if _outside(b, decision.allowed[m]))
             side = "below" if hi < -decision.allowed[metric] else "above"
             headline = (f"{metric} is at least {min(abs(lo), abs(hi)):.3f} points {side} the baseline "
                         f"({decision.confidence:.0%} anytime bound {_points(lo, hi)}, allowed "
@@ -401,7 +401,7 @@ def judge_run(decision: Decision, measured: Accuracy, expected: Expectation | No
     return Verdict(kind == "passed", "\n".join(message), kind, details)
 
 
-def outside(bound: Sequence[float], tolerance: float) -> bool:
+def _outside(bound: Sequence[float], tolerance: float) -> bool:
     lo, hi = bound
     return hi < -tolerance or lo > tolerance
 
