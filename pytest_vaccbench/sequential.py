@@ -18,17 +18,12 @@ images) the test runs in full and says why.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
-import io
 import math
-import os
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -37,11 +32,11 @@ from . import progress
 from .backends import RunOptions, get_backend
 from .baselines import Tolerance
 from .confseq import PairedBounds
-from .dataset import IMAGE_SUFFIXES, Dataset, Sample, class_name
+from .dataset import Dataset, Sample
 from .errors import VaccbenchError
-from .gate import Expectation, Images, Paired, Verdict, judge, run_key
+from .gate import Expectation, Images, Verdict, judge, run_key
 from .metrics import Accuracy, agreement, topk
-from .run import Case, Result, check_finite, evaluate as evaluate_all, keep_result
+from .run import Case, Judged, Result, check_finite, evaluate as evaluate_all, keep_result
 from .significance import class_changes, significant
 from .store import PredictionsStore, StoredRun, StoreError
 
@@ -50,7 +45,7 @@ STRATUM = 50  # images per stratum (an ImageNet val class): about 50 rounds, a l
 METRICS = ("top1", "top5")
 PASSED, UNDECIDED, REGRESSION, STALE = 1, 0, -1, -2
 KINDS = {PASSED: "passed", REGRESSION: "regression", STALE: "stale"}
-THUMBNAILS = 8  # images kept per significant class, shown as thumbnails where they are local
+FLIPPED = 8  # images named per significant class (the HTML report shows them where they are local)
 
 
 # -- the order --------------------------------------------------------------------------
@@ -158,9 +153,10 @@ def counted_images(case: Case, dataset: Dataset, options: RunOptions) -> Dataset
 
 
 def pairing_for(case: Case, dataset: Dataset, options: RunOptions,
-                store: PredictionsStore | None) -> Pairing:
-    """The stored predictions of the run the test's own baseline entry was recorded from."""
-    counted = counted_images(case, dataset, options)
+                store: PredictionsStore | None, scored: bool = False) -> Pairing:
+    """The stored predictions of the run the test's own baseline entry was recorded from.
+    `scored`: the run is result files scored (`--results`), which count every image they hold."""
+    counted = dataset if scored else counted_images(case, dataset, options)
     key = run_key(case.backend, case.run_precision)
     raw = (case.entry.expected.get(dataset.name) or {}).get(key) or {}
     where = f"{case.entry.baseline_path.name}: {case.entry.key}.expected.{dataset.name}.{key}"
@@ -330,7 +326,8 @@ WIDE = Tolerance(100.0, 100.0)  # a tolerance nothing exceeds: judge's other che
 _TOLERANCE_LINES = ("  top1:", "  top5:", "  sampling:", "  images:")
 
 
-def _points(lo: float, hi: float) -> str:
+def points(lo: float, hi: float) -> str:
+    """A bound on a difference, in points."""
     return f"[{lo:+.3f}, {hi:+.3f}]"
 
 
@@ -342,38 +339,46 @@ def _rows(decision: Decision, expected: Expectation) -> list[str]:
         state = "ok" if inside else "FAIL" if hi < -tol or lo > tol else "undecided"
         rows.append(f"  {metric}: expected {getattr(expected, metric):7.3f}  estimate "
                     f"{decision.estimate[metric]:7.3f}  {decision.confidence:.0%} anytime bound on "
-                    f"the difference {_points(lo, hi)}  tolerance ±{tol:.3f}  {state}")
+                    f"the difference {points(lo, hi)}  tolerance ±{tol:.3f}  {state}")
     return rows
+
+
+def stop_reason(decision: Decision) -> str:
+    """Why a sequential run stopped where it did (or ran every image)."""
+    if not decision.early:
+        return decision.why
+    return {"passed": "every bound lies within the tolerance",
+            "regression": "a bound lies wholly below the tolerance",
+            "stale": "a bound lies wholly above the tolerance"}[decision.kind]
 
 
 def stop_line(decision: Decision) -> str:
     """Where and why a sequential run stopped (or why it ran every image)."""
-    share = 100.0 * decision.images / decision.total if decision.total else 100.0
     if not decision.early:
-        return f"sequential: ran all {decision.total} images: {decision.why}"
-    why = {"passed": "every bound lies within the tolerance",
-           "regression": "a bound lies wholly below the tolerance",
-           "stale": "a bound lies wholly above the tolerance"}[decision.kind]
+        return f"sequential: ran all {decision.total} images: {stop_reason(decision)}"
+    share = 100.0 * decision.images / decision.total if decision.total else 100.0
     return (f"sequential: stopped after {decision.images} of {decision.total} images "
-            f"({share:.1f}%, round {decision.looks} of {decision.rounds}): {decision.kind}, {why}")
+            f"({share:.1f}%, round {decision.looks} of {decision.rounds}): {decision.kind}, "
+            f"{stop_reason(decision)}")
 
 
-def judge_run(decision: Decision, measured: Accuracy, expected: Expectation | None, images: Images,
-              update_command: str, *, paired: Paired | None, build: str, confidence: float,
-              allow_improvement: bool) -> Verdict:
-    """The verdict of a sequential run.
+def judge_run(decision: Decision, done: Judged, case: Case, dataset: Dataset, result: Result,
+              update_command: str, confidence: float) -> Verdict:
+    """The verdict of a sequential run, from the gate's (`run.judged`) on the images it measured.
 
     Every image ran: the gate's own verdict (exact), with the reason it ran them all. Stopped
     early: the confidence sequences decide the tolerance check; the gate's other checks
     (BROKEN BUILD, min_agreement with fp32) are made on the images measured, as judge makes
     them, and win when they fail."""
+    expected = done.expected
     if not decision.early or expected is None:
-        verdict = judge(measured, expected, images, update_command, paired=paired, build=build,
-                        confidence=confidence, allow_improvement=allow_improvement)
+        verdict = done.verdict
         return replace(verdict, message="\n".join(filter(None, [verdict.message, f"  {stop_line(decision)}"])),
                        details={**verdict.details, "sequential": decision.to_json()})
-    checks = judge(measured, replace(expected, tolerance=WIDE), images, update_command, paired=paired,
-                   build=build, confidence=confidence, allow_improvement=True)
+    build = f"{case.backend}/{case.run_precision}"
+    checks = judge(Accuracy(result.n, result.correct1, result.correct5), replace(expected, tolerance=WIDE),
+                   Images(dataset.name, result.n, dataset.total, result.fingerprint), update_command,
+                   paired=done.paired, build=build, confidence=confidence, allow_improvement=True)
     headline, *rest = checks.message.splitlines()
     kept = [line for line in rest if not line.startswith(_TOLERANCE_LINES)]
     if checks.kind in ("broken", "regression"):  # a collapse, or the agreement with fp32
@@ -389,7 +394,7 @@ def judge_run(decision: Decision, measured: Accuracy, expected: Expectation | No
                                     if _outside(b, decision.allowed[m]))
             side = "below" if hi < -decision.allowed[metric] else "above"
             headline = (f"{metric} is at least {min(abs(lo), abs(hi)):.3f} points {side} the baseline "
-                        f"({decision.confidence:.0%} anytime bound {_points(lo, hi)}, allowed "
+                        f"({decision.confidence:.0%} anytime bound {points(lo, hi)}, allowed "
                         f"±{decision.allowed[metric]:.3f}, after {share}, sequential)")
             if kind == "stale":
                 headline = f"baseline is stale, update with: {update_command}; {headline}"
@@ -440,10 +445,9 @@ def stored_comparison(pairing: Pairing, result: Result, fdr: float) -> dict[str,
     found = significant(changes, fdr)
     classes = []
     for change in found:
-        flipped = np.flatnonzero((labels == change.label) & (before != after))[:THUMBNAILS]
+        flipped = np.flatnonzero((labels == change.label) & (before != after))[:FLIPPED]
         classes.append({**change.to_json(), "flipped": [
-            {"file": pairing.counted.samples[positions[i]].path.name,
-             "path": os.path.abspath(pairing.counted.samples[positions[i]].path), "lost": bool(before[i])}
+            {"file": pairing.counted.samples[positions[i]].path.name, "lost": bool(before[i])}
             for i in flipped.tolist()]})
     return {"predictions": stored.digest, "store": pairing.where, "n": a.n, "agree": a.agree,
             "agreement": round(a.percent, 3), "lost": a.reference_only, "gained": a.run_only,
@@ -494,70 +498,6 @@ def summary_line(name: str, gate: Mapping[str, Any] | None) -> str | None:
     if not info:
         return None
     decision = Decision.from_json(info)
-    bounds = "; ".join(f"{m} difference {_points(*b)}" for m, b in decision.bounds.items())
+    bounds = "; ".join(f"{m} difference {points(*b)}" for m, b in decision.bounds.items())
     tail = f" ({bounds}, {decision.confidence:.0%} anytime)" if bounds and decision.early else ""
     return f"{name}: {stop_line(decision).removeprefix('sequential: ')}{tail}"
-
-
-def thumbnail(path: str, size: int = 72) -> str | None:
-    """A small JPEG of a local image as a data: URI, or None (not local, not an image)."""
-    from .preprocess import decode_rgb
-
-    file = Path(path)
-    if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
-        return None
-    try:
-        image = decode_rgb(file)
-        image.thumbnail((size, size))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=80)
-    except (VaccbenchError, OSError, ValueError):
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _image(item: Mapping[str, Any]) -> str:
-    title = html.escape(f"{'lost' if item.get('lost') else 'gained'}: {item.get('file', '')}")
-    uri = thumbnail(str(item.get("path", "")))
-    if uri is None:
-        return f'<span class="file" title="{title}">{html.escape(str(item.get("file", "")))}</span>'
-    border = "#c62828" if item.get("lost") else "#2e7d32"
-    return f'<img src="{uri}" alt="{title}" title="{title}" style="border:2px solid {border};margin:1px">'
-
-
-def html_section(rows: Sequence[Any]) -> str:
-    """The HTML report's part for sequential runs (where each stopped and why, its bounds)
-    and for runs paired with stored predictions (the classes that changed significantly,
-    their flipped images as thumbnails: red lost, green gained)."""
-    stops, classes = [], []
-    for row in rows:
-        gate = row.gate or {}
-        info, found = gate.get("sequential"), gate.get("stored") or {}
-        label = html.escape(f"{row.model} {row.run}")
-        if info:
-            decision = Decision.from_json(info)
-            bounds = ", ".join(f"{m} {_points(*b)}" for m, b in decision.bounds.items()) or "-"
-            stops.append(f'<tr><td class="l">{label}</td><td>{decision.images}</td>'
-                         f"<td>{decision.total}</td><td>{100 * decision.images / max(1, decision.total):.1f}%</td>"
-                         f'<td class="l">{html.escape(decision.kind)}</td><td class="l">{html.escape(bounds)}</td>'
-                         f'<td class="l reason">{html.escape(stop_line(decision))}</td></tr>')
-        for c in found.get("classes", []):
-            images = "".join(_image(item) for item in c.get("flipped", []))
-            classes.append(f'<tr><td class="l">{label}</td><td class="l">{html.escape(str(c["name"]))}</td>'
-                           f'<td>{c["before"]}/{c["images"]}</td><td>{c["after"]}/{c["images"]}</td>'
-                           f'<td>{c["lost"]}</td><td>{c["gained"]}</td><td>{c["p"]:.3g}</td>'
-                           f'<td>{c["adjusted"]:.3g}</td><td class="l">{images}</td></tr>')
-    out = []
-    if stops:
-        out.append('<h2>Sequential runs: images used, where and why each stopped</h2>'
-                   '<table id="sequential"><thead><tr><th class="l">test</th><th>images</th>'
-                   '<th>of</th><th>share</th><th class="l">verdict</th><th class="l">anytime '
-                   'bounds on the difference (points)</th><th class="l">stop</th></tr></thead>'
-                   f'<tbody>{"".join(stops)}</tbody></table>')
-    if classes:
-        out.append('<h2>Classes whose top-1 changed significantly against the stored run '
-                   '(exact McNemar, Benjamini-Hochberg)</h2><table id="significant-classes">'
-                   '<thead><tr><th class="l">test</th><th class="l">class</th><th>before</th>'
-                   '<th>now</th><th>lost</th><th>gained</th><th>p</th><th>BH-adjusted</th>'
-                   f'<th class="l">flipped images</th></tr></thead><tbody>{"".join(classes)}</tbody></table>')
-    return "\n".join(out)

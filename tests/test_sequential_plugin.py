@@ -4,6 +4,7 @@ planned answers on 1000 images: tests/sequential_project.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -48,7 +49,10 @@ def test_an_unchanged_build_passes_early_in_chunks(project: SequentialProject) -
     assert f"stopped after {info['images']} of {IMAGES} images" in out
     assert f"fake-m fake/fp32: stopped after {info['images']} of {IMAGES} images" in out  # summary
     page = (project.path / "out.html").read_text()
-    assert 'id="sequential"' in page and f"<td>{info['images']}</td><td>{IMAGES}</td>" in page
+    overview = page[page.index('<section id="sequential">'):page.index('<section id="tests">')]
+    assert "1 test used" in overview and f'<td class="num">{info["images"]}</td><td class="num">{IMAGES}</td>' in overview
+    panel = page[page.index('<section class="s-sequential">'):]
+    assert f"stopped after {info['images']} of {IMAGES} images" in panel and "anytime bound" in panel
 
 
 def test_a_regression_fails_early_with_the_full_runs_verdict(project: SequentialProject) -> None:
@@ -98,7 +102,29 @@ def test_a_broken_class_is_named_with_its_images(project: SequentialProject) -> 
     assert "1 class(es) changed significantly (Benjamini-Hochberg, FDR 5%): ibex (40/50 -> 0/50)" in done.stdout.str()
     assert len(found["flipped"]) == 8 and all(i["lost"] for i in found["flipped"])
     page = (project.path / "out.html").read_text()
-    assert 'id="significant-classes"' in page and page.count('src="data:image/jpeg;base64,') == 8
+    panel = page[page.index('<section class="s-stored">'):]
+    panel = panel[:panel.index("</section>")]
+    assert "<td>ibex</td>" in panel and panel.count('<figure class="lost"><img src="data:image/jpeg;base64,') == 8
+
+
+def test_result_files_are_paired_with_the_stored_run(project: SequentialProject) -> None:
+    """--results with --vaccbench-store: files a device host wrote are compared with the
+    stored run image by image, as a run of a backend is."""
+    project.record()
+    project.plan({"broken_class": 350})
+    project.run().assert_outcomes(failed=1)  # its predictions file: what the host hands over
+    (npz,) = (project.path / "cache" / "predictions").rglob("*.npz")
+    folder = project.path / "results" / "fakefam" / "fake-m" / "fake-fp32"
+    folder.mkdir(parents=True)
+    shutil.copy(npz, folder / "predictions.npz")
+    done = project.pytester.runpytest("suites/", "-p", "no:cacheprovider", "--results=results",
+                                      "--dataset-name=data", "--labels=data/val_label.txt",
+                                      f"--vaccbench-cache={project.path / 'cache'}",
+                                      "--vaccbench-store=store", "--vaccbench-json=out.json")
+    done.assert_outcomes(failed=1)
+    stored = project.report()["gate"]["stored"]
+    assert (stored["n"], stored["lost"], stored["gained"]) == (IMAGES, 40, 0)
+    assert [c["name"] for c in stored["classes"]] == ["ibex"]
 
 
 def test_a_partial_result_is_never_recorded(project: SequentialProject) -> None:
@@ -115,6 +141,8 @@ def test_a_partial_result_is_never_recorded(project: SequentialProject) -> None:
 @pytest.mark.parametrize("extra, message", [
     ((), "--vaccbench-sequential needs --vaccbench-store DIR"),
     (("--vaccbench-store=s", "--update-baselines"), "--update-baselines records full runs"),
+    (("--vaccbench-store=s", "--results=data", "--dataset-name=data"),
+     "--vaccbench-sequential does not apply to --results"),
 ])
 def test_usage_errors(project: SequentialProject, extra: tuple[str, ...], message: str) -> None:
     done = project.run("--vaccbench-sequential", *extra)
