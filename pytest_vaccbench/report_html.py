@@ -101,7 +101,7 @@ def _tone(status: str) -> str:
     """The colour family of a status: bad (red), good (green), grey (not measured), neutral."""
     if status in FAILING:
         return "bad"
-    if status in ("passed", "updated"):
+    if status in ("passed", "updated", "unchanged"):
         return "good"
     return "grey" if status == "skipped" else "neutral"
 
@@ -116,6 +116,8 @@ def verdict_banner(rows: Sequence[Row], session: Mapping[str, Any]) -> str:
              for i, g in enumerate(reason_groups(rows))]
     lines += [f'<li class="grey"><a href="#s{i}">{len(g.rows)} skipped</a>: {esc(g.reason)}</li>'
               for i, g in enumerate(reason_groups(rows, ("skipped",)))]
+    lines += [f'<li class="neutral">{len(g.rows)} {esc(g.reason)}</li>'  # passed, but blind
+              for g in reason_groups(rows, ("weak",))]
     reasons = f'<ul class="reasons">{"".join(lines)}</ul>' if lines else ""
     return (f'<section id="verdict" class="verdict {"green" if green else "red"}">'
             f'<p class="light"><span class="badge">{"GREEN" if green else "RED"}</span>'
@@ -559,7 +561,7 @@ STYLE = """
 .green .badge{background:#2e7d32}.red .badge{background:#c62828}
 .verdict ul{margin:4px 0 0;padding-left:20px}
 span.bad,li.bad{color:#c62828;font-weight:600}span.good{color:#2e7d32;font-weight:600}
-.grey,span.grey{color:#777}span.neutral{color:#8a6d00}
+.grey,span.grey{color:#777}span.neutral,li.neutral{color:#8a6d00}
 table.groups td:last-child{min-width:12em}
 details summary{cursor:pointer}details ul{margin:4px 0;padding-left:20px}
 td.status{font-weight:600;white-space:nowrap}

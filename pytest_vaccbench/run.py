@@ -22,8 +22,8 @@ from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry
 from .dataset import Dataset
 from .errors import BackendError, VaccbenchError
-from .gate import (Expectation, Images, Paired, Verdict, expectation_for, judge, needs_paired,
-                   recording_target)
+from .gate import (WEAK_LIMIT, Expectation, Images, Paired, Verdict, WeakLimit, expectation_for,
+                   judge, needs_paired, recording_target)
 from .metrics import Accuracy, accuracy, agreement, topk
 from .safefiles import inside, safe_name, write_atomic
 
@@ -68,6 +68,9 @@ class Result:
     options: dict[str, Any] = field(default_factory=dict)  # backend options that shape the numbers
     excluded: int = 0  # images left out of the count (int8 calibration images)
     device: int | None = None  # the accelerator it ran on (--devices), else None
+    # baseline image sets (fingerprint -> n) these images include: a --limit draw of them
+    # (updates.covers); recording over such an entry adds images, it does not change them
+    covers: dict[str, int] = field(default_factory=dict)
     # scored from result files made elsewhere (resultfiles.py): each file's sha256, the run
     # they were claimed to be, the zoo scorer's number; None for a run of a backend
     scored_from: dict[str, Any] | None = None
@@ -238,11 +241,12 @@ class Judged:
 
 
 def judged(case: Case, dataset: Dataset, result: Result, cache_dir: Path, update_command: str, *,
-           update: bool = False, confidence: float = 0.95,
-           allow_improvement: bool = False) -> Judged:
+           update: bool = False, confidence: float = 0.95, allow_improvement: bool = False,
+           weak_limit: WeakLimit | None = WEAK_LIMIT) -> Judged:
     """The gate's verdict on a result, as a test gives it: against the run's baseline, or,
     when recording (`update`), against what refuses a broken build only (regressions are what
-    updates record). A run of a backend and result files scored elsewhere both come here."""
+    updates record; a weak gate is a gating matter, not asked). A run of a backend and result
+    files scored elsewhere both come here."""
     expected = expectation_for(case.entry, dataset, case.backend, case.run_precision)
     paired = (paired_with_fp32(result, case, cache_dir)
               if needs_paired(case.backend, case.run_precision) else None)
@@ -252,7 +256,8 @@ def judged(case: Case, dataset: Dataset, result: Result, cache_dir: Path, update
     verdict = judge(measured, target, Images(dataset.name, result.n, dataset.total,
                                              result.fingerprint),
                     update_command, paired=paired, build=f"{case.backend}/{case.run_precision}",
-                    confidence=confidence, allow_improvement=allow_improvement)
+                    confidence=confidence, allow_improvement=allow_improvement,
+                    weak_limit=None if update else weak_limit)
     return Judged(expected, paired, verdict)
 
 

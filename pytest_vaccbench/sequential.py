@@ -34,7 +34,7 @@ from .baselines import Tolerance
 from .confseq import PairedBounds
 from .dataset import Dataset, Sample
 from .errors import VaccbenchError
-from .gate import Expectation, Images, Verdict, judge, run_key
+from .gate import WEAK_LIMIT, Expectation, Images, Verdict, WeakLimit, judge, power, run_key, weakness
 from .metrics import Accuracy, agreement, topk
 from .run import Case, Judged, Result, check_finite, evaluate as evaluate_all, keep_result
 from .significance import class_changes, significant
@@ -202,6 +202,7 @@ class Decision:
     estimate: dict[str, float] = field(default_factory=dict)  # the full-set top1/top5 estimate
     allowed: dict[str, float] = field(default_factory=dict)
     stored: str = ""  # the store entry compared with
+    fingerprint: str = ""  # of the `total` images counted (the stored run's)
 
     @property
     def early(self) -> bool:
@@ -304,7 +305,8 @@ def run_rounds(case: Case, pairing: Pairing, dataset: Dataset, options: RunOptio
                          round(100 * float(m.bounds.upper) + m.offset, 3)] for m in metrics},
         estimate={m.name: round(m.expected + m.offset + 100 * float(m.bounds.total) / int(seen.sum()), 3)
                   for m in metrics},
-        allowed={m.name: m.tolerance for m in metrics}, stored=pairing.where)
+        allowed={m.name: m.tolerance for m in metrics}, stored=pairing.where,
+        fingerprint=stored.fingerprint)
     return result, decision
 
 
@@ -363,13 +365,15 @@ def stop_line(decision: Decision) -> str:
 
 
 def judge_run(decision: Decision, done: Judged, case: Case, dataset: Dataset, result: Result,
-              update_command: str, confidence: float) -> Verdict:
+              update_command: str, confidence: float,
+              weak_limit: WeakLimit | None = WEAK_LIMIT) -> Verdict:
     """The verdict of a sequential run, from the gate's (`run.judged`) on the images it measured.
 
     Every image ran: the gate's own verdict (exact), with the reason it ran them all. Stopped
     early: the confidence sequences decide the tolerance check; the gate's other checks
     (BROKEN BUILD, min_agreement with fp32) are made on the images measured, as judge makes
-    them, and win when they fail."""
+    them, and win when they fail. The gate's power (`detectable_top1/top5`, and whether it is
+    weak against `weak_limit`) is that of the whole set counted (`sequential_power`)."""
     expected = done.expected
     if not decision.early or expected is None:
         verdict = done.verdict
@@ -378,9 +382,11 @@ def judge_run(decision: Decision, done: Judged, case: Case, dataset: Dataset, re
     build = f"{case.backend}/{case.run_precision}"
     checks = judge(Accuracy(result.n, result.correct1, result.correct5), replace(expected, tolerance=WIDE),
                    Images(dataset.name, result.n, dataset.total, result.fingerprint), update_command,
-                   paired=done.paired, build=build, confidence=confidence, allow_improvement=True)
+                   paired=done.paired, build=build, confidence=confidence, allow_improvement=True,
+                   weak_limit=None)
     headline, *rest = checks.message.splitlines()
     kept = [line for line in rest if not line.startswith(_TOLERANCE_LINES)]
+    gate_power = sequential_power(decision, expected, dataset, confidence, weak_limit)
     if checks.kind in ("broken", "regression"):  # a collapse, or the agreement with fp32
         kind = checks.kind
     else:
@@ -389,6 +395,8 @@ def judge_run(decision: Decision, done: Judged, case: Case, dataset: Dataset, re
         if kind == "passed":
             headline = (f"{build} build within the allowed difference ({share}, sequential: the "
                         f"{decision.confidence:.0%} anytime bounds lie within the tolerance)")
+            if gate_power["weak"]:
+                headline += f"; but the gate is weak: {gate_power['weak']}"
         else:
             metric, (lo, hi) = next((m, b) for m, b in decision.bounds.items()
                                     if _outside(b, decision.allowed[m]))
@@ -400,10 +408,26 @@ def judge_run(decision: Decision, done: Judged, case: Case, dataset: Dataset, re
                 headline = f"baseline is stale, update with: {update_command}; {headline}"
             else:
                 kept += ["If the change is intended, record the new numbers:", f"  {update_command}"]
-    details = {**checks.details, "verdict": kind, "allowed": dict(decision.allowed), "sampling": None,
+    details = {**checks.details, **gate_power, "verdict": kind, "allowed": dict(decision.allowed), "sampling": None,
                "sequential": decision.to_json()}
     message = [headline, *_rows(decision, expected), f"  {stop_line(decision)}", *kept]
     return Verdict(kind == "passed", "\n".join(message), kind, details)
+
+
+def sequential_power(decision: Decision, expected: Expectation, dataset: Dataset, confidence: float,
+                     weak_limit: WeakLimit | None) -> dict[str, Any]:
+    """The smallest drops a sequential run that stopped early flags (`detectable_top1`,
+    `detectable_top5`) and why its gate is weak (`weak`, or None), as `gate.judge` reports them.
+
+    Not those of the images it measured: it stops only when a bound decides, and a bound
+    that does not runs on, up to the whole set counted, where the difference from the stored
+    run is exact. So a drop beyond the tolerance is flagged (but for the 1 - confidence the
+    bounds may err): the power is that of the whole set against the baseline, the tolerance
+    itself when the baseline was measured on those images (the stored run's)."""
+    whole = Images(dataset.name, decision.total, dataset.total, decision.fingerprint)
+    detectable = power(expected, whole, confidence)
+    return {"detectable_top1": detectable["top1"], "detectable_top5": detectable["top5"],
+            "weak": weakness(expected, whole, detectable, weak_limit, confidence) if weak_limit else None}
 
 
 def _outside(bound: Sequence[float], tolerance: float) -> bool:

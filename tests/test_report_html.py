@@ -51,7 +51,8 @@ def _gated_rows() -> list[Row]:
                         _result(name, correct1=correct1), dict(EXPECTED),
                         reason="" if verdict.passed else verdict.message,
                         gate={**verdict.details, "message": verdict.message}))
-    assert [r.status for r in rows] == ["passed", "FAILED"]
+    # a pass on 500 of 50,000 images cannot see a drop of twice the tolerance: weak
+    assert [r.status for r in rows] == ["weak", "FAILED"]
     assert 0.5 < abs(rows[0].delta("top1")) < rows[0].allowed("top1")  # the sampling allowance's case
     return rows
 
@@ -116,7 +117,9 @@ def test_skips_are_grey_failures_red_passes_green():
     rows = [*_gated_rows(), Row("s.yaml::fam/s[reference-fp32]", "skipped", reason="no weights")]
     page = html_report(rows, {})
     classes = re.findall(r'<tr class="test ([\w-]+) (\w+)"', page)
-    assert classes == [("passed", "good"), ("FAILED", "bad"), ("skipped", "grey")]
+    # the pass on the sampling allowance is a weak gate's: amber, and named in the verdict
+    assert classes == [("weak", "neutral"), ("FAILED", "bad"), ("skipped", "grey")]
+    assert '<li class="neutral">1 weak: cannot see a top-1 drop under' in page
     assert re.search(r"tr\.grey td,tr\.grey td\.status\{color:#888", page)
 
 
@@ -135,7 +138,7 @@ def test_band_is_the_allowance_the_gate_used():
     assert table.count('class="band"') == 1 and len(bands) == len(tols) == len(dots) == 2
     for (bx, bw), (tx, tw), cx, row in zip(bands, tols, dots, rows):
         assert bw / tw == pytest.approx(row.allowed("top1") / 0.5, rel=0.01)
-        assert (bx <= cx <= bx + bw) == (row.status == "passed")
+        assert (bx <= cx <= bx + bw) == (row.status != "FAILED")
         assert not tx <= cx <= tx + tw  # outside the tolerance alone, in both rows
     assert f"allowed ±{rows[0].allowed('top1'):.3f}" in page
 

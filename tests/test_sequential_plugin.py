@@ -33,11 +33,14 @@ def test_recording_keeps_the_predictions_and_names_them_in_the_entry(project: Se
 def test_an_unchanged_build_passes_early_in_chunks(project: SequentialProject) -> None:
     project.record()
     done = project.run("--vaccbench-sequential", "--vaccbench-store=store", "--vaccbench-json=out.json",
-                       "--vaccbench-html=out.html", "-rP")
+                       "--vaccbench-html=out.html", "-rP", "--vaccbench-strict")
     done.assert_outcomes(passed=1)
     test = project.report()
     info = test["gate"]["sequential"]
     assert info["early"] and info["kind"] == "passed" and info["images"] < IMAGES
+    # its power is the whole set's against its own stored run: the tolerance, not a weak gate
+    assert (test["gate"]["detectable_top1"], test["gate"]["detectable_top5"]) == (0.5, 0.5)
+    assert test["gate"]["weak"] is None and test["status"] == "passed"
     assert test["n"] == info["images"] == sum(project.calls())
     assert set(project.calls()) == {20} and len(project.calls()) == info["looks"]  # a round a call
     for metric in ("top1", "top5"):
@@ -127,14 +130,18 @@ def test_result_files_are_paired_with_the_stored_run(project: SequentialProject)
     assert [c["name"] for c in stored["classes"]] == ["ibex"]
 
 
-def test_a_partial_result_is_never_recorded(project: SequentialProject) -> None:
+def test_a_partial_result_is_never_recorded(project: SequentialProject,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     project.record()
     project.run("--vaccbench-sequential", "--vaccbench-store=store", "--vaccbench-json=out.json")
     from pytest_vaccbench.cli import main
 
     before = (project.path / "baselines" / "fakefam.yaml").read_text()
-    assert main(["update-baselines", "--from", str(project.path / "out.json"),
-                 "--baselines", str(project.path / "baselines")]) == 1
+    capsys.readouterr()
+    for accept in ([], ["--accept-other-images"]):  # fewer images, but that is not why
+        assert main(["update-baselines", "--from", str(project.path / "out.json"),
+                     "--baselines", str(project.path / "baselines"), *accept]) == 1
+        assert "a sequential run measured" in capsys.readouterr().out
     assert (project.path / "baselines" / "fakefam.yaml").read_text() == before
 
 
@@ -179,9 +186,7 @@ def test_update_from_a_report_keeps_the_predictions_beside_it(project: Sequentia
 
 def test_int8_calibration_images_are_left_out_on_both_sides(project: SequentialProject) -> None:
     project.run("--precision=int8-max", "--update-baselines", "--vaccbench-store=store").assert_outcomes(passed=1)
-    from pytest_vaccbench.baselines import load_family
-
-    entry = load_family(project.path / "baselines" / "fakefam.yaml").models["fake-m"].expected["data"]["fake/int8-max"]
+    entry = project.entry("fake/int8-max")
     assert (entry["n"], entry["calibration_excluded"]) == (900, 100) and entry["predictions"]
     done = project.run("--precision=int8-max", "--vaccbench-sequential", "--vaccbench-store=store",
                        "--vaccbench-json=out.json")
