@@ -36,6 +36,7 @@ def small_weights(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_export_cli_writes_the_zoo_file_and_matches_pytorch(tmp_path, small_weights, capsys):
     assert main(["export", "--model-library", "timm", "--model-name", "mobilenetv2_050",
                  "--pretrained-weights", str(small_weights), "--size", "96",
@@ -58,6 +59,7 @@ def test_export_cli_writes_the_zoo_file_and_matches_pytorch(tmp_path, small_weig
     assert np.abs(got - want).max() <= 1e-3  # the weights were loaded, not left at random init
 
 
+@pytest.mark.slow
 def test_export_repvgg_in_deploy_form(tmp_path):
     """Deploy form: one 3x3 conv per block (the 1x1 and identity branches fused into it)."""
     counts = {}
@@ -86,6 +88,7 @@ def test_export_errors(tmp_path, capsys):
     assert "no baseline model(s) named 'no-such-model'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_cache_exports_once_per_weights(tmp_path, small_weights, monkeypatch):
     entry = replace(adhoc_entry("timm", "mobilenetv2_050", SIZE), key="timm-mobilenetv2_050")
     first = export.cached_export(entry, small_weights, tmp_path)

@@ -84,6 +84,7 @@ def agreement(a: dict[str, int], b: dict[str, int]) -> float:
     return 100.0 * sum(a[f] == b[f] for f in shared) / len(shared)
 
 
+@pytest.mark.slow
 def test_int8_excludes_calibration_images_and_stays_close_to_fp32(tvq, monkeypatch):
     from pytest_vaccbench.backends.onnxruntime import OnnxRuntimeBackend
     from pytest_vaccbench.run import Case, evaluate
@@ -116,6 +117,7 @@ def test_int8_excludes_calibration_images_and_stays_close_to_fp32(tvq, monkeypat
     assert (included.n, included.excluded) == (160, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factor", [0.0, 1e3], ids=["zeroed", "mis-scaled"])
 def test_broken_weight_scales_collapse_accuracy(tvq, factor):
     from broken_int8 import break_weight_scales
@@ -136,6 +138,7 @@ def test_broken_weight_scales_collapse_accuracy(tvq, factor):
     assert agreement(top1_by_file(broken), top1_by_file(fp32)) < 10.0
 
 
+@pytest.mark.slow
 def test_per_channel_weights(tvq):
     """Per-channel QDQ (the default) needs opset 13 (DequantizeLinear's axis): the opset-11
     export is upgraded."""
@@ -158,6 +161,7 @@ def test_per_channel_weights(tvq):
                                 for n in conv_weights)
 
 
+@pytest.mark.slow
 def test_plugin_reports_and_records_the_excluded_images(tvq, pytester, shared_data):
     """Through the plugin: the summary says how many calibration images were not counted,
     and --update-baselines records it with the result."""

@@ -86,6 +86,7 @@ def test_bad_int8_fields_name_the_file_and_line(tmp_path, field, value, message)
     assert str(err.value) == f"{path}:{line}: {message}"
 
 
+@pytest.mark.slow
 def test_torchvision_int8_agrees_with_its_float_twin_on_the_val_subset(shared_data, tmp_path,
                                                                       mobilenet_v2) -> None:
     """Slow (about a minute on 2 free cores): both models over the 650 val-subset images."""

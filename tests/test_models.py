@@ -17,6 +17,7 @@ from pytest_vaccbench.models import build_model, create_architecture  # noqa: E4
 
 BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 REPVGG = load_family(BASELINES / "repvgg.yaml").models
+FAST_REPVGG = {"official-RepVGG-A0"}  # the rest (grouped ones included): the slow tier
 MOBILENET = load_family(BASELINES / "mobilenet_v2.yaml").models
 
 
@@ -33,7 +34,8 @@ def _randomise_batchnorm(model) -> None:
             module.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
 
 
-@pytest.mark.parametrize("key", list(REPVGG))
+@pytest.mark.parametrize("key", [k if k in FAST_REPVGG else pytest.param(k, marks=pytest.mark.slow)
+                                 for k in REPVGG])
 def test_repvgg_deploy_form_gives_the_training_form_logits(key: str) -> None:
     entry = REPVGG[key]
     if entry.arch is None:
@@ -66,8 +68,8 @@ def _mobilenet(tmp_path: Path):
     return entry, create_architecture(entry).eval()
 
 
-@pytest.mark.parametrize("layout", ["state_dict", "checkpoint-state_dict", "checkpoint-model",
-                                    "module-prefix", "torchscript", "by-order"])
+@pytest.mark.parametrize("layout", ["state_dict", *(pytest.param(layout, marks=pytest.mark.slow) for layout in (
+    "checkpoint-state_dict", "checkpoint-model", "module-prefix", "torchscript", "by-order"))])
 def test_weight_file_layouts_load(tmp_path: Path, layout: str) -> None:
     entry, source = _mobilenet(tmp_path)
     state = source.state_dict()

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # real models on the shared images: the slow tier
+
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxconverter_common")
 

@@ -128,6 +128,7 @@ def test_update_baselines_records_then_gates(project: pytest.Pytester) -> None:
     project.runpytest("suites", "-k", "efficientnet").assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 def test_xdist_two_workers(project: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     shutil.copy(project.path / "baselines" / "lite.yaml", project.path / "baselines" / "lite2.yaml")

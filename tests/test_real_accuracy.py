@@ -23,6 +23,8 @@ from pytest_vaccbench.baselines import load_family  # noqa: E402
 from pytest_vaccbench.dataset import resolve  # noqa: E402
 from pytest_vaccbench.run import Case, evaluate  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real models on the shared images: the slow tier
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -181,6 +181,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_kill_9_in_the_middle_of_updates_leaves_every_file_old_or_new(tmp_path):
     """A real process updating four real baseline files is SIGKILLed at random moments, six
     times; after each kill every file parses, and each holds the numbers of one whole round."""

@@ -20,6 +20,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import vamp_standin  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real models on the shared images: the slow tier
+
 # imported before pytester snapshots sys.modules (native modules load once per process)
 pytest.importorskip("torch")
 pytest.importorskip("timm")
