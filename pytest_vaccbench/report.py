@@ -25,6 +25,7 @@ from .gate import STALE
 from .metrics import per_class
 from .run import Result
 from .safefiles import atomic_write, write_atomic
+from .waterfall import LADDER_STYLE, ladder_sections
 
 PROPERTY = "vaccbench"  # the user_properties key of a test's JSON payload
 MARKER = "vaccbench"  # the keyword every accuracy test carries
@@ -47,6 +48,7 @@ class Row:
     updated: bool = False  # its baseline entry was written by --update-baselines
     reason: str = ""  # why it was skipped, errored, crashed or failed: the report's text
     gate: dict[str, Any] | None = None  # the gate's details (verdict, allowance, paired ...)
+    explain: dict[str, Any] | None = None  # a failing test's loss ladder (ladder.Ladder.to_dict)
 
     @property
     def name(self) -> str:
@@ -131,7 +133,7 @@ class Results:
                 self.rows[nodeid] = Row(nodeid, outcome, Result(**payload["result"]),
                                         payload.get("expected"), STALE in reason,
                                         reason=reason if outcome == "failed" else "",
-                                        gate=payload.get("gate"))
+                                        gate=payload.get("gate"), explain=payload.get("explain"))
             elif outcome == "failed":  # raised before measuring: no result
                 self.rows[nodeid] = Row(nodeid, "failed", reason=reason)
             else:
@@ -249,7 +251,8 @@ def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path
     for row in rows:
         record: dict[str, Any] = {"nodeid": row.nodeid, "outcome": row.outcome,
                                   "status": row.status, "reason": row.reason,
-                                  "expected": row.expected, "gate": row.gate}
+                                  "expected": row.expected, "gate": row.gate,
+                                  **({"explain": row.explain} if row.explain else {})}
         r = row.result
         if r is not None:
             record.update(asdict(r))
@@ -450,7 +453,7 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
     command = html.escape(str(session.get("command", "")))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>vaccbench accuracy report</title>
-<style>{STYLE}</style></head><body>
+<style>{STYLE}{LADDER_STYLE}</style></head><body>
 <h1>vaccbench accuracy report</h1>
 <p class="meta">{when} &middot; {len(rows)} tests: {html.escape(meta)} &middot; pytest-vaccbench {__version__}<br><code>{command}</code></p>
 {delta_plot(rows)}
@@ -459,6 +462,7 @@ def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
 {chr(10).join(body)}
 </tbody></table>
 {_class_losses(rows)}
+{ladder_sections((f"{row.model} {row.run}", row.explain) for row in rows if row.explain)}
 </body></html>
 """
 

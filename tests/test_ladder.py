@@ -1,0 +1,276 @@
+"""The loss ladder (pytest_vaccbench.ladder, waterfall, `vaccbench explain`, the gate's note).
+
+Fast tests on hand-built predictions whose flips, McNemar p and class losses are counted by
+hand here; the plugin's note on a tiny ONNX network. Real weights and images: test_ladder_real.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_vaccbench import ladder
+from pytest_vaccbench.backends import RunOptions
+from pytest_vaccbench.baselines import load_family
+from pytest_vaccbench.dataset import Dataset, Sample, class_name
+from pytest_vaccbench.errors import VaccbenchError
+from pytest_vaccbench.preprocess import PreprocessSpec
+from pytest_vaccbench.report import Row, html_report, write_json
+from pytest_vaccbench.run import Case, Result
+from pytest_vaccbench.vdsp import load_vdsp
+from pytest_vaccbench.waterfall import PLOT_H, ladder_page, waterfall_svg
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY = load_family(ROOT / "baselines" / "mobilenet_v2.yaml").models["local-mobilenetv2_100-tvq"]
+N = 40
+LABELS = np.arange(N) % 8 * 100  # 8 classes of 5 images
+
+
+def predictions(wrong: set[int]) -> dict[str, np.ndarray]:
+    """Top-5 arrays: image i right at top-1 unless i is in `wrong` (then its label is 2nd)."""
+    top5 = np.stack([LABELS + 1, LABELS, LABELS + 2, LABELS + 3, LABELS + 4], axis=1)
+    for i in range(N):
+        if i not in wrong:
+            top5[i, :2] = top5[i, [1, 0]]
+    return {"top5": top5, "labels": LABELS.copy(), "files": np.array([f"{i:03d}.JPEG" for i in range(N)])}
+
+
+def planned(number: int, run: str) -> ladder.Planned:
+    return ladder.Planned(number, run, f"what step {number} changes")
+
+
+# step 2: 2 wrong; 3: the same; 4: 7 more wrong (images 10-16, classes 100, 200, 300) and
+# none back; 5: one lost (20), one won back (10); 6 could not run; 7: images 30-31 lost
+STEPS = [(planned(2, "reference/fp32"), predictions({0, 1}), 3.0, False),
+         (planned(3, "reference/fp32+vdsp-x"), predictions({0, 1}), 3.0, False),
+         (planned(4, "onnxruntime/fp32+vdsp-x"), predictions({0, 1, *range(10, 17)}), 2.0, False),
+         (planned(5, "onnxruntime/fp16+vdsp-x"), predictions({0, 1, 20, *range(11, 17)}), 2.0, True),
+         (planned(6, "onnxruntime/int8-max+vdsp-x"), "no onnxruntime here", 0.0, False),
+         (planned(7, "vamp/int8-max"), predictions({0, 1, 20, 30, 31, *range(11, 17)}), 9.0, False)]
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[ladder.Step]:
+    return ladder.rows(ENTRY, "hand", STEPS)
+
+
+def test_each_row_is_paired_with_the_measured_step_before(rows):
+    two, three, four, five, six, seven = rows
+    assert (two.top1, two.delta_previous, two.lost, two.mcnemar_p) == (95.0, None, None, None)
+    assert (three.top1, three.delta_previous, three.lost, three.gained, three.mcnemar_p) == (95.0, 0.0, 0, 0, 1.0)
+    assert (four.top1, four.previous, four.delta_previous, four.delta_step2) == (77.5, 3, -17.5, -17.5)
+    assert (four.lost, four.gained) == (7, 0)
+    assert four.mcnemar_p == pytest.approx(2 / 2 ** 7)  # 7 discordant, all one way: 2 * (1/2)^7
+    assert four.significant_loss
+    assert (five.lost, five.gained, five.delta_previous, five.mcnemar_p) == (1, 1, 0.0, 1.0)
+    assert five.reused and not four.reused
+    assert (six.status, six.reason, six.top1) == ("not run", "no onnxruntime here", None)
+    # step 7 pairs with step 5, the last measured step: 2 lost, none won
+    assert (seven.previous, seven.lost, seven.gained) == (5, 2, 0)
+    assert seven.mcnemar_p == pytest.approx(0.5)  # 2 * (1/2)^2
+    assert not seven.significant_loss
+    assert seven.delta_step2 == pytest.approx(72.5 - 95.0)
+
+
+def test_the_classes_that_lost_most_come_worst_first_three_at_most(rows):
+    four = rows[2]
+    # images 10-16: labels 10%8*100=200, 300, 400, 500, 600, 700, 0 -> one image each
+    assert [c["change"] for c in four.classes] == [-1, -1, -1]
+    assert [c["class"] for c in four.classes] == [0, 200, 300]  # ties: by class index
+    assert four.classes[0] == {"class": 0, "name": class_name(0), "n": 5, "before": 4, "after": 3,
+                               "change": -1}
+
+
+def test_the_sentence_names_the_step_with_most_significant_loss(rows):
+    text = ladder.conclusion(rows)
+    assert text == ("17.50 of the 22.50 top1 points lost from step 2 to step 7 are step 4, what step 4 "
+                    "changes (exact McNemar p=0.016).")
+
+
+def _step(number: int, top1: float, delta: float | None, p: float | None) -> ladder.Step:
+    return ladder.Step(number, ladder.NAMES[number], "x/y", f"change {number}", "measured", n=100,
+                       top1=top1, delta_previous=delta, mcnemar_p=p)
+
+
+def test_the_sentence_without_a_significant_loss_or_any_loss():
+    steps = [_step(2, 80.0, None, None), _step(3, 79.0, -1.0, 0.4), _step(4, 78.5, -0.5, 0.6)]
+    assert ladder.conclusion(steps) == (
+        "No step loses significantly (exact McNemar p >= 0.05 against the step before); of the "
+        "1.50 top1 points lost from step 2 to step 4, the most, 1.00, are step 3, change 3 (p=0.4).")
+    assert ladder.conclusion([_step(2, 80.0, None, None), _step(3, 80.5, 0.5, 0.5)]) == \
+        "No step loses top1: from step 2 to step 3 it changes by +0.50."
+    won_back = [_step(2, 80.0, None, None), _step(3, 75.0, -5.0, 0.001), _step(4, 79.0, 4.0, 0.01)]
+    assert ladder.conclusion(won_back).startswith(
+        "The largest significant loss, 5.00 top1 points, is step 3, change 3 (exact McNemar p=0.001); "
+        "from step 2 to step 4 top1 changes by -1.00 in all.")
+    assert ladder.conclusion([_step(2, 80.0, None, None)]).startswith("Fewer than two steps")
+
+
+def _ladder(rows) -> ladder.Ladder:
+    published = ladder.Step(1, "published", "README (full val)", "", "context", top1=72.0, top5=91.0)
+    steps = [published, *rows]
+    return ladder.Ladder("mobilenet_v2/local-mobilenetv2_100-tvq", "hand", "int8-max", N, 8,
+                         {"recipe": "a", "device": "b"}, steps, ladder.conclusion(steps), 12.0)
+
+
+def test_text_and_json_of_the_ladder(rows):
+    found = _ladder(rows)
+    lines = [" ".join(line.split()) for line in found.lines()]
+    assert lines[0].startswith("loss ladder of mobilenet_v2/local-mobilenetv2_100-tvq int8-max on hand: "
+                               "40 images, the same in every step (8 calibration images not counted)")
+    assert "4 exported graph onnxruntime/fp32 77.50 100.00 -17.50 -17.50 7 0 0.016 -1 tench, -1 " \
+           f"{class_name(200)}, -1 {class_name(300)}" in lines
+    assert "6 int8 onnxruntime/int8-max not run: no onnxruntime here" in lines
+    assert "1 published README (full val) 72.00 91.00 - - - - - other images: context only" in lines
+    assert lines[-1] == found.conclusion
+    short = [" ".join(line.split()) for line in found.lines(short=True)]
+    assert "4 exported graph onnxruntime/fp32 77.50 -17.50 -17.50 7 0 0.016" in short
+    assert "6 int8 onnxruntime/int8-max not run: no onnxruntime here" in short
+    data = json.loads(json.dumps(found.to_dict()))
+    assert [s["number"] for s in data["steps"]] == [1, 2, 3, 4, 5, 6, 7]
+    assert data["steps"][3]["significant"] is True and data["steps"][3]["lost"] == 7
+
+
+def test_waterfall_draws_each_step_to_scale(rows):
+    svg = ET.fromstring(waterfall_svg(_ladder(rows).to_dict()))
+    ns = "{http://www.w3.org/2000/svg}"
+    rects = list(svg.iter(f"{ns}rect"))
+    assert [r.get("class") for r in rects] == ["context", "base", "same", "loss", "same", "loss"]
+    context, base, _, loss4, _, loss7 = (float(r.get("height")) for r in rects)
+    # one scale from the axis floor, 68 (the lowest top1, 72, less 15% of the 72-95 range):
+    # published 72 - 68, step 2 95 - 68, the losses 17.5 and 5 points
+    assert base / context == pytest.approx(27 / 4, rel=1e-3)
+    assert loss4 / base == pytest.approx(17.5 / 27, rel=1e-3)
+    assert loss4 / loss7 == pytest.approx(17.5 / 5.0, rel=1e-3)
+    assert base < PLOT_H
+    assert float(rects[3].get("opacity")) == 1.0 and float(rects[5].get("opacity")) < 1.0  # p 0.016, 0.5
+    assert [t.text for t in svg.iter(f"{ns}text") if t.get("class") == "not-run"] == ["not run"]
+    page = ladder_page(_ladder(rows).to_dict())
+    assert "<svg" in page and "not run: no onnxruntime here" in page
+    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched
+
+
+def test_the_report_keeps_a_failing_tests_ladder(rows, tmp_path):
+    result = Result("mobilenet_v2", "local-mobilenetv2_100-tvq", "onnxruntime", "int8-max", "hand",
+                    "f", N, 31, 37, 1.0, str(tmp_path / "none.npz"), "b.yaml")
+    row = Row("suites/x.yaml::mobilenet_v2/local-mobilenetv2_100-tvq[onnxruntime-int8-max]", "failed",
+              result, explain=_ladder(rows).to_dict())
+    page = html_report([row], {"command": "pytest"})
+    assert 'id="loss-ladders"' in page and 'class="waterfall"' in page
+    report = json.loads(write_json([row], tmp_path / "r.json", {}).read_text())
+    assert report["tests"][0]["explain"]["steps"][3]["lost"] == 7
+    assert "loss-ladders" not in html_report([replace(row, explain=None)], {"command": "pytest"})
+
+
+def test_measure_reads_saved_predictions_on_the_ladders_images_and_says_why_not(tmp_path):
+    saved = tmp_path / "saved.npz"
+    np.savez(saved, **predictions({3}))
+    half = tmp_path / "half.npz"
+    np.savez(half, **{k: v[:20] for k, v in predictions(set()).items()})
+    samples = [Sample(Path(f"{i:03d}.JPEG"), int(LABELS[i])) for i in range(N)]
+    counted = samples[10:30]
+    data = Dataset("hand", tmp_path, "flat", tuple(samples), N)
+    cases = {n: Case(ENTRY, "reference", "fp32", f"v{n}") for n in (2, 3)}
+    steps = [ladder.Planned(2, "reference/fp32+v2", "", cases[2]),
+             ladder.Planned(3, "reference/fp32+v3", "", cases[3]),
+             ladder.Planned(4, "onnxruntime/fp32", "", reason="why not")]
+    files = {cases[2].id: saved, cases[3].id: half}
+    options = RunOptions(weights_dir=tmp_path, cache_dir=tmp_path)
+    out = ladder.measure(steps, data, counted, options, reuse=lambda case: files.get(case.id))
+    arrays = out[0][1]
+    assert list(arrays["files"]) == [s.path.name for s in counted] and out[0][3] is True
+    assert out[1][1] == "its predictions lack 10 of the ladder's images (020.JPEG, 021.JPEG, 022.JPEG, ...)"
+    assert out[2][1] == "why not"
+
+
+def test_a_step_over_the_time_budget_is_listed_as_not_run(tmp_path):
+    data = Dataset("hand", tmp_path, "flat", (Sample(tmp_path / "a.JPEG", 1),), 1)
+    step = ladder.Planned(4, "onnxruntime/fp32", "", Case(replace(ENTRY, onnx=str(tmp_path / "g.onnx")),
+                                                          "onnxruntime", "fp32"))
+    (tmp_path / "g.onnx").write_bytes(b"")
+    out = ladder.measure([step], data, list(data.samples), RunOptions(tmp_path, tmp_path),
+                         budget=5.0, estimate=10.0)
+    assert out[0][1] == "time budget of 5 s (--explain-budget)"
+
+
+def test_preprocessing_in_a_few_words():
+    recipe, vdsp = ENTRY.preprocess, load_vdsp(ROOT / "pytest_vaccbench/data/vdsp/timm-mobilenetv2_100-vdsp_params.json")
+    assert ladder.describe(recipe) == "short-side resize to 256 (centre 224 crop, Pillow bilinear)"
+    assert ladder.describe(vdsp) == "256x256 stretch (224 crop at 16,16, OpenCV bilinear)"
+    assert ladder.describe(PreprocessSpec(resize=224, resize_mode="square")) == "224x224 stretch (Pillow bilinear)"
+
+
+def test_which_failing_tests_get_a_ladder_and_what_a_device_is(tmp_path):
+    assert ladder.explains("onnxruntime", "int8-percentile") and ladder.explains("onnxruntime", "fp16")
+    assert ladder.explains("vamp", "int8-percentile") and ladder.explains("vamp", "fp16")
+    assert not ladder.explains("onnxruntime", "fp32") and not ladder.explains("reference", "fp32")
+    assert ladder.parse_device("vamp") == ladder.Device(backend="vamp")
+    assert ladder.parse_device(str(tmp_path)) == ladder.Device(results=(tmp_path,))
+    with pytest.raises(VaccbenchError, match=r"--device vampp: neither an accelerator backend \(.*vamp.*\) nor"):
+        ladder.parse_device("vampp")
+
+
+def test_cli_refuses_an_unknown_build_precision_and_device(capsys):
+    from pytest_vaccbench.cli import main
+
+    base = ["explain", "local-mobilenetv2_100-tvq", "skimage-photos", "--baselines", str(ROOT / "baselines")]
+    assert main([*base, "--precision", "int8-maxx"]) == 2
+    assert "precision int8-maxx: a build is fp16 or one of int8-max, int8-percentile" in capsys.readouterr().err
+    assert main([*base, "--device", "nowhere"]) == 2
+    assert "--device nowhere: neither an accelerator backend" in capsys.readouterr().err
+
+
+# -- in a failing test, through the plugin -------------------------------------------------------
+@pytest.fixture
+def tiny_gate(pytester):
+    """test_triage's tiny net on the skimage photos, with an int8 baseline it cannot meet."""
+    onnx = pytest.importorskip("onnx")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_triage import BASELINE, tiny_model
+
+    onnx.save(tiny_model(size=32, classes=1000), str(pytester.path / "tiny.onnx"))
+    pytester.makefile(".yaml", **{"suites/tiny": "baselines: ../baselines\nbackends: [onnxruntime]\n"})
+    (pytester.path / "baselines").mkdir()
+    (pytester.path / "baselines" / "tiny.yaml").write_text(BASELINE % {"fp32": 0.0, "fp32_5": 0.0})
+    return pytester, ["suites", "-p", "no:cacheprovider", f"--vaccbench-cache={pytester.path / 'cache'}",
+                      f"--weights-dir={pytester.path}", "--calib-images=2", "--precision=int8-max",
+                      "--no-triage"]
+
+
+@pytest.mark.slow
+def test_failing_int8_test_ends_with_its_short_ladder(tiny_gate):
+    pytester, args = tiny_gate
+    result = pytester.runpytest_subprocess(*args, "--vaccbench-json=run.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*loss ladder of tiny/tiny-net int8-max on skimage-photos: 3 images, the same in every step "
+        "(2 calibration images not counted)*",
+        "*2 recipe * reference/fp32 * not run: *",
+        "*3 device preprocessing * not run: no vdsp_params JSON in this session (--preprocess=vdsp:FILE)*",
+        "*4 exported graph * onnxruntime/fp32 * -*",
+        "*5 fp16 * onnxruntime/fp16 *",
+        "*6 int8 * onnxruntime/int8-max *",
+        "*7 device * not run: this test is the CPU emulation: no device run to compare*",
+        "No step loses top1: from step 4 to step 6 it changes by +0.00."])
+    steps = json.loads((pytester.path / "run.json").read_text())["tests"][0]["explain"]["steps"]
+    assert [s["status"] for s in steps] == ["not run", "not run", "not run", "measured", "measured",
+                                            "measured", "not run"]
+    assert steps[5]["reused"] and not steps[3]["reused"]  # the failing test's own predictions
+    assert steps[5]["n"] == 3
+
+    quiet = pytester.runpytest_subprocess(*args, "--no-explain")
+    quiet.assert_outcomes(failed=1)
+    assert "loss ladder" not in quiet.stdout.str()
+
+    hurried = pytester.runpytest_subprocess(*args, "--explain-budget=0")
+    hurried.assert_outcomes(failed=1)
+    hurried.stdout.fnmatch_lines([
+        "*4 exported graph * not run: time budget of 0 s (--explain-budget)*",
+        "*the whole ladder: vaccbench explain tiny/tiny-net skimage-photos --precision=int8-max "
+        "--weights-dir=* --calib-images=2*"])
