@@ -135,7 +135,7 @@ class Ladder:
                      _num(s.delta_previous, "+7.2f"), _num(s.delta_step2, "+7.2f"),
                      _num(s.lost, "4d"), _num(s.gained, "4d"), _p(s.mcnemar_p)]
             tail = "" if short else "  " + (
-                "other images: context only" if s.status == "context" else
+                s.what if s.status == "context" else
                 ", ".join(f"{c['change']:+d} {c['name']}" for c in s.classes))
             rows.append((start + " ".join(cells) + tail).rstrip())
         rerun = [f"the whole ladder: {self.rerun}"] if self.rerun else []
@@ -158,13 +158,41 @@ def _p(value: float | None) -> str:
 
 
 # -- what each step changes ---------------------------------------------------------------------
-def describe(spec: PreprocessSpec) -> str:
-    """A preprocessing in a few words: `256x256 stretch (224 crop at 16,16, OpenCV bilinear)`."""
+def _geometry(spec: PreprocessSpec) -> str:
     resize = (f"{spec.resize}x{spec.resize} stretch" if spec.resize_mode == "square"
               else f"short-side resize to {spec.resize}")
-    crop = ("" if not spec.crop else f"{spec.crop} crop at {spec.crop_offset[0]},{spec.crop_offset[1]}, "
-            if spec.crop_offset else f"centre {spec.crop} crop, ")
-    return f"{resize} ({crop}{LIBRARIES[spec.library]} {spec.interpolation})"
+    crop = ("" if not spec.crop else f", {spec.crop} crop at {spec.crop_offset[0]},{spec.crop_offset[1]}"
+            if spec.crop_offset else f", centre {spec.crop} crop")
+    return resize + crop
+
+
+def _resampling(spec: PreprocessSpec) -> str:
+    return f"{LIBRARIES[spec.library]} {spec.interpolation}"
+
+
+def _normalisation(spec: PreprocessSpec) -> tuple[tuple[float, ...], str]:
+    """Mean and std on 0..1 pixels (as a recipe states them), and in words."""
+    scale = spec.pixel_scale / 255.0
+    values = tuple(round(v * scale, 3) for v in (*spec.mean, *spec.std))
+    text = (f"mean {','.join(f'{v:g}' for v in values[:3])} std {','.join(f'{v:g}' for v in values[3:])}"
+            + (" on BGR" if spec.channel_order == "BGR" else ""))
+    return values, text
+
+
+def describe(spec: PreprocessSpec) -> str:
+    """A preprocessing in a few words: `256x256 stretch, 224 crop at 16,16 (OpenCV bilinear;
+    mean 0.485,0.456,0.406 std 0.229,0.224,0.225)`."""
+    return f"{_geometry(spec)} ({_resampling(spec)}; {_normalisation(spec)[1]})"
+
+
+def differences(recipe: PreprocessSpec, device: PreprocessSpec) -> str:
+    """What the device's preprocessing does otherwise than the recipe, in words."""
+    parts = [f"{part(device)} against the recipe's {part(recipe)}" for part in (_geometry, _resampling)
+             if part(device) != part(recipe)]
+    (theirs, said), (ours, recipe_said) = _normalisation(device), _normalisation(recipe)
+    if max(abs(a - b) for a, b in zip(theirs, ours)) > 1e-3 or device.channel_order != recipe.channel_order:
+        parts.append(f"{said} against the recipe's {recipe_said}")  # beyond the device's fp16 rounding
+    return "its " + "; ".join(parts) if parts else "the same as the recipe's"
 
 
 def int8_recipe(entry: ModelEntry, precision: str, options: RunOptions, calibration: int) -> str:
@@ -290,16 +318,14 @@ def plan(entry: ModelEntry, precision: str, options: RunOptions,
          int8_reason: str, calibration: int, no_device: str = NO_DEVICE) -> list[Planned]:
     """Steps 2-7 of `entry` (with the baseline's own preprocessing) for the `precision` build;
     `no_device`: why step 7 does not run when there is no device."""
-    recipe = describe(entry.preprocess)
     if isinstance(preprocessing, str):
-        variant, emulated, device_entry = None, recipe, entry
+        variant, device_entry = None, entry
         step3 = Planned(3, "reference/fp32", "the device's preprocessing", reason=preprocessing)
     else:
         variant, spec = preprocessing
-        emulated = describe(spec)
         device_entry = replace(entry, preprocess=spec)
         step3 = Planned(3, f"reference/fp32+{variant}",
-                        f"the device's preprocessing, its {emulated}, against the recipe's {recipe}",
+                        f"the device's preprocessing: {differences(entry.preprocess, spec)}",
                         Case(device_entry, "reference", "fp32", variant))
 
     keep = options.extra.get("int8_keep_fp32")
@@ -439,10 +465,12 @@ def rows(entry: ModelEntry, dataset: str, measured: Iterable[tuple[Planned, Arra
     return steps
 
 
-def published_step(entry: ModelEntry) -> Step:
-    """Step 1: the README's figures, on the full validation set (other images)."""
+def published_step(entry: ModelEntry, dataset: Dataset) -> Step:
+    """Step 1: the README's figures, on the full validation set: other images, or these
+    images scored elsewhere (nothing to pair with)."""
     figures = entry.published or {}
-    step = Step(1, NAMES[1], "README (full val)", "the published figure")
+    step = Step(1, NAMES[1], "README (full val)",
+                "not paired, context only" if dataset.is_full_val else "other images: context only")
     if figures.get("top1") is None:
         step.reason = f"no published figures for {entry.key} in {entry.baseline_path.name}"
         return step
@@ -502,7 +530,7 @@ def explain(entry: ModelEntry, dataset: Dataset, options: RunOptions, precision:
                    no_device)
     held_out = set(calibration)
     counted = [s for s in dataset.samples if s not in held_out]
-    steps = [published_step(entry), *rows(entry, dataset.name, measure(
+    steps = [published_step(entry, dataset), *rows(entry, dataset.name, measure(
         planned, dataset, counted, options, reuse, budget, estimate))]
     device_text = (f"none: {preprocessing}; steps 4-6 use the recipe's" if isinstance(preprocessing, str)
                    else f"{describe(preprocessing[1])}; {preprocessing[0]}, steps 3-6 use it")

@@ -121,7 +121,7 @@ def ladder_table(ladder: Mapping[str, Any]) -> str:
             rows.append((s["number"], s["name"], s["run"], "-", "-", "-", "-", "-", "-", "-",
                          f"not run: {s['reason']}"))
             continue
-        classes = ("other images: context only" if s["status"] == "context" else
+        classes = (s["what"] if s["status"] == "context" else
                    ", ".join(f"{c['change']:+d} {c['name']}" for c in s["classes"]))
         rows.append((s["number"], s["name"], s["run"], _cell(s["top1"], ".2f"), _cell(s["top5"], ".2f"),
                      _cell(s["delta_previous"], "+.2f"), _cell(s["delta_step2"], "+.2f"),

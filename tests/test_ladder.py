@@ -113,7 +113,8 @@ def test_the_sentence_without_a_significant_loss_or_any_loss():
 
 
 def _ladder(rows) -> ladder.Ladder:
-    published = ladder.Step(1, "published", "README (full val)", "", "context", top1=72.0, top5=91.0)
+    published = ladder.Step(1, "published", "README (full val)", "other images: context only", "context",
+                            top1=72.0, top5=91.0)
     steps = [published, *rows]
     return ladder.Ladder("mobilenet_v2/local-mobilenetv2_100-tvq", "hand", "int8-max", N, 8,
                          {"recipe": "a", "device": "b"}, steps, ladder.conclusion(steps), 12.0)
@@ -199,11 +200,22 @@ def test_a_step_over_the_time_budget_is_listed_as_not_run(tmp_path):
     assert out[0][1] == "time budget of 5 s (--explain-budget)"
 
 
-def test_preprocessing_in_a_few_words():
-    recipe, vdsp = ENTRY.preprocess, load_vdsp(ROOT / "pytest_vaccbench/data/vdsp/timm-mobilenetv2_100-vdsp_params.json")
-    assert ladder.describe(recipe) == "short-side resize to 256 (centre 224 crop, Pillow bilinear)"
-    assert ladder.describe(vdsp) == "256x256 stretch (224 crop at 16,16, OpenCV bilinear)"
-    assert ladder.describe(PreprocessSpec(resize=224, resize_mode="square")) == "224x224 stretch (Pillow bilinear)"
+def test_preprocessing_in_a_few_words_and_what_the_device_does_otherwise():
+    recipe = ENTRY.preprocess
+    vdsp = load_vdsp(ROOT / "pytest_vaccbench/data/vdsp/timm-mobilenetv2_100-vdsp_params.json")
+    assert ladder.describe(recipe) == ("short-side resize to 256, centre 224 crop (Pillow bilinear; "
+                                       "mean 0.485,0.456,0.406 std 0.229,0.224,0.225)")
+    assert ladder.describe(vdsp) == ("256x256 stretch, 224 crop at 16,16 (OpenCV bilinear; "
+                                     "mean 0.485,0.456,0.406 std 0.229,0.224,0.225)")  # fp16 rounded
+    assert ladder.differences(recipe, vdsp) == (
+        "its 256x256 stretch, 224 crop at 16,16 against the recipe's short-side resize to 256, "
+        "centre 224 crop; OpenCV bilinear against the recipe's Pillow bilinear")
+    halves = PreprocessSpec(resize=256, crop=224, mean=(127.5,) * 3, std=(127.5,) * 3, pixel_scale=1.0,
+                            channel_order="BGR")
+    assert ladder.differences(recipe, halves) == (
+        "its mean 0.5,0.5,0.5 std 0.5,0.5,0.5 on BGR against the recipe's mean 0.485,0.456,0.406 "
+        "std 0.229,0.224,0.225")
+    assert ladder.differences(recipe, recipe) == "the same as the recipe's"
 
 
 def test_which_failing_tests_get_a_ladder_and_what_a_device_is(tmp_path):
@@ -246,7 +258,7 @@ def tiny_gate(pytester):
 @pytest.mark.slow
 def test_failing_int8_test_ends_with_its_short_ladder(tiny_gate):
     pytester, args = tiny_gate
-    result = pytester.runpytest_subprocess(*args, "--vaccbench-json=run.json")
+    result = pytester.runpytest_subprocess(*args, "--vaccbench-json=run.json", "--vaccbench-html=run.html")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*loss ladder of tiny/tiny-net int8-max on skimage-photos: 3 images, the same in every step "
@@ -263,6 +275,9 @@ def test_failing_int8_test_ends_with_its_short_ladder(tiny_gate):
                                             "measured", "not run"]
     assert steps[5]["reused"] and not steps[3]["reused"]  # the failing test's own predictions
     assert steps[5]["n"] == 3
+    page = (pytester.path / "run.html").read_text()
+    assert 'id="loss-ladders"' in page and "loss ladder: tiny/tiny-net onnxruntime/int8-max" in page
+    assert page.split('id="loss-ladders"')[1].count('<rect class="') == 3  # steps 4, 5, 6 measured
 
     quiet = pytester.runpytest_subprocess(*args, "--no-explain")
     quiet.assert_outcomes(failed=1)
