@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import shlex
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -360,8 +361,11 @@ Arrays = dict[str, np.ndarray]  # top5, labels, files: a predictions file's arra
 
 
 def _read(path: Path) -> Arrays:
-    with np.load(path) as saved:
-        return {k: saved[k] for k in ("top5", "labels", "files")}
+    try:
+        with np.load(path) as saved:
+            return {k: saved[k] for k in ("top5", "labels", "files")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # being written, or damaged
+        raise StepNotRun(f"cannot read its predictions {path} ({exc})") from None
 
 
 def _on(arrays: Arrays, counted: Sequence[Sample]) -> Arrays:

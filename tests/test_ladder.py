@@ -177,17 +177,21 @@ def test_measure_reads_saved_predictions_on_the_ladders_images_and_says_why_not(
     samples = [Sample(Path(f"{i:03d}.JPEG"), int(LABELS[i])) for i in range(N)]
     counted = samples[10:30]
     data = Dataset("hand", tmp_path, "flat", tuple(samples), N)
-    cases = {n: Case(ENTRY, "reference", "fp32", f"v{n}") for n in (2, 3)}
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(b"PK\x03\x04 not a zip")
+    cases = {n: Case(ENTRY, "reference", "fp32", f"v{n}") for n in (2, 3, 5)}
     steps = [ladder.Planned(2, "reference/fp32+v2", "", cases[2]),
              ladder.Planned(3, "reference/fp32+v3", "", cases[3]),
-             ladder.Planned(4, "onnxruntime/fp32", "", reason="why not")]
-    files = {cases[2].id: saved, cases[3].id: half}
+             ladder.Planned(4, "onnxruntime/fp32", "", reason="why not"),
+             ladder.Planned(5, "reference/fp32+v5", "", cases[5])]
+    files = {cases[2].id: saved, cases[3].id: half, cases[5].id: damaged}
     options = RunOptions(weights_dir=tmp_path, cache_dir=tmp_path)
     out = ladder.measure(steps, data, counted, options, reuse=lambda case: files.get(case.id))
     arrays = out[0][1]
     assert list(arrays["files"]) == [s.path.name for s in counted] and out[0][3] is True
     assert out[1][1] == "its predictions lack 10 of the ladder's images (020.JPEG, 021.JPEG, 022.JPEG, ...)"
     assert out[2][1] == "why not"
+    assert out[3][1].startswith(f"cannot read its predictions {damaged} (")
 
 
 def test_a_step_over_the_time_budget_is_listed_as_not_run(tmp_path):
@@ -289,3 +293,29 @@ def test_failing_int8_test_ends_with_its_short_ladder(tiny_gate):
         "*4 exported graph * not run: time budget of 0 s (--explain-budget)*",
         "*the whole ladder: vaccbench explain tiny/tiny-net skimage-photos --precision=int8-max "
         "--weights-dir=* --calib-images=2*"])
+
+
+@pytest.mark.slow
+def test_a_failing_device_test_is_its_ladders_device_step(tmp_path):
+    """A broken stand-in compiled model on vamp: the ladder takes the device test's own run as
+    step 7 and the compiled model's vdsp_params JSON as step 3's preprocessing."""
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import colour_zoo
+
+    root = colour_zoo.build(tmp_path, [colour_zoo.ZooModel("zoo-broken", "zoob", ("fp16",), broken=True)])
+    done = subprocess.run([sys.executable, "-m", "pytest", *colour_zoo.pytest_args(root), "-q",
+                           "--vaccbench-json=run.json"], cwd=root, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=600)
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "loss ladder of zoob/zoo-broken fp16 on colours: 8 images, the same in every step" in done.stdout
+    assert "  device preprocessing: 40x40 stretch, 32 crop at 4,4 (OpenCV bilinear; mean 0,0,0 std " \
+           "0.004,0.004,0.004); vdsp-zoo-broken, steps 3-6 use it" in done.stdout
+    test = json.loads((root / "run.json").read_text())["tests"][0]
+    steps = test["explain"]["steps"]
+    device = steps[6]
+    assert (device["run"], device["status"], device["reused"], device["top1"], device["n"]) == \
+        ("vamp/fp16", "measured", True, test["top1"], test["n"])
+    assert steps[2]["run"] == "reference/fp32+vdsp-zoo-broken" and steps[2]["status"] == "not run"
+    assert steps[5]["reason"] == "fp16 build: nothing is quantized to int8"
