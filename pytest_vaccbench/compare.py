@@ -8,18 +8,19 @@ the images whose correctness flipped and the classes that lost most. Plain funct
 
 from __future__ import annotations
 
-import html
 import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .dataset import class_name
 from .errors import VaccbenchError
 from .metrics import Agreement, agreement, per_class
+from .pages import breakable, esc, page, signed_class, table
+from .thumbnails import PER_TEST, Thumbnails
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,15 @@ def load_report(path: Path) -> list[Record]:
                               float(test["top1"]), float(test["top5"]), str(test.get("status", "")),
                               predictions, counts))  # type: ignore[arg-type]
     return records
+
+
+def images_folder(path: Path) -> Path | None:
+    """The folder of images the report's session measured, when it exists on this machine."""
+    try:
+        folder = json.loads(path.read_text()).get("session", {}).get("images")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(folder) if isinstance(folder, str) and Path(folder).is_dir() else None
 
 
 @dataclass(frozen=True)
@@ -275,64 +285,56 @@ def compare_lines(pairs: Sequence[Pair], flips: int = 10, classes: int = 5) -> l
     return lines
 
 
-STYLE = """
-body{font:13px/1.4 system-ui,sans-serif;margin:24px;color:#222}
-h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 4px}
-table{border-collapse:collapse;margin:8px 0}
-th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
-th{background:#f3f3f3}td.l,th.l{text-align:left}.neg{color:#c62828}.pos{color:#2e7d32}
-"""
+def classes_table(classes: Sequence[ClassChange]) -> str:
+    """HTML table of classes whose top-1 count changed, in the order given."""
+    return table(["class", "images", "A correct", "B correct", "change"],
+                 [(class_name(c.label), c.n, c.correct_a, c.correct_b, f"{c.change:+d}")
+                  for c in classes])
 
 
-def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1) -> str:
-    ths = "".join(f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(head))
+def _summary(pairs: Sequence[Pair]) -> str:
+    """One pair in two rows, side A's and side B's, with what compares them beside both."""
+    head = ["model on dataset", "side", "run", "top1", "top5", "n", "B - A top1", "B - A top5",
+            "agreement", "McNemar p"]
+    ths = "".join(f"<th>{h}</th>" if i < 3 else f'<th class="num">{h}</th>' for i, h in enumerate(head))
     body = []
-    for row in rows:
-        tds = []
-        for i, cell in enumerate(row):
-            text = html.escape(str(cell))
-            cls = "l" if i < left else ("neg" if text.startswith("-") and text != "-" else
-                                       "pos" if text.startswith("+") and text.strip("+0.") else "")
-            tds.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
-        body.append(f"<tr>{''.join(tds)}</tr>")
+    for p in pairs:
+        g = p.agreement
+        both = [f"{p.top1_delta:+.3f}", f"{p.top5_delta:+.3f}",
+                f"{g.percent:.3f}%" if g else "-", f"{g.mcnemar_p:.3g}" if g else "-"]
+        shared = "".join(f'<td rowspan="2" class="num {signed_class(v)}">{esc(v)}</td>' for v in both)
+        for side, r in (("A", p.a), ("B", p.b)):
+            first = f'<td rowspan="2">{breakable(f"{p.a.name} on {p.a.dataset}")}</td>' if side == "A" else ""
+            body.append(f"<tr>{first}<td>{side}</td><td>{breakable(r.run)}</td>"
+                        f'<td class="num">{r.top1:.3f}</td><td class="num">{r.top5:.3f}</td>'
+                        f'<td class="num">{r.n}</td>{shared if side == "A" else ""}</tr>')
     return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def classes_table(classes: Sequence[ClassChange]) -> str:
-    """HTML table of classes whose top-1 count changed, in the order given."""
-    return _table(["class", "images", "A correct", "B correct", "change"],
-                  [(class_name(c.label), c.n, c.correct_a, c.correct_b, f"{c.change:+d}")
-                   for c in classes])
-
-
-def compare_html(pairs: Sequence[Pair], title: str) -> str:
-    """One self-contained page (inline CSS, nothing fetched): the summary table, then per
-    pair every flipped image and every class that changed."""
-    summary = _table(["model", "dataset", "A", "B", "top1 A", "top1 B", "delta", "top5 A", "top5 B",
-                      "delta", "n A", "n B", "agreement", "McNemar p"],
-                     [(p.a.name, p.a.dataset, p.a.run, p.b.run, f"{p.a.top1:.3f}", f"{p.b.top1:.3f}",
-                       f"{p.top1_delta:+.3f}", f"{p.a.top5:.3f}", f"{p.b.top5:.3f}", f"{p.top5_delta:+.3f}",
-                       p.a.n, p.b.n, f"{p.agreement.percent:.3f}%" if p.agreement else "-",
-                       f"{p.agreement.mcnemar_p:.3g}" if p.agreement else "-") for p in pairs], left=4)
+def compare_html(pairs: Sequence[Pair], title: str, images: Mapping[str, Path] | None = None) -> str:
+    """One self-contained page (nothing fetched): the summary, then per pair every flipped
+    image (a thumbnail beside the first ones when `images`, the dataset's image files by
+    name, has them) and every class that changed."""
+    thumbnails = Thumbnails(images)
     sections = []
     for p in pairs:
-        head = f"<h2>{html.escape(p.a.name)} on {html.escape(p.a.dataset)}: " \
-               f"{html.escape(p.a.run)} (A) vs {html.escape(p.b.run)} (B)</h2>"
+        head = f"<h2>{esc(p.a.name)} on {esc(p.a.dataset)}: " \
+               f"{esc(p.a.run)} (A) vs {esc(p.b.run)} (B)</h2>"
         if p.agreement is None:
-            sections.append(f"{head}<p>{html.escape(p.note)}</p>")
+            sections.append(f"{head}<p>{esc(p.note)}</p>")
             continue
-        flips = _table(["", "file", "label", "A top-1", "B top-1"],
-                       [("lost" if f.lost else "gained", f.file, class_name(f.label),
-                         class_name(f.top1_a), class_name(f.top1_b)) for f in p.flips], left=5)
-        classes = classes_table(p.classes)
+        imgs = [thumbnails.img(f.file, f.file) for f in p.flips[:2 * PER_TEST]]
+        rows = [("lost" if f.lost else "gained", f.file, class_name(f.label), class_name(f.top1_a),
+                 class_name(f.top1_b)) for f in p.flips]
+        if any(imgs):  # a column of thumbnails beside the first flipped images
+            imgs += [""] * (len(rows) - len(imgs))
+            flips = table(["", "image", "file", "label", "A top-1", "B top-1"],
+                          [(r[0], img, *r[1:]) for r, img in zip(rows, imgs)], 6, raw=(1,))
+        else:
+            flips = table(["", "file", "label", "A top-1", "B top-1"], rows, 5)
         sections.append(f'{head}<p>{len(p.flips)} flipped images, lost first</p><div class="flips">'
                         f'{flips}</div><p>classes whose top-1 count changed, worst first</p>'
-                        f'<div class="classes">{classes}</div>')
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>vaccbench compare</title>
-<style>{STYLE}</style></head><body>
-<h1>vaccbench compare</h1><p>{html.escape(title)}</p>
-<div id="summary">{summary}</div>
-{chr(10).join(sections)}
-</body></html>
-"""
+                        f'<div class="classes">{classes_table(p.classes)}</div>')
+    body = (f'<h1>vaccbench compare</h1><p>{esc(title)}</p><div id="summary">{_summary(pairs)}</div>'
+            + "\n".join(sections))
+    return page("vaccbench compare", body)

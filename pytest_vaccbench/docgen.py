@@ -15,6 +15,7 @@ from pathlib import Path
 from _pytest.config.argparsing import Parser  # the parser pytest hands to pytest_addoption
 
 from . import cli, plugin
+from .report import EXIT_MEANINGS
 from .plugin import ini
 
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "options.md"
@@ -36,13 +37,7 @@ ENVIRONMENT = (
 )
 
 EXIT_CODES = (
-    ("pytest", "0", "every accuracy test passed (or was skipped)"),
-    ("pytest", "1", "a test failed: regression, stale baseline, broken build, an error in a "
-                    "backend; or a report or baseline file could not be written"),
-    ("pytest", "2", "interrupted (Ctrl-C): with --update-baselines no file is changed"),
-    ("pytest", "3", "internal error"),
-    ("pytest", "4", "usage error: a bad option or ini value"),
-    ("pytest", "5", "no tests collected"),
+    *(("pytest", str(code), text) for code, text in EXIT_MEANINGS.items()),
     ("vaccbench", "0", "done"),
     ("vaccbench", "1", "nothing matched (`trend`, `compare`)"),
     ("vaccbench", "2", "bad arguments, or a bad input file (the message names it)"),

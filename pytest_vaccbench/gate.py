@@ -89,7 +89,7 @@ def run_key(backend: str, precision: str) -> str:
 
 def needs_paired(backend: str, precision: str) -> bool:
     """Quantized, half-precision and accelerator runs are compared with fp32 image by image."""
-    return precision != "fp32" or backend == "vamp"
+    return precision != "fp32" or backend in ("vamp", "vsx")
 
 
 def _number(value: Any) -> float | None:

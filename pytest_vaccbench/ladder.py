@@ -160,11 +160,13 @@ def _p(value: float | None) -> str:
 
 # -- what each step changes ---------------------------------------------------------------------
 def _geometry(spec: PreprocessSpec) -> str:
+    even = "odd sides made even, then " if spec.even_size else ""
     resize = (f"{spec.resize}x{spec.resize} stretch" if spec.resize_mode == "square"
               else f"short-side resize to {spec.resize}")
     crop = ("" if not spec.crop else f", {spec.crop} crop at {spec.crop_offset[0]},{spec.crop_offset[1]}"
-            if spec.crop_offset else f", centre {spec.crop} crop")
-    return resize + crop
+            if spec.crop_offset else f", centre {spec.crop} crop"
+            + (" (offsets rounded up)" if spec.crop_rounding == "up" else ""))
+    return even + resize + crop
 
 
 def _resampling(spec: PreprocessSpec) -> str:
@@ -266,22 +268,25 @@ def parse_device(value: str | None) -> Device | None:
 def device_preprocessing(device: Device | None, entry: ModelEntry, precision: str,
                          options: RunOptions, vdsp: Path | None) -> tuple[str, PreprocessSpec] | str:
     """Step 3's preprocessing as (variant name, spec): `vdsp` (a vdsp_params JSON), else the
-    one the device's compiled model comes with; or why there is none."""
-    from .vdsp import load_vdsp, variant_name
+    one the device's compiled model comes with; after the VastStreamX host's odd-to-even
+    resize for vsx (`--preprocess=vsx:FILE`'s spec and name). Or why there is none."""
+    from .vdsp import preprocess_option, variant_name
 
+    kind = "vsx" if device is not None and device.backend == "vsx" else "vdsp"
     if vdsp is not None:
-        return variant_name(vdsp), load_vdsp(vdsp)
+        return preprocess_option(f"{kind}:{vdsp}")
     if device is None:
         return "no vdsp_params JSON (give --vdsp FILE, or a device with --device)"
-    if device.backend == "vamp":
-        from .backends.vamp import VampSettings, find_compiled
-
-        model = next((m for m in find_compiled(entry, VampSettings.from_options(options.extra))
-                      if m.precision == precision), None)
-        if model is None or model.vdsp_params is None:
-            return f"no {precision} compiled model with its vdsp_params JSON found (give --vdsp FILE)"
-        return variant_name(model.vdsp_params), load_vdsp(model.vdsp_params)
-    return f"the {device.name} do not say how the device preprocessed (give --vdsp FILE)"
+    if device.backend is None:
+        return "result files do not say how the device preprocessed (give --vdsp FILE)"
+    backend = get_backend(device.backend)
+    try:
+        model = backend.compiled_model(entry, precision, options)  # type: ignore[attr-defined]
+        host = getattr(backend, "host_spec", None)  # what a host does before the device (vsx)
+        spec = host(entry, precision, options) if host else backend.vdsp_spec(model)  # type: ignore[attr-defined]
+    except VaccbenchError as exc:
+        return f"{exc} (or give --vdsp FILE)"
+    return variant_name(model.vdsp_params, kind), spec
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -383,8 +388,14 @@ def _on(arrays: Arrays, counted: Sequence[Sample]) -> Arrays:
 
 
 def _results(step: Planned, dataset: Dataset) -> Arrays:
-    raise StepNotRun("reading result files as the device step is not supported yet: run the "
-                     "device with --device vamp")
+    """The device's result files (result.txt, vamp outputs with their datalist, predictions
+    files: resultfiles.py) as predictions, with the dataset's label file for a flat folder."""
+    from .resultfiles import read_predictions
+
+    labels = next((p for p in (dataset.root / "val_label.txt", dataset.root.parent / "val_label.txt")
+                   if p.is_file()), None) if dataset.layout == "flat" else None
+    scored = read_predictions(step.results, labels, subset=True)
+    return {"top5": scored.top5, "labels": scored.labels, "files": np.asarray(scored.names)}
 
 
 Reuse = Callable[[Case], "Path | None"]  # a saved predictions file of a case, or None

@@ -134,7 +134,11 @@ def row_from_record(record: dict[str, Any], folder: Path) -> Row:
         result = Result(**values)
     status = record.get("status")
     return Row(record["nodeid"], record["outcome"], result, record.get("expected"),
-               stale=status == "stale", updated=status == "updated")
+               stale=status == "stale", updated=status == "updated",
+               reason=str(record.get("reason") or ""),
+               gate=record["gate"] if isinstance(record.get("gate"), dict) else None,
+               command=str(record.get("command") or ""),
+               explain=record["explain"] if isinstance(record.get("explain"), dict) else None)
 
 
 # -- merging ----------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from .dataset import builtin_root
 from .errors import VaccbenchError
 
 POSITIVE = ("limit", "threads", "batch_size", "calib_images", "vamp_instances", "vamp_processes",
-            "vamp_batch", "opset")
-FOLDERS = ("weights_dir", "onnx_dir", "vamp_root", "baselines")
+            "vamp_batch", "vsx_batch", "opset")
+FOLDERS = ("weights_dir", "onnx_dir", "vamp_root", "vsx_root", "baselines", "results")
+SECONDS = ("vamp_timeout", "vsx_timeout")
 
 
 def flag(name: str) -> str:
@@ -70,8 +71,11 @@ def check_options(opt: Mapping[str, Any]) -> None:
         value = opt.get(name)
         if value is not None and value <= 0:
             raise VaccbenchError(f"{flag(name)}={value}: must be a positive integer")
-    if opt.get("vamp_timeout") is not None and not opt["vamp_timeout"] > 0:
-        raise VaccbenchError(f"--vamp-timeout={opt['vamp_timeout']}: must be a positive number of seconds")
+    for name in SECONDS:
+        if opt.get(name) is not None and not opt[name] > 0:
+            raise VaccbenchError(f"{flag(name)}={opt[name]}: must be a positive number of seconds")
+    if opt.get("vsx_mode") not in (None, "sync", "async"):  # an ini value skips argparse's choices
+        raise VaccbenchError(f"--vsx-mode={opt['vsx_mode']}: must be sync or async")
     _check_paths(opt)
     if opt.get("devices") is not None:
         parse_devices(opt["devices"])

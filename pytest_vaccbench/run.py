@@ -22,8 +22,9 @@ from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry
 from .dataset import Dataset
 from .errors import BackendError, VaccbenchError
-from .gate import Paired
-from .metrics import accuracy, agreement, topk
+from .gate import (Expectation, Images, Paired, Verdict, expectation_for, judge, needs_paired,
+                   recording_target)
+from .metrics import Accuracy, accuracy, agreement, topk
 from .safefiles import inside, safe_name, write_atomic
 
 
@@ -67,6 +68,9 @@ class Result:
     options: dict[str, Any] = field(default_factory=dict)  # backend options that shape the numbers
     excluded: int = 0  # images left out of the count (int8 calibration images)
     device: int | None = None  # the accelerator it ran on (--devices), else None
+    # scored from result files made elsewhere (resultfiles.py): each file's sha256, the run
+    # they were claimed to be, the zoo scorer's number; None for a run of a backend
+    scored_from: dict[str, Any] | None = None
 
     @property
     def top1(self) -> float:
@@ -215,6 +219,62 @@ def check_finite(scores: np.ndarray, dataset: Dataset, what: str) -> None:
                            "(an exported graph, a quantization or the runtime is broken)")
 
 
+def kept_predictions(case: Case, dataset: Dataset, preds: np.ndarray,
+                     cache_dir: Path) -> tuple[Accuracy, str, Path]:
+    """Count (N, 5) predictions in dataset order and keep them in the cache, where paired
+    comparisons and reports find them: the counts, the dataset fingerprint, the file."""
+    acc = accuracy(preds, dataset.labels)
+    fingerprint = dataset.fingerprint()
+    out = predictions_path(cache_dir, case, dataset, fingerprint)
+    arrays = {"top5": preds.astype(np.int16), "labels": np.asarray(dataset.labels, dtype=np.int16),
+              "files": np.asarray([s.path.name for s in dataset.samples])}
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, lambda handle: np.savez(handle, **arrays))
+    except OSError as exc:
+        raise VaccbenchError(f"cannot write the predictions ({exc.strerror}); free space there or "
+                             "choose another folder with --vaccbench-cache DIR", out) from None
+    return acc, fingerprint, out
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A measured result held to its baseline: what the reports show and the test decides by."""
+
+    expected: Expectation | None  # the run's own baseline (None: none recorded yet)
+    paired: Paired | None  # the comparison with fp32 (None: the run needs none)
+    verdict: Verdict
+
+
+def judged(case: Case, dataset: Dataset, result: Result, cache_dir: Path, update_command: str, *,
+           update: bool = False, confidence: float = 0.95,
+           allow_improvement: bool = False) -> Judged:
+    """The gate's verdict on a result, as a test gives it: against the run's baseline, or,
+    when recording (`update`), against what refuses a broken build only (regressions are what
+    updates record). A run of a backend and result files scored elsewhere both come here."""
+    expected = expectation_for(case.entry, dataset, case.backend, case.run_precision)
+    paired = (paired_with_fp32(result, case, cache_dir)
+              if needs_paired(case.backend, case.run_precision) else None)
+    measured = Accuracy(result.n, result.correct1, result.correct5)
+    target = (recording_target(case.entry, dataset, case.backend, case.run_precision, measured,
+                               paired) if update else expected)
+    verdict = judge(measured, target, Images(dataset.name, result.n, dataset.total,
+                                             result.fingerprint),
+                    update_command, paired=paired, build=f"{case.backend}/{case.run_precision}",
+                    confidence=confidence, allow_improvement=allow_improvement)
+    return Judged(expected, paired, verdict)
+
+
+def no_baseline(case: Case, dataset: str, command: str, result: Result | None = None) -> str:
+    """Why a test is skipped when its run has no baseline, and the command that records one
+    (with what it measured, when it measured before knowing)."""
+    measured = (f"; measured top1 {result.top1:.3f} top5 {result.top5:.3f} (n={result.n})"
+                if result is not None else "")
+    return (f"no baseline for {case.entry.key} on dataset {dataset!r} with {case.backend}/"
+            f"{case.run_precision} in {case.entry.baseline_path.name}{measured}; record one with: "
+            f"{command}")
+
+
 def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
     """Run the case on every image; count all but those the backend built its model from."""
     backend = get_backend(case.backend)
@@ -231,18 +291,7 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
         keep = [i for i, s in enumerate(dataset.samples) if s not in excluded]
         scores = scores[keep]
         dataset = replace(dataset, samples=tuple(dataset.samples[i] for i in keep))
-    preds = topk(scores, 5)
-    acc = accuracy(preds, dataset.labels)
-    fingerprint = dataset.fingerprint()
-    out = predictions_path(options.cache_dir, case, dataset, fingerprint)
-    arrays = {"top5": preds.astype(np.int16), "labels": np.asarray(dataset.labels, dtype=np.int16),
-              "files": np.asarray([s.path.name for s in dataset.samples])}
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, lambda handle: np.savez(handle, **arrays))
-    except OSError as exc:
-        raise VaccbenchError(f"cannot write the predictions ({exc.strerror}); free space there or "
-                             "choose another folder with --vaccbench-cache DIR", out) from None
+    acc, fingerprint, out = kept_predictions(case, dataset, topk(scores, 5), options.cache_dir)
     return Result(case.entry.family, case.entry.key, case.backend, case.run_precision, dataset.name,
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
                   str(case.entry.baseline_path), date=_dt.date.today().isoformat(),

@@ -7,19 +7,15 @@ running anything. Self-contained: inline SVG and CSS, nothing fetched.
 
 from __future__ import annotations
 
-import html
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from .compare import STYLE, _table
+from .pages import breakable, esc, page, signed_class
 
 LOSS, GAIN, BASE, CONTEXT, MUTED = "#c62828", "#2e7d32", "#1565c0", "#9e9e9e", "#757575"
 SLOT, PLOT_H, LEFT, TOP, BOTTOM = 132, 220, 52, 44, 64  # pixels
 
 
-LADDER_STYLE = """svg text{font:12px system-ui,sans-serif}
-section.ladder td:last-child{white-space:normal;text-align:left;min-width:16em}
-"""
 
 
 def _range(values: Sequence[float]) -> tuple[float, float]:
@@ -65,13 +61,13 @@ def waterfall_svg(ladder: Mapping[str, Any]) -> str:
     for i, s in enumerate(steps):
         x0 = LEFT + SLOT * i + 14
         bar_w, mid = SLOT - 28, LEFT + SLOT * i + SLOT / 2
-        tip = html.escape(f"{s['number']} {s['name']}: {s['run']}"
+        tip = esc(f"{s['number']} {s['name']}: {s['run']}"
                           + (f" - not run: {s['reason']}" if s["status"] == "not run" else ""))
         out.append(f'<text x="{mid:.1f}" y="{TOP + PLOT_H + 18}" text-anchor="middle">'
-                   f'{s["number"]} {html.escape(s["name"])}<title>{tip}</title></text>')
+                   f'{s["number"]} {esc(s["name"])}<title>{tip}</title></text>')
         for line, part in enumerate(s["run"].split("+")[0].split("/")):  # variants: in the table
             out.append(f'<text x="{mid:.1f}" y="{TOP + PLOT_H + 33 + 14 * line}" text-anchor="middle" '
-                       f'style="fill:{MUTED}">{html.escape(part)}<title>{tip}</title></text>')
+                       f'style="fill:{MUTED}">{esc(part)}<title>{tip}</title></text>')
         top1 = s.get("top1")
         if s["status"] == "not run" or top1 is None:
             out.append(f'<text class="not-run" x="{mid:.1f}" y="{TOP + PLOT_H / 2:.1f}" '
@@ -103,7 +99,7 @@ def waterfall_svg(ladder: Mapping[str, Any]) -> str:
                        f'<title>{tip}: {top1:.2f} ({label})</title></rect>'
                        f'<text x="{mid:.1f}" y="{top - 20:.1f}" text-anchor="middle">{top1:.2f}</text>'
                        f'<text x="{mid:.1f}" y="{top - 6:.1f}" text-anchor="middle" '
-                       f'style="fill:{colour}">{html.escape(label)}</text>')
+                       f'style="fill:{colour}">{esc(label)}</text>')
         level = top1
     out.append("</svg>")
     return "\n".join(out)
@@ -114,44 +110,41 @@ def _cell(value: Any, spec: str) -> str:
 
 
 def ladder_table(ladder: Mapping[str, Any]) -> str:
-    """The ladder's rows as an HTML table."""
-    rows = []
+    """The ladder's rows as an HTML table: the step and its run, the numbers, then the
+    classes that lost most (or why the step did not run)."""
+    head = ["step", "run", "top1", "top5", "vs prev", "vs 2", "lost", "won", "McNemar p",
+            "classes that lost most"]
+    ths = "".join(f'<th class="num">{esc(h)}</th>' if 2 <= i < 9 else f"<th>{esc(h)}</th>"
+                  for i, h in enumerate(head))
+    body = []
     for s in ladder["steps"]:
+        numbers = ([] if s["status"] == "not run" else
+                   [_cell(s["top1"], ".2f"), _cell(s["top5"], ".2f"), _cell(s["delta_previous"], "+.2f"),
+                    _cell(s["delta_step2"], "+.2f"), _cell(s["lost"], "d"), _cell(s["gained"], "d"),
+                    _cell(s["mcnemar_p"], ".3g")])
+        tds = "".join(f'<td class="num {signed_class(n)}">{esc(n)}</td>' for n in numbers)
         if s["status"] == "not run":
-            rows.append((s["number"], s["name"], s["run"], "-", "-", "-", "-", "-", "-", "-",
-                         f"not run: {s['reason']}"))
-            continue
-        classes = (s["what"] if s["status"] == "context" else
-                   ", ".join(f"{c['change']:+d} {c['name']}" for c in s["classes"]))
-        rows.append((s["number"], s["name"], s["run"], _cell(s["top1"], ".2f"), _cell(s["top5"], ".2f"),
-                     _cell(s["delta_previous"], "+.2f"), _cell(s["delta_step2"], "+.2f"),
-                     _cell(s["lost"], "d"), _cell(s["gained"], "d"), _cell(s["mcnemar_p"], ".3g"), classes))
-    return _table(["step", "", "run", "top1", "top5", "vs prev", "vs 2", "lost", "won", "McNemar p",
-                   "classes that lost most"], rows, left=3)
+            note = f'<td colspan="8">not run: {breakable(s["reason"])}</td>'
+        else:
+            note = "<td>" + breakable(s["what"] if s["status"] == "context" else ", ".join(
+                f"{c['change']:+d} {c['name']}" for c in s["classes"])) + "</td>"
+        body.append(f"<tr><td>{s['number']} {esc(s['name'])}</td><td>{breakable(s['run'])}</td>"
+                    f"{tds}{note}</tr>")
+    return f'<table class="ladder"><thead><tr>{ths}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def ladder_section(ladder: Mapping[str, Any], title: str | None = None) -> str:
-    """One ladder: a heading, the chart, the closing sentence and the table."""
-    title = title or f"{ladder['model']} {ladder['precision']} on {ladder['dataset']}"
-    preprocessing = "".join(f"<li>{html.escape(k)} preprocessing: {html.escape(v)}</li>"
+def ladder_body(ladder: Mapping[str, Any]) -> str:
+    """One ladder: the chart, the closing sentence, the two preprocessings and the table."""
+    preprocessing = "".join(f"<li>{esc(k)} preprocessing: {breakable(v)}</li>"
                             for k, v in ladder.get("preprocessing", {}).items())
-    return (f'<section class="ladder"><h2>loss ladder: {html.escape(title)}</h2>'
-            f'{waterfall_svg(ladder)}<p class="conclusion">{html.escape(ladder["conclusion"])}</p>'
-            f'<ul>{preprocessing}</ul>{ladder_table(ladder)}</section>')
-
-
-def ladder_sections(ladders: Iterable[tuple[str, Mapping[str, Any]]]) -> str:
-    """The ladders of a report's failing tests, (title, ladder) each; "" when there are none."""
-    parts = [ladder_section(ladder, title) for title, ladder in ladders]
-    return f'<div id="loss-ladders">{"".join(parts)}</div>' if parts else ""
+    rerun = (f'<p>the whole ladder:</p><pre class="cmd">{esc(ladder["rerun"])}</pre>'
+             if ladder.get("rerun") else "")
+    return (f'{waterfall_svg(ladder)}<p class="conclusion">{esc(ladder["conclusion"])}</p>'
+            f"<ul>{preprocessing}</ul>{ladder_table(ladder)}{rerun}")
 
 
 def ladder_page(ladder: Mapping[str, Any]) -> str:
     """One self-contained page for `vaccbench explain --html`."""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>vaccbench explain</title>
-<style>{STYLE}{LADDER_STYLE}</style></head><body>
-<h1>vaccbench explain</h1>
-{ladder_section(ladder)}
-</body></html>
-"""
+    title = f"loss ladder: {ladder['model']} {ladder['precision']} on {ladder['dataset']}"
+    return page("vaccbench explain", f"<h1>vaccbench explain</h1><h2>{esc(title)}</h2>"
+                f"<p>{ladder['n']} images, the same in every step</p>{ladder_body(ladder)}")

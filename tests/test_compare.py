@@ -91,7 +91,7 @@ def test_two_reports_pair_by_file_name_and_report_partial_overlap(tmp_path, caps
     html = tmp_path / "out" / "c.html"  # the folder is created
     assert main(["compare", str(a), str(b), "--html", str(html)]) == 0
     page = html.read_text()
-    assert page.count("<tr>") == 2 + 4 + 4  # summary, flips, classes (each with its header)
+    assert page.count("<tr>") == 3 + 4 + 4  # summary (A and B rows), flips, classes, with headers
     for outside in ("http:", "https:", "<script", "src=", "url("):
         assert outside not in page
     capsys.readouterr()

@@ -21,7 +21,8 @@ from pytest_vaccbench.baselines import load_family
 from pytest_vaccbench.dataset import Dataset, Sample, class_name
 from pytest_vaccbench.errors import VaccbenchError
 from pytest_vaccbench.preprocess import PreprocessSpec
-from pytest_vaccbench.report import Row, html_report, write_json
+from pytest_vaccbench.report import Row, write_json
+from pytest_vaccbench.report_html import html_report
 from pytest_vaccbench.run import Case, Result
 from pytest_vaccbench.vdsp import load_vdsp
 from pytest_vaccbench.waterfall import PLOT_H, ladder_page, waterfall_svg
@@ -163,10 +164,11 @@ def test_the_report_keeps_a_failing_tests_ladder(rows, tmp_path):
     row = Row("suites/x.yaml::mobilenet_v2/local-mobilenetv2_100-tvq[onnxruntime-int8-max]", "failed",
               result, explain=_ladder(rows).to_dict())
     page = html_report([row], {"command": "pytest"})
-    assert 'id="loss-ladders"' in page and 'class="waterfall"' in page
+    assert '<section class="s-ladder"><h3>where the accuracy went: the loss ladder</h3>' in page
+    assert 'class="waterfall"' in page and "17.50 of the 22.50 top1 points lost" in page
     report = json.loads(write_json([row], tmp_path / "r.json", {}).read_text())
     assert report["tests"][0]["explain"]["steps"][3]["lost"] == 7
-    assert "loss-ladders" not in html_report([replace(row, explain=None)], {"command": "pytest"})
+    assert "s-ladder" not in html_report([replace(row, explain=None)], {"command": "pytest"})
 
 
 def test_measure_reads_saved_predictions_on_the_ladders_images_and_says_why_not(tmp_path):
@@ -280,8 +282,8 @@ def test_failing_int8_test_ends_with_its_short_ladder(tiny_gate):
     assert steps[5]["reused"] and not steps[3]["reused"]  # the failing test's own predictions
     assert steps[5]["n"] == 3
     page = (pytester.path / "run.html").read_text()
-    assert 'id="loss-ladders"' in page and "loss ladder: tiny/tiny-net onnxruntime/int8-max" in page
-    assert page.split('id="loss-ladders"')[1].count('<rect class="') == 3  # steps 4, 5, 6 measured
+    ladder_html = page.split('<section class="s-ladder">')[1].split("</section>")[0]
+    assert ladder_html.count('<rect class="') == 3  # steps 4, 5 and 6 measured
 
     quiet = pytester.runpytest_subprocess(*args, "--no-explain")
     quiet.assert_outcomes(failed=1)
@@ -319,3 +321,45 @@ def test_a_failing_device_test_is_its_ladders_device_step(tmp_path):
         ("vamp/fp16", "measured", True, test["top1"], test["n"])
     assert steps[2]["run"] == "reference/fp32+vdsp-zoo-broken" and steps[2]["status"] == "not run"
     assert steps[5]["reason"] == "fp16 build: nothing is quantized to int8"
+
+
+def test_step_3_is_the_compiled_models_vdsp_file_made_even_first_for_vsx(tmp_path):
+    vdsp = ROOT / "pytest_vaccbench/data/vdsp/timm-mobilenetv2_100-vdsp_params.json"
+    folder = tmp_path / "deploy_weights" / "local_mobilenetv2_100_tvq_run_stream_int8_percentile"
+    folder.mkdir(parents=True)
+    (folder / "mod.onnx").write_bytes(b"")
+    (folder / "vdsp_params.json").write_bytes(vdsp.read_bytes())
+    options = RunOptions(tmp_path, tmp_path, extra={"vamp_root": str(tmp_path)})
+    plain = load_vdsp(vdsp)
+    found = ladder.device_preprocessing(ladder.Device("vamp"), ENTRY, "int8-percentile", options, None)
+    assert found == ("vdsp-vdsp_params", plain)
+    name, spec = ladder.device_preprocessing(ladder.Device("vsx"), ENTRY, "int8-percentile", options, None)
+    assert (name, spec) == ("vsx-vdsp_params", replace(plain, even_size=True))
+    assert ladder.describe(spec).startswith("odd sides made even, then 256x256 stretch, 224 crop at 16,16")
+    given = ladder.device_preprocessing(ladder.Device("vsx"), ENTRY, "fp16", options, vdsp)
+    assert given == ("vsx-timm-mobilenetv2_100", replace(plain, even_size=True))
+    missing = ladder.device_preprocessing(ladder.Device("vamp"), ENTRY, "fp16", options, None)
+    assert missing.startswith("mobilenet_v2.yaml expects vamp/fp16 results for local-mobilenetv2_100-tvq, "
+                              "but there is no fp16 compiled model") and missing.endswith("(or give --vdsp FILE)")
+    assert ladder.device_preprocessing(None, ENTRY, "fp16", options, None) == \
+        "no vdsp_params JSON (give --vdsp FILE, or a device with --device)"
+
+
+def test_result_files_as_the_device_step(tmp_path):
+    """The device's result files (here this tool's predictions format; result.txt and vamp
+    outputs are read by the same resultfiles.read_predictions) give step 7 on the ladder's
+    images, with the flat dataset's label file."""
+    images = tmp_path / "images"
+    images.mkdir()
+    samples = [Sample(images / f"{i:03d}.JPEG", int(LABELS[i])) for i in range(N)]
+    (tmp_path / "val_label.txt").write_text("".join(f"{s.path.name} {s.label}\n" for s in samples))
+    results = tmp_path / "device.npz"
+    np.savez(results, **predictions({0, 1, 5}))
+    data = Dataset("hand", images, "flat", tuple(samples), N)
+    device = ladder.parse_device(str(results))
+    (step,) = [p for p in ladder.plan(ENTRY, "fp16", RunOptions(tmp_path, tmp_path), "no vdsp", device,
+                                      "fp16 build", 0) if p.number == 7]
+    assert step.run == "results/fp16" and step.results == (results,)
+    ((_, arrays, _, reused),) = ladder.measure([step], data, samples[:10], RunOptions(tmp_path, tmp_path))
+    assert list(arrays["files"]) == [f"{i:03d}.JPEG" for i in range(10)] and not reused
+    assert (arrays["top5"][:, 0] != arrays["labels"]).tolist() == [i in (0, 1, 5) for i in range(10)]

@@ -10,9 +10,9 @@ SUITE = "baselines: ../baselines\nbackends: [reference]\n"
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--backend=onnxrt"], "--backend=onnxrt: unknown backend; did you mean onnxruntime? valid: "
-                           "onnxruntime, reference, vamp"),
+                           "onnxruntime, reference, vamp, vsx"),
     (["--precision=fp61"], "--precision=fp61: unknown precision of backend(s) onnxruntime, reference, "
-                           "vamp; did you mean fp16? valid: fp16, fp32, int8, int8-kl_divergence*"),
+                           "vamp, vsx; did you mean fp16? valid: fp16, fp32, int8, int8-kl_divergence*"),
     (["--backend=onnxruntime", "--precision=int8-kl-divergence"],
      "--precision=int8-kl-divergence: unknown calibration of backend(s) onnxruntime; did you mean "
      "int8-kl_divergence? valid: fp16, fp32, int8-kl_divergence, int8-max, int8-mse, int8-percentile"),
@@ -20,6 +20,9 @@ SUITE = "baselines: ../baselines\nbackends: [reference]\n"
     (["--weights-dir=wieghts"], "--weights-dir=wieghts: no such folder"),
     (["--onnx-dir=missing"], "--onnx-dir=missing: no such folder"),
     (["--vamp-root=missing"], "--vamp-root=missing: no such folder"),
+    (["--vsx-root=missing"], "--vsx-root=missing: no such folder"),
+    (["--vsx-batch=0"], "--vsx-batch=0: must be a positive integer"),
+    (["--vsx-timeout=0"], "--vsx-timeout=0.0: must be a positive number of seconds"),
     (["--labels=missing.txt"], "--labels=missing.txt: no such file"),
     (["--limit=0"], "--limit=0: must be a positive integer"),
     (["--threads=-1"], "--threads=-1: must be a positive integer"),

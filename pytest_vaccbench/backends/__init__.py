@@ -30,6 +30,7 @@ BUILTIN = {
     "reference": "pytest_vaccbench.backends.reference:ReferenceBackend",
     "onnxruntime": "pytest_vaccbench.backends.onnxruntime:OnnxRuntimeBackend",
     "vamp": "pytest_vaccbench.backends.vamp:VampBackend",
+    "vsx": "pytest_vaccbench.backends.vsx:VsxBackend",
 }
 
 

@@ -27,15 +27,20 @@ def _explain_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vdsp", type=Path, default=None, metavar="FILE",
                         help="the device's vdsp_params JSON, emulated in step 3 (default: the one "
                              "the --device's compiled model comes with)")
-    parser.add_argument("--device", default=None, metavar="vamp|RESULTS",
-                        help="step 7: the compiled model run on the accelerator (vamp), or the "
-                             "result files it wrote")
+    parser.add_argument("--device", default=None, metavar="vamp|vsx|RESULTS",
+                        help="step 7: the compiled model run on the accelerator (vamp, vsx), or "
+                             "the result files it wrote (result.txt, a vamp output folder with "
+                             "its datalist, predictions files)")
     parser.add_argument("--vamp-bin", default=None, metavar="CMD",
                         help="the vamp runner, a path or command line (default: vamp on PATH)")
     parser.add_argument("--vamp-root", default=None, metavar="DIR",
                         help="compiled models (as the plugin's option)")
     parser.add_argument("--vamp-timeout", type=float, default=None, metavar="S",
                         help="seconds the vamp run may take (default 3600)")
+    parser.add_argument("--vsx-python", default=None, metavar="CMD",
+                        help="the Python that imports vaststreamx (default: this one)")
+    parser.add_argument("--vsx-root", default=None, metavar="DIR",
+                        help="compiled models for --device vsx (default: --vamp-root)")
     parser.add_argument("--json", action="store_true", help='print the ladder as {"steps": [...]}')
     parser.add_argument("--html", type=Path, default=None, metavar="FILE",
                         help="also write the ladder and its waterfall chart as one HTML page")
@@ -49,7 +54,8 @@ def _explain(args: argparse.Namespace) -> int:
 
     device = parse_device(args.device)
     entry, data, options = model_run(args, vamc_config=args.vamc_config, vamp_bin=args.vamp_bin,
-                                     vamp_root=args.vamp_root, vamp_timeout=args.vamp_timeout)
+                                     vamp_root=args.vamp_root, vamp_timeout=args.vamp_timeout,
+                                     vsx_python=args.vsx_python, vsx_root=args.vsx_root)
     precision = args.precision or build_precision(entry, options)
     found = explain(entry, data, options, precision, vdsp=args.vdsp, device=device)
     if args.json:

@@ -47,7 +47,7 @@ def _merge_args(parser: argparse.ArgumentParser) -> None:
 def _merge(args: argparse.Namespace) -> int:
     from ..history import append_run
     from ..merge import junit_xml, load_shard, merge, summary, write_merged_json
-    from ..report import html_report
+    from ..report_html import html_report
 
     for path in (args.output, args.html, args.junitxml, args.history):
         if path is not None and not path.expanduser().resolve().parent.is_dir():

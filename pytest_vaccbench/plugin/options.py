@@ -29,7 +29,7 @@ def add_options(parser: pytest.Parser) -> None:
     """Declare the `vaccbench` option group (docgen writes docs/options.md from it)."""
     group = parser.getgroup("vaccbench", "accuracy gates for image classifiers (pytest-vaccbench)")
     group.addoption("--backend", action="append", default=None, metavar="NAME",
-                    help="backend(s) to run: reference, onnxruntime, vamp (repeat or comma-separate; "
+                    help="backend(s) to run: reference, onnxruntime, vamp, vsx (repeat or comma-separate; "
                          "default: the suite file's `backends`)")
     group.addoption("--precision", action="append", default=None, metavar="P",
                     help="precision(s): fp32 (default), fp16, int8-<calibration> ...")
@@ -86,9 +86,23 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--vamp-batch", type=int, default=1, metavar="N", help="vamp -b (default 1)")
     group.addoption("--vamp-args", default=None, metavar="ARGS",
                     help="more vamp arguments, e.g. '--hwconfig hw.json'")
+    group.addoption("--vsx-python", default=None, metavar="CMD",
+                    help="the Python that imports vaststreamx, a path or command line (default: "
+                         "this one); without the SDK every vsx test is skipped, saying so")
+    group.addoption("--vsx-root", default=None, metavar="DIR",
+                    help="compiled models for --backend=vsx, laid out as for --vamp-root "
+                         "(default: --vamp-root)")
+    group.addoption("--vsx-mode", default="sync", choices=("sync", "async"), metavar="MODE",
+                    help="vsx: stream.run_sync per batch (default), or run_async with a consumer thread")
+    group.addoption("--vsx-batch", type=int, default=1, metavar="N",
+                    help="vsx: the batch size the compiled model is loaded with (default 1)")
+    group.addoption("--vsx-timeout", type=float, default=300.0, metavar="S",
+                    help="vsx: seconds the stream may stay silent (a call that does not return) "
+                         "before its process is killed and the test fails (default: 300)")
     group.addoption("--devices", default=None, metavar="IDS",
-                    help="accelerator ids for vamp -d, e.g. 0,1,2,3: each xdist worker (or the one "
-                         "pytest process) holds a free one for the session, through a file lock")
+                    help="accelerator ids for vamp -d and vsx.set_device, e.g. 0,1,2,3: each xdist "
+                         "worker (or the one pytest process) holds a free one for the session, "
+                         "through a file lock")
     group.addoption("--device-locks", default=None, metavar="DIR",
                     help="folder of the --devices lock files, shared by every session that uses "
                          "the same cards (default: <vaccbench-cache>/device-locks)")
@@ -112,6 +126,15 @@ def add_options(parser: pytest.Parser) -> None:
                          "(default 1000); they are left out of the accuracy count")
     group.addoption("--calib-include", action="store_true", default=False,
                     help="int8: count the calibration images too")
+    group.addoption("--results", default=None, metavar="DIR",
+                    help="gate result files made elsewhere instead of running the backend: the test "
+                         "<family>/<key>[<backend>-<precision>] scores DIR/<family>/<key>/<backend>-"
+                         "<precision>/ (the zoo's result.txt, a vamp output folder and its datalist, "
+                         "or this tool's predictions .npz); ground truth from --labels or the "
+                         "images' class folders; needs --dataset-name (see docs/score.md)")
+    group.addoption("--results-subset", action="store_true", default=False,
+                    help="--results: the files cover part of the --labels images on purpose; score "
+                         "them as a sample of it (the gate adds the sampling allowance)")
     group.addoption("--vaccbench-strict", action="store_true", default=False,
                     help="a gate for CI: every skip of a selected accuracy test (no weights, no "
                          "compiled model, no vamp binary, no baseline) fails with its reason")
@@ -170,6 +193,7 @@ def update_command(nodeid: str, backend: str, precision: str, opt: Getter,
 
 VAMP_OPTIONS = ("vamp_bin", "vamp_root", "vamp_timeout", "vamp_instances", "vamp_processes",
                 "vamp_batch", "vamp_args")
+VSX_OPTIONS = ("vsx_python", "vsx_root", "vsx_mode", "vsx_batch", "vsx_timeout")
 BACKEND_OPTIONS = ("ort_provider", "onnx_dir", "opset", "int8_per_tensor", "vamc_config",
                    "ort_calibrator", "calib_images", "calib_include", "int8_keep_fp32")
 
@@ -185,7 +209,8 @@ def run_options(opt: Getter, cache: Path, device: str | None = None,
     threads = opt("threads") or max(1, (cpus or os.cpu_count() or 1) // workers)
     return RunOptions(weights_dir=Path(weights).expanduser().resolve(), cache_dir=cache,
                       batch_size=opt("batch_size"), threads=threads, workers=threads,
-                      extra={**{name: opt(name) for name in VAMP_OPTIONS}, "device": device,
+                      extra={**{name: opt(name) for name in (*VAMP_OPTIONS, *VSX_OPTIONS)},
+                             "device": device,
                              **{name: opt(name) for name in BACKEND_OPTIONS}},
                       image_cache=not opt("no_image_cache"))
 
@@ -215,9 +240,26 @@ def check_config(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "--update-baselines with --limit would record a subset's figures under the whole "
             "dataset's name; add --dataset-name NAME to record the subset under its own name")
+    _check_results_options(opt)
     confidence = float(opt("confidence"))
     if not 0 < confidence < 1:
         raise pytest.UsageError(f"--confidence must be between 0 and 1, got {confidence}")
+
+
+def _check_results_options(opt: Getter) -> None:
+    """--results scores files whose images and run are fixed: it needs the dataset's name
+    and takes no --dataset or --limit."""
+    if opt("results_subset") and not opt("results"):
+        raise pytest.UsageError("--results-subset applies to --results only")
+    if not opt("results"):
+        return
+    if not opt("dataset_name"):
+        raise pytest.UsageError("--results needs --dataset-name NAME: the key of these images in "
+                                "the baselines (e.g. imagenet-val)")
+    for name in ("dataset", "limit"):
+        if opt(name) is not None:
+            raise pytest.UsageError(f"--{name} does not apply to --results: the result files name "
+                                    "their images (ground truth: --labels FILE, or their class folders)")
 
 
 def _check_int8_options(config: pytest.Config) -> None:

@@ -22,11 +22,11 @@ from .. import ladder, progress, triage
 from ..backends import RunOptions
 from ..cache import cache_dir
 from ..errors import VaccbenchError
-from ..gate import Expectation, Images, Verdict, expectation_for, judge, needs_paired, recording_target
-from ..metrics import Accuracy
+from ..gate import Expectation, Verdict, expectation_for
 from ..preprocess import PreprocessSpec
 from ..report import PROPERTY, STRICT
-from ..run import Case, evaluate, paired_with_fp32
+from ..resultfiles import results_folder, score_case
+from ..run import Case, Result, evaluate, judged, no_baseline
 from ..run import backend_skip_reason
 from ..updates import Recording, refusal
 from ..vdsp import preprocess_option
@@ -66,10 +66,10 @@ def payload_of(result: Any, expected: Expectation | None, verdict: Verdict) -> d
 def triage_note(case: Case, kind: str, result: Any, paired: Any, opt: Getter, options: RunOptions,
                 dataset: Callable[[], dataset_mod.Dataset]) -> str:
     """For a failing int8 test: its layers ranked (onnxruntime), or the command that ranks
-    them on the CPU emulation (vamp: the accelerator's layer outputs are not available)."""
+    them on the CPU emulation (vamp, vsx: the accelerator's layer outputs are not available)."""
     if kind not in ("regression", "broken") or not case.precision.startswith("int8") or opt("no_triage"):
         return ""
-    if case.backend == "vamp":
+    if case.backend in ("vamp", "vsx"):
         return "\n" + triage.cpu_command(case.entry, case.precision, opt("dataset") or
                                           dataset_mod.BUILTIN_SKIMAGE, {
             "--labels": opt("labels"), "--limit": opt("limit"), "--baselines": opt("baselines"),
@@ -102,7 +102,9 @@ def explain_note(case: Case, kind: str, result: Any, opt: Getter, options: RunOp
             "--limit": opt("limit"), "--baselines": opt("baselines"),
             "--weights-dir": str(options.weights_dir), "--calib-images": opt("calib_images"),
             "--vamc-config": opt("vamc_config"), "--onnx-dir": opt("onnx_dir"),
-            "--vdsp": override and opt("preprocess").partition(":")[2]})
+            "--vdsp": override and opt("preprocess").partition(":")[2],
+            **{f"--{name.replace('_', '-')}": opt(name)
+               for name in ("vamp_bin", "vamp_root", "vsx_python", "vsx_root")}})
     except Exception as exc:  # noqa: BLE001 - the gate's verdict stands whatever the ladder meets
         return f"\nloss ladder failed: {type(exc).__name__}: {exc}", None
     return "\n" + "\n".join(found.lines(short=True)), found.to_dict()
@@ -124,6 +126,7 @@ class CaseRunner:
         self.update = bool(opt("update_baselines"))
         self.confidence = float(opt("confidence"))
         self.baselines_dir = Path(opt("baselines")).resolve() if opt("baselines") else None
+        self.results = Path(opt("results")).resolve() if opt("results") else None
         cache = cache_dir(opt("vaccbench_cache"))
         self.devices = device_pool(config, cache)
         self.options = run_options(opt, cache, self.devices.device if self.devices else None)
@@ -142,6 +145,8 @@ class CaseRunner:
 
     def dataset(self) -> dataset_mod.Dataset:
         """The session's images, resolved once (an error is kept and raised in every test)."""
+        if self.results is not None:
+            raise VaccbenchError("--results: each test's images are those of its result files")
         if self._dataset is None:
             opt = self.config.getoption
             try:
@@ -162,46 +167,59 @@ class CaseRunner:
         if self.devices and self.devices.problem:
             raise VaccbenchError(self.devices.problem)
         case = item.case
-        reason = backend_skip_reason(case, self.options)
-        if reason:
-            _skip(reason)
-        data = self.dataset()
-        expected = expectation_for(case.entry, data, case.backend, case.run_precision)
-        if expected is None and not self.update:
-            _skip(f"no baseline for {case.entry.key} on dataset {data.name!r} with "
-                  f"{case.backend}/{case.run_precision} in {case.entry.baseline_path.name}; "
-                  f"record one with: {self.update_command(item)}")
-        result = evaluate(case, data, self.options)
-        paired = (paired_with_fp32(result, case, self.options.cache_dir)
-                  if needs_paired(case.backend, case.run_precision) else None)
-        measured = Accuracy(result.n, result.correct1, result.correct5)
-        # recording: judged only to refuse a broken build (regressions are what updates record)
-        target = (recording_target(case.entry, data, case.backend, case.run_precision, measured,
-                                   paired) if self.update else expected)
-        verdict = judge(measured, target,
-                        Images(data.name, result.n, data.total, result.fingerprint),
-                        self.update_command(item), paired=paired,
-                        build=f"{case.backend}/{case.run_precision}", confidence=self.confidence,
-                        allow_improvement=self.config.getoption("allow_improvement"))
-        item.user_properties.append((PROPERTY, json.dumps(payload_of(result, expected, verdict))))
+        if self.results is not None:
+            data, result, notes = self.scored(item)
+        else:
+            reason = backend_skip_reason(case, self.options)
+            if reason:
+                _skip(reason)
+            data = self.dataset()
+            if expectation_for(case.entry, data, case.backend, case.run_precision) is None \
+                    and not self.update:
+                _skip(no_baseline(case, data.name, self.update_command(item)))
+            result, notes = evaluate(case, data, self.options), ""
+        done = judged(case, data, result, self.options.cache_dir, self.update_command(item),
+                      update=self.update, confidence=self.confidence,
+                      allow_improvement=self.config.getoption("allow_improvement"))
+        verdict = done.verdict
+        item.user_properties.append((PROPERTY, json.dumps(payload_of(result, done.expected, verdict))))
+        headline, _, rest = verdict.message.partition("\n")  # the files read, under the headline
+        message = "\n".join(filter(None, [headline, notes, rest]))
         if self.update:
             why = refusal(Recording(item.nodeid, "passed", result, verdict.kind),
                           self.config.getoption("accept_broken"))
             if why:
-                raise GateFailure(f"not recorded: {verdict.message}\n--update-baselines refuses "
-                                  f"this result: {why}")
+                raise GateFailure(f"not recorded: {message}\n--update-baselines refuses this "
+                                  f"result: {why}")
             return
         if not verdict.passed:
+            triage = "" if self.results else triage_note(case, verdict.kind, result, done.paired,
+                                                         self.config.getoption, self.options,
+                                                         self.dataset)
             note, explained = explain_note(case, verdict.kind, result, self.config.getoption,
-                                           self.options, self.dataset, self.preprocess_override(),
+                                           self.options, lambda: data, self.preprocess_override(),
                                            self.started)
             if explained is not None:
                 add_to_payload(item, "explain", explained)
-            raise GateFailure(verdict.message + note + triage_note(case, verdict.kind, result, paired,
-                                                            self.config.getoption, self.options,
-                                                            self.dataset))
-        if verdict.message:  # shown for passed tests with -rP
-            item.add_report_section("call", "vaccbench gate", verdict.message)
+            raise GateFailure(message + note + triage)
+        if message:  # shown for passed tests with -rP
+            item.add_report_section("call", "vaccbench gate", message)
+
+    def scored(self, item: AccuracyItem) -> tuple[dataset_mod.Dataset, Result, str]:
+        """--results: the test's result files, read as its run (skipped when there are none,
+        or when its run has no baseline), and what a person should read about them."""
+        case, opt = item.case, self.config.getoption
+        assert self.results is not None
+        folder = results_folder(self.results, case)
+        if not folder.exists():
+            _skip(f"no result files for {case.entry.test_name} {case.backend}/{case.run_precision}: "
+                  f"{folder} does not exist")
+        data, result, scored = score_case(case, [folder], opt("labels"), opt("results_subset"),
+                                          opt("dataset_name"), self.options.cache_dir)
+        if expectation_for(case.entry, data, case.backend, case.run_precision) is None \
+                and not self.update:
+            _skip(no_baseline(case, data.name, self.update_command(item), result))
+        return data, result, "\n".join(scored.lines())
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:
