@@ -27,6 +27,14 @@ from pytest_vaccbench.run import Case, Result
 from pytest_vaccbench.vdsp import load_vdsp
 from pytest_vaccbench.waterfall import PLOT_H, ladder_page, waterfall_svg
 
+try:  # onnx before any pytester run: a run drops the modules it imported, and onnx's protobuf
+    import onnx  # noqa: F401 - descriptors abort the process when imported a second time
+except ImportError:  # the core's tests run without the onnx extra
+    pass
+
+sys.path.insert(0, str(Path(__file__).parent))
+import colour_zoo  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY = load_family(ROOT / "baselines" / "mobilenet_v2.yaml").models["local-mobilenetv2_100-tvq"]
 N = 40
@@ -249,7 +257,6 @@ def test_cli_refuses_an_unknown_build_precision_and_device(capsys):
 def tiny_gate(pytester):
     """test_triage's tiny net on the skimage photos, with an int8 baseline it cannot meet."""
     onnx = pytest.importorskip("onnx")
-    sys.path.insert(0, str(Path(__file__).parent))
     from test_triage import BASELINE, tiny_model
 
     onnx.save(tiny_model(size=32, classes=1000), str(pytester.path / "tiny.onnx"))
@@ -302,9 +309,6 @@ def test_a_failing_device_test_is_its_ladders_device_step(tmp_path):
     """A broken stand-in compiled model on vamp: the ladder takes the device test's own run as
     step 7 and the compiled model's vdsp_params JSON as step 3's preprocessing."""
     import subprocess
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    import colour_zoo
 
     root = colour_zoo.build(tmp_path, [colour_zoo.ZooModel("zoo-broken", "zoob", ("fp16",), broken=True)])
     done = subprocess.run([sys.executable, "-m", "pytest", *colour_zoo.pytest_args(root), "-q",
