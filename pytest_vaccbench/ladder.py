@@ -241,7 +241,7 @@ def device_backends() -> list[str]:
 
 @dataclass(frozen=True)
 class Device:
-    """Step 7: an accelerator backend (vamp) or result files the accelerator wrote."""
+    """Step 7: an accelerator backend (vamp, vsx) or result files the accelerator wrote."""
 
     backend: str | None = None
     results: tuple[Path, ...] = ()
@@ -529,9 +529,9 @@ def explain(entry: ModelEntry, dataset: Dataset, options: RunOptions, precision:
             no_device: str = NO_DEVICE) -> Ladder:
     """The ladder of `entry` (its baseline's preprocessing as the recipe) for the `precision`
     build on `dataset`. Step 3's preprocessing: `preprocessing` (variant, spec; or why there
-    is none) when given, else the `vdsp` file, else the device's own. `reuse` gives saved predictions of a case to
-    read instead of running it; `budget` bounds the seconds spent running steps (each
-    expected to take `estimate`, then as long as the longest so far)."""
+    is none) when given, else the `vdsp` file, else the device's own. `reuse` gives saved
+    predictions of a case to read instead of running it; `budget` bounds the seconds spent
+    running steps (each expected to take `estimate`, then as long as the longest so far)."""
     from .backends.onnxruntime import CALIBRATION_METHODS
 
     if precision != "fp16" and precision not in CALIBRATION_METHODS:
@@ -600,15 +600,15 @@ def explain_failure(case: Case, dataset: Dataset, options: RunOptions, result: R
     on_device = case.backend not in CPU_BACKENDS
     device = Device(backend=case.backend) if on_device else None
     precision = case.precision
-    calibration, _ = calibration_images(entry, precision, dataset, options)
-    counted = [s for s in dataset.samples if s not in set(calibration)]
+    held_out = set(calibration_images(entry, precision, dataset, options)[0])
+    counted = [s for s in dataset.samples if s not in held_out]
     saved = fresh(options.cache_dir, dataset, counted, since if since is not None else time.time())
 
     def reuse(step: Case) -> Path | None:
         return Path(result.predictions) if step.id == case.id else saved(step)
 
     preprocessing = (None if on_device else override or
-                     "no vdsp_params JSON in this session (--preprocess=vdsp:FILE)")
+                     "no vdsp_params JSON in this session (--preprocess=vdsp:FILE or vsx:FILE)")
     found = explain(entry, dataset, options, precision, device=device, preprocessing=preprocessing,
                     budget=budget, reuse=reuse, estimate=result.seconds,
                     no_device="this test is the CPU emulation: no device run to compare")

@@ -277,7 +277,7 @@ def test_failing_int8_test_ends_with_its_short_ladder(tiny_gate):
         "*loss ladder of tiny/tiny-net int8-max on skimage-photos: 3 images, the same in every step "
         "(2 calibration images not counted)*",
         "*2 recipe * reference/fp32 * not run: *",
-        "*3 device preprocessing * not run: no vdsp_params JSON in this session (--preprocess=vdsp:FILE)*",
+        "*3 device preprocessing * not run: no vdsp_params JSON in this session (--preprocess=vdsp:FILE or vsx:FILE)*",
         "*4 exported graph * onnxruntime/fp32 * -*",
         "*5 fp16 * onnxruntime/fp16 *",
         "*6 int8 * onnxruntime/int8-max *",

@@ -142,7 +142,7 @@ def test_a_device_only_loss_is_named_as_the_device_step(measured, shared_data, t
     assert "are step 7, the device itself: vamp int8-percentile against its CPU emulation" in found.conclusion
 
 
-def letterboxed(shared_data: Path, folder: Path, n: int = 100) -> Path:
+def letterboxed(shared_data: Path, folder: Path, n: int = 60) -> Path:
     """`n` images of the val subset, each centred on a grey canvas twice as wide (PNG, lossless):
     a short-side resize and centre crop sees the photo, a square stretch squeezes it."""
     from PIL import Image
@@ -169,7 +169,7 @@ def test_the_stretch_on_wide_photos_is_named_as_the_devices_preprocessing(shared
     found = ladder.explain(entry, data, options(shared_data, tmp_path / "cache"), "fp16",
                            vdsp=MODELS[entry.key][1])
     steps = {s.number: s for s in found.steps}
-    assert found.n == 100 and found.excluded == 0  # an fp16 build calibrates nothing
+    assert found.n == 60 and found.excluded == 0  # an fp16 build calibrates nothing
     assert steps[6].reason == "fp16 build: nothing is quantized to int8"
     stretch = steps[3]
     assert stretch.significant_loss and stretch.delta_previous < -10, found.lines()
