@@ -94,6 +94,7 @@ def measured(request, shared_data, tmp_path_factory):
 
 def test_each_step_equals_the_single_test_it_stands_for(measured):
     entry, _, _, tests, found, _ = measured
+    print("\n".join(found.lines()))
     steps = {s.number: s for s in found.steps}
     assert found.n == LIMIT - CALIB and found.excluded == CALIB
     assert [steps[n].status for n in range(2, 7)] == ["measured"] * 5, found.lines()
@@ -133,6 +134,7 @@ def test_a_device_only_loss_is_named_as_the_device_step(measured, shared_data, t
     found = ladder.explain(entry, data, device_options, "int8-percentile", vdsp=vdsp,
                            device=ladder.Device(backend="vamp"),
                            reuse=ladder.fresh(cache, data, counted, started))
+    print("\n".join(found.lines()))  # shown when it fails, or with -rP
     steps = {s.number: s for s in found.steps}
     assert all(steps[n].reused for n in range(2, 7))  # the CPU steps of the ladder before
     device = steps[7]
@@ -143,8 +145,9 @@ def test_a_device_only_loss_is_named_as_the_device_step(measured, shared_data, t
 
 
 def letterboxed(shared_data: Path, folder: Path, n: int = 60) -> Path:
-    """`n` images of the val subset, each centred on a grey canvas twice as wide (PNG, lossless):
-    a short-side resize and centre crop sees the photo, a square stretch squeezes it."""
+    """`n` images of the val subset, each centred on a grey canvas three times as wide (PNG,
+    lossless): a short-side resize and centre crop sees the photo, a square stretch squeezes
+    it to a third of its width."""
     from PIL import Image
 
     source = limit(resolve(str(shared_data / "ilsvrc2012-val-subset")), n)
@@ -154,8 +157,8 @@ def letterboxed(shared_data: Path, folder: Path, n: int = 60) -> Path:
     for sample in source.samples:
         with Image.open(sample.path) as photo:
             photo = photo.convert("RGB")
-            canvas = Image.new("RGB", (2 * photo.width, photo.height), (128, 128, 128))
-            canvas.paste(photo, (photo.width // 2, 0))
+            canvas = Image.new("RGB", (3 * photo.width, photo.height), (128, 128, 128))
+            canvas.paste(photo, (photo.width, 0))
             name = sample.path.with_suffix(".png").name
             canvas.save(images / name)
         lines.append(f"{name} {sample.label}")
@@ -168,11 +171,12 @@ def test_the_stretch_on_wide_photos_is_named_as_the_devices_preprocessing(shared
     data = resolve(str(letterboxed(shared_data, tmp_path)))
     found = ladder.explain(entry, data, options(shared_data, tmp_path / "cache"), "fp16",
                            vdsp=MODELS[entry.key][1])
+    print("\n".join(found.lines()))
     steps = {s.number: s for s in found.steps}
     assert found.n == 60 and found.excluded == 0  # an fp16 build calibrates nothing
     assert steps[6].reason == "fp16 build: nothing is quantized to int8"
     stretch = steps[3]
-    assert stretch.significant_loss and stretch.delta_previous < -10, found.lines()
+    assert stretch.significant_loss and stretch.delta_previous < -20, found.lines()
     assert found.conclusion.startswith(f"{-stretch.delta_previous:.2f} of the ")
     assert ("are step 3, the device's preprocessing: its 256x256 stretch, 224 crop at 16,16 against "
             "the recipe's short-side resize to 256, centre 224 crop; OpenCV bilinear against the "
