@@ -126,7 +126,7 @@ def test_a_device_only_loss_is_named_as_the_device_step(measured, shared_data, t
     base = options(shared_data, cache)
     graph = OnnxRuntimeBackend().fp32_graph(entry, base)  # the exported graph, from the cache
     vamp_standin.install(tmp_path / "models", entry.key, graph, vdsp, ["int8-percentile"], 224)
-    monkeypatch.setenv("VAMP_STUB_LOSS", "0.15")
+    monkeypatch.setenv("VAMP_STUB_LOSS", "0.3")  # about 20 of the 80 images: far from p = 0.05
     device_options = options(shared_data, cache, vamp_bin=vamp_standin.stub_command(),
                              vamp_root=str(tmp_path / "models"))
     counted = [s for s in data.samples if s not in set(ladder.calibration_images(
@@ -139,7 +139,7 @@ def test_a_device_only_loss_is_named_as_the_device_step(measured, shared_data, t
     assert all(steps[n].reused for n in range(2, 7))  # the CPU steps of the ladder before
     device = steps[7]
     assert device.status == "measured" and device.run == "vamp/int8-percentile"
-    assert device.lost > 5 and device.gained <= 2 and device.significant_loss
+    assert device.lost >= 10 and device.gained <= 5 and device.significant_loss
     assert found.conclusion.startswith(f"{-device.delta_previous:.2f} of the ")
     assert "are step 7, the device itself: vamp int8-percentile against its CPU emulation" in found.conclusion
 
