@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Union
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import BaselineError
+from .store import DIGEST_RE
 
 Check = Callable[[Any], Union[str, None]]  # None when the value is fine, else what is wrong
 
@@ -100,6 +101,11 @@ def non_negative_int(v: Any) -> str | None:
         "must be a non-negative integer"
 
 
+def digest(v: Any) -> str | None:
+    """A predictions store digest: 32 lowercase hex digits (it becomes a file name)."""
+    return None if isinstance(v, str) and DIGEST_RE.match(v) else "must be 32 hex digits (a predictions digest)"
+
+
 def boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
@@ -134,7 +140,8 @@ RUN_FIELDS: dict[str, Spec] = {
     "top1": optional(percent), "top5": optional(percent), "n": positive_int,
     "fingerprint": string, "date": string, "versions": string, "machine": string,
     "options": Fields(values=anything), "source": string, "broken": boolean,
-    "tolerance": TOLERANCE, "calibration_excluded": non_negative_int, "note": string}
+    "tolerance": TOLERANCE, "calibration_excluded": non_negative_int, "note": string,
+    "predictions": digest}
 RUN = Fields(RUN_FIELDS, what="{top1, top5, ...}")
 WEIGHTS = AnyOf((string, Fields({"file": optional(string), "package": optional(string),
                                  "key_map": one_of("names", "by-order")})),
@@ -257,17 +264,46 @@ def _show(value: Any) -> str:
 def validate(data: Any, path: Path) -> None:
     """Raise a BaselineError with file:line at the first field of `data` that is not valid."""
     _walk(data, FAMILY, "", path, 1)
+    runs_known: dict[str, tuple[str, ...] | None] | None = None
     for section in ("models", "extra_models"):
         for key, model in (data.get(section) or {}).items():
             for dataset, runs in (model.get("expected") or {}).items():
                 for run, entry in (runs or {}).items():
+                    runs_known = known_runs() if runs_known is None else runs_known
                     _check_run(entry, str(run), f"{section}.{key}.expected.{dataset}.{run}",
-                               path, _line(runs, run, 1))
+                               path, _line(runs, run, 1), runs_known)
 
 
-def _check_run(entry: Mapping[str, Any], run: str, where: str, path: Path, line: int) -> None:
-    """A run entry must say what to gate: a `/` run name and top1 or top5 (unless broken)."""
+def known_runs() -> dict[str, tuple[str, ...] | None]:
+    """Each registered backend's precisions (None: its libraries are not installed here, so
+    its precisions are not known and any is taken)."""
+    from .backends import available, get_backend  # the registry imports this module's users
+
+    found: dict[str, tuple[str, ...] | None] = {}
+    for name in sorted(available()):
+        try:
+            found[name] = tuple(get_backend(name).precisions)
+        except Exception:  # noqa: BLE001 - a backend that cannot be imported here
+            found[name] = None
+    return found
+
+
+def _check_run(entry: Mapping[str, Any], run: str, where: str, path: Path, line: int,
+               known: Mapping[str, tuple[str, ...] | None]) -> None:
+    """A run entry must say what to gate: a registered backend and one of its precisions
+    (with a `+variant`), and top1 or top5 (unless broken)."""
     if run.count("/") != 1:
         _fail(where, "is not a backend/precision run name (e.g. reference/fp32)", path, line)
+    backend, precision = run.split("/")
+    base, plus, variant = precision.partition("+")
+    precisions = known.get(backend, ())
+    if backend not in known or (precisions is not None and base not in precisions):
+        valid = [f"{b}/{p}" for b, ps in known.items() for p in ps or ()]
+        close = difflib.get_close_matches(f"{backend}/{base}", valid, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}{plus}{variant}? " if close else ""
+        what = (f"backend {backend!r} has no precision {base!r}" if backend in known else
+                f"{backend!r} is not a backend")
+        _fail(where, f"names no run a test can make ({what}): {hint}backends: "
+              f"{', '.join(known)}", path, line)
     if entry.get("top1") is None and entry.get("top5") is None and not entry.get("broken"):
         _fail(where, "has neither top1 nor top5: nothing to gate", path, line)

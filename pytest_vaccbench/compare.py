@@ -1,8 +1,10 @@
 """Compare: two result sets (two --vaccbench-json reports, or two runs inside one) side by side.
 
-Per model and dataset: each side's top1/top5 and n, the difference, and where both saw the
-same images (matched by file name) the image-by-image view: top-1 agreement, exact McNemar,
-the images whose correctness flipped and the classes that lost most. Plain functions; the
+Per model and dataset: where both saw the same images (matched by file name), first the
+image-by-image view, the sound comparison: the difference on those images, top-1 agreement,
+exact McNemar, the images whose correctness flipped and the classes that lost most; then
+each side's top1/top5 and n and the difference of those totals, labelled `other images`
+when the two sides measured different image sets (never the headline). Plain functions; the
 `vaccbench compare` command (cli/compare.py) prints `compare_lines` or writes `compare_html`.
 """
 
@@ -151,6 +153,13 @@ class Pair:
     note: str = ""  # why there is no image-by-image comparison
     flips: tuple[Flip, ...] = ()
     classes: tuple[ClassChange, ...] = ()  # every class whose top-1 count changed, worst first
+    top5_change: int = 0  # B - A top-5 correct on the images both saw
+
+    @property
+    def same_images(self) -> bool:
+        """Whether both sides measured the same images, so that their totals compare."""
+        g = self.agreement
+        return self.a.fingerprint == self.b.fingerprint or bool(g and g.n == self.a.n == self.b.n)
 
     @property
     def top1_delta(self) -> float:
@@ -165,6 +174,12 @@ class Pair:
         """B - A top1 on the images both saw (nan without them)."""
         g = self.agreement
         return 100.0 * (g.run_only - g.reference_only) / g.n if g and g.n else float("nan")
+
+    @property
+    def paired_top5_delta(self) -> float:
+        """B - A top5 on the images both saw (nan without them)."""
+        g = self.agreement
+        return 100.0 * self.top5_change / g.n if g and g.n else float("nan")
 
 
 def _load_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -210,7 +225,9 @@ def paired_arrays(a: Record, b: Record, pa: dict[str, np.ndarray], pb: dict[str,
     classes = sorted((ClassChange(k, ca[k][0], ca[k][1], cb[k][1]) for k in ca
                       if ca[k][1] != cb[k][1]), key=lambda c: (c.change, c.label))
     note = "" if len(both) == max(a.n, b.n) else f"of {a.n} and {b.n}"
-    return Pair(a, b, compared, note, tuple(flips), tuple(classes))
+    top5_change = int((top5_b[:, :5] == labels[:, None]).any(axis=1).sum()
+                      - (top5_a[:, :5] == labels[:, None]).any(axis=1).sum())
+    return Pair(a, b, compared, note, tuple(flips), tuple(classes), top5_change)
 
 
 def pair_up(a: Sequence[Record], b: Sequence[Record], select_a: Selector = Selector(),
@@ -252,25 +269,34 @@ def _flip_line(f: Flip) -> str:
             f"A {class_name(f.top1_a)!r}, B {class_name(f.top1_b)!r}")
 
 
+OTHER_IMAGES = "other images"  # the label of a difference between two different image sets
+
+
 def compare_lines(pairs: Sequence[Pair], flips: int = 10, classes: int = 5) -> list[str]:
-    """Per pair a block: each side, B - A, the paired view, the first `flips` flipped images
-    and the `classes` classes that lost most. Fits 80 columns but for long file names."""
+    """Per pair a block: first what is sound, the difference on the images both sides saw
+    (paired: agreement, exact McNemar), then each side's totals and their difference,
+    labelled `other images` when the sides measured different sets; then the first `flips`
+    flipped images and the `classes` classes that lost most. Fits 80 columns but for long
+    file names."""
     lines: list[str] = []
     for p in pairs:
-        run_w = max(len(p.a.run), len(p.b.run))
-        lines += [f"{p.a.name} on {p.a.dataset}",
-                  *(f"  {side} {r.run:<{run_w}}  top1 {r.top1:7.3f}  top5 {r.top5:7.3f}  n={r.n}"
-                    for side, r in (("A", p.a), ("B", p.b))),
-                  f"  {'B - A':<{run_w + 2}}  top1 {p.top1_delta:+7.3f}  top5 {p.top5_delta:+7.3f}"]
+        run_w = max(len(p.a.run), len(p.b.run), len("B - A, " + OTHER_IMAGES) - 2)
         g = p.agreement
+        lines.append(f"{p.a.name} on {p.a.dataset}")
+        if g is not None:
+            lines += [f"  same {g.n} images{f' ({p.note})' if p.note else ''}, paired: B - A top1 "
+                      f"{p.paired_delta:+.3f}  top5 {p.paired_top5_delta:+.3f}",
+                      f"    B lost {g.reference_only}, gained {g.run_only}: exact McNemar "
+                      f"p={g.mcnemar_p:.3g}; top-1 agreement {g.percent:.3f}% ({g.agree}/{g.n})"]
+        totals = "B - A" if p.same_images else f"B - A, {OTHER_IMAGES}"
+        lines += [*(f"  {side} {r.run:<{run_w}}  top1 {r.top1:7.3f}  top5 {r.top5:7.3f}  n={r.n}"
+                    for side, r in (("A", p.a), ("B", p.b))),
+                  f"  {totals:<{run_w + 2}}  top1 {p.top1_delta:+7.3f}  top5 {p.top5_delta:+7.3f}"
+                  + ("" if p.same_images else "  (not like for like)")]
         if g is None:
             lines.append(f"  {p.note}")
             lines.append("")
             continue
-        lines += [f"  same {g.n} images{f' ({p.note})' if p.note else ''}: top-1 agreement "
-                  f"{g.percent:.3f}% ({g.agree}/{g.n})",
-                  f"    B lost {g.reference_only}, gained {g.run_only} (top1 {p.paired_delta:+.3f} on "
-                  f"these images); exact McNemar p={g.mcnemar_p:.3g}"]
         if p.flips:
             lines.append(f"  flipped images ({len(p.flips)}, lost first):")
             lines += [f"    {_flip_line(f)}" for f in p.flips[:flips]]
@@ -292,17 +318,30 @@ def classes_table(classes: Sequence[ClassChange]) -> str:
                   for c in classes])
 
 
+# Eleven columns fit a narrow window: closer cells, and "same 50000" may break at its space.
+SUMMARY_STYLE = "#summary th,#summary td{padding:3px 4px}#summary td.wrap{white-space:normal}"
+
+
 def _summary(pairs: Sequence[Pair]) -> str:
-    """One pair in two rows, side A's and side B's, with what compares them beside both."""
-    head = ["model on dataset", "side", "run", "top1", "top5", "n", "B - A top1", "B - A top5",
-            "agreement", "McNemar p"]
+    """One pair in two rows, side A's and side B's, with what compares them beside both: the
+    difference on the images both sides saw (paired) when there are such images; otherwise
+    the difference of the totals, which over different image sets is labelled and never
+    coloured as a loss."""
+    head = ["model on dataset", "side", "run", "top1", "top5", "n", "images compared",
+            "B - A top1", "B - A top5", "agreement", "McNemar p"]
     ths = "".join(f"<th>{h}</th>" if i < 3 else f'<th class="num">{h}</th>' for i, h in enumerate(head))
     body = []
     for p in pairs:
         g = p.agreement
-        both = [f"{p.top1_delta:+.3f}", f"{p.top5_delta:+.3f}",
-                f"{g.percent:.3f}%" if g else "-", f"{g.mcnemar_p:.3g}" if g else "-"]
-        shared = "".join(f'<td rowspan="2" class="num {signed_class(v)}">{esc(v)}</td>' for v in both)
+        if g is not None:
+            images, deltas = f"same {g.n}", [f"{p.paired_delta:+.3f}", f"{p.paired_top5_delta:+.3f}"]
+        else:
+            images = f"same {p.a.n}" if p.same_images else f"{OTHER_IMAGES} ({p.a.n} and {p.b.n})"
+            deltas = [f"{p.top1_delta:+.3f}", f"{p.top5_delta:+.3f}"]
+        sound = g is not None or p.same_images
+        cells = [(images, "wrap"), *((d, signed_class(d) if sound else "") for d in deltas),
+                 (f"{g.percent:.3f}%" if g else "-", ""), (f"{g.mcnemar_p:.3g}" if g else "-", "")]
+        shared = "".join(f'<td rowspan="2" class="num {cls}">{esc(v)}</td>' for v, cls in cells)
         for side, r in (("A", p.a), ("B", p.b)):
             first = f'<td rowspan="2">{breakable(f"{p.a.name} on {p.a.dataset}")}</td>' if side == "A" else ""
             body.append(f"<tr>{first}<td>{side}</td><td>{breakable(r.run)}</td>"
@@ -337,4 +376,4 @@ def compare_html(pairs: Sequence[Pair], title: str, images: Mapping[str, Path] |
                         f'<div class="classes">{classes_table(p.classes)}</div>')
     body = (f'<h1>vaccbench compare</h1><p>{esc(title)}</p><div id="summary">{_summary(pairs)}</div>'
             + "\n".join(sections))
-    return page("vaccbench compare", body)
+    return page("vaccbench compare", body, SUMMARY_STYLE)

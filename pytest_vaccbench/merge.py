@@ -132,11 +132,11 @@ def row_from_record(record: dict[str, Any], folder: Path) -> Row:
         copy = record.get("predictions")
         values["predictions"] = str(folder / copy) if copy else ""
         result = Result(**values)
-    status = record.get("status")
+    status, gate = record.get("status"), record.get("gate")
     return Row(record["nodeid"], record["outcome"], result, record.get("expected"),
                stale=status == "stale", updated=status == "updated",
-               reason=str(record.get("reason") or ""),
-               gate=record["gate"] if isinstance(record.get("gate"), dict) else None,
+               unchanged=status == "unchanged", reason=str(record.get("reason") or ""),
+               gate=gate if isinstance(gate, dict) else None,
                command=str(record.get("command") or ""),
                explain=record["explain"] if isinstance(record.get("explain"), dict) else None)
 

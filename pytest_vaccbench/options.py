@@ -81,18 +81,47 @@ def check_options(opt: Mapping[str, Any]) -> None:
         parse_devices(opt["devices"])
 
 
+MAX_NAMES = 5000  # names of a folder compared with a misspelt one (an image folder has 50,000)
+
+
+def closest_path(value: str) -> str | None:
+    """The existing path nearest to `value`, as the user wrote it: from its deepest existing
+    folder on, each missing part replaced by the closest name in its folder; None when a
+    part has no close name."""
+    path = Path(value).expanduser()
+    current = Path(path.anchor) if path.is_absolute() else Path(".")
+    for part in path.parts[1 if path.is_absolute() else 0:]:
+        if (current / part).exists() or part in (".", ".."):
+            current = current / part
+            continue
+        try:
+            names = [p.name for _, p in zip(range(MAX_NAMES), current.iterdir())]
+        except OSError:
+            return None
+        match = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
+        if not match:
+            return None
+        current = current / match[0]
+    return str(current)
+
+
+def _missing(name: str, value: str, what: str, note: str = "") -> VaccbenchError:
+    near = closest_path(value)
+    hint = f"; did you mean {near}?" if near and near != value else ""
+    return VaccbenchError(f"{flag(name)}={value}: no such {what}{hint}{note}")
+
+
 def _check_paths(opt: Mapping[str, Any]) -> None:
     checks: list[tuple[str, Callable[[Path], bool], str]] = [
         (name, Path.is_dir, "folder") for name in FOLDERS]
-    checks.append(("labels", Path.is_file, "file"))
+    checks += [("labels", Path.is_file, "file"), ("vamc_config", Path.is_file, "file")]
     for name, exists, what in checks:
         value = opt.get(name)
         if value is not None and not exists(Path(value).expanduser()):
-            raise VaccbenchError(f"{flag(name)}={value}: no such {what}")
+            raise _missing(name, value, what)
     dataset = opt.get("dataset")
     if dataset is not None and not Path(dataset).expanduser().exists() and not builtin_root(dataset):
-        raise VaccbenchError(f"--dataset={dataset}: no such folder or file, and not a built-in "
-                             "dataset (skimage-photos)")
+        raise _missing("dataset", dataset, "folder or file", " (built-in datasets: skimage-photos)")
 
 
 def parse_devices(value: str) -> tuple[int, ...]:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import __version__
+from .baselines import unread_entries
 from .gate import STALE
 from .metrics import per_class
 from .run import Result
@@ -43,6 +44,7 @@ class Row:
     expected: dict[str, Any] | None = None  # the payload's: top1, top5, tol1, tol5, origin
     stale: bool = False
     updated: bool = False  # its baseline entry was written by --update-baselines
+    unchanged: bool = False  # --update-baselines left its entry as it was (same numbers, images)
     reason: str = ""  # why it was skipped, errored, crashed or failed: the report's text
     gate: dict[str, Any] | None = None  # the gate's details (verdict, allowance, paired ...)
     command: str = ""  # the command that runs this test alone and records its result
@@ -77,7 +79,16 @@ class Row:
             return "stale" if self.stale else "FAILED"
         if self.updated:
             return "updated"
+        if self.unchanged:
+            return "unchanged"
+        if self.weak:
+            return "weak"
         return "passed" if self.expected else "no baseline"
+
+    @property
+    def weak(self) -> str | None:
+        """Why the gate could not see a drop of --max-allowed points (gate.weakness), or None."""
+        return (self.gate or {}).get("weak")
 
     def expected_value(self, metric: str) -> float | None:
         value = (self.expected or {}).get(metric)
@@ -93,14 +104,19 @@ class Row:
         value = ((self.gate or {}).get("allowed") or {}).get(metric)
         return self.tolerance(metric) if value is None else float(value)
 
-    def measured(self, metric: str) -> float | None:
+    def value(self, metric: str) -> float | None:
+        """The measured top1/top5; for a sequential run that stopped early, its estimate over
+        the whole set (the stored run's figure plus the paired difference measured)."""
+        estimate = (((self.gate or {}).get("sequential") or {}).get("estimate") or {}).get(metric)
+        if estimate is not None and (self.gate or {})["sequential"].get("early"):
+            return float(estimate)
         return None if self.result is None else float(getattr(self.result, metric))
 
     def delta(self, metric: str) -> float | None:
-        want = self.expected_value(metric)
-        if self.result is None or want is None:
+        want, got = self.expected_value(metric), self.value(metric)
+        if got is None or want is None:
             return None
-        return getattr(self.result, metric) - want
+        return got - want
 
 
 class Results:
@@ -212,13 +228,14 @@ class Column:
 
 
 COLUMNS = (
-    Column("top1", 7, ".3f", lambda row: row.measured("top1"), terminal="compact"),
+    Column("top1", 7, ".3f", lambda row: row.value("top1"), terminal="compact"),
     Column("expect", 7, ".3f", lambda row: row.expected_value("top1"), "expected"),
     Column("delta", 7, "+.3f", lambda row: row.delta("top1"), "Δ top1", "compact"),
-    Column("tol", 5, ".2f", lambda row: row.tolerance("top1"), "tolerance", "compact", html=False),
+    # the difference the gate allowed: the tolerance, plus the sampling allowance when the run
+    # measured other images than the baseline (the detail panel of the HTML report splits it)
     Column("allowed", 7, ".3f", lambda row: row.allowed("top1") if row.delta("top1") is not None
-           else None, terminal=""),
-    Column("top5", 7, ".3f", lambda row: row.measured("top5")),
+           else None, terminal="compact"),
+    Column("top5", 7, ".3f", lambda row: row.value("top5")),
     Column("delta5", 7, "+.3f", lambda row: row.delta("top5"), "Δ top5"),
     Column("n", 6, "d", lambda row: row.result.n if row.result else None, terminal="compact"),
 )
@@ -332,18 +349,45 @@ def session_info(args: Sequence[str], exitstatus: int, started: _dt.datetime) ->
             "finished": _dt.datetime.now().isoformat(timespec="seconds")}
 
 
+# -- what the session's gates could not see, and entries no test read ----------------------
+
+def weak_lines(rows: Iterable[Row]) -> list[str]:
+    """One line per weak gate: which test, and what it cannot see and how many images it needs."""
+    return [f"weak: {row.model} {row.run}: {row.weak}" for row in rows if row.result and row.weak]
+
+
+def unread_lines(rows: Iterable[Row]) -> list[str]:
+    """The baseline entries of the measured models, on the session's datasets, that no
+    selected test read (an entry nothing reads gates nothing: a dead or deselected run)."""
+    read = set()
+    for row in rows:
+        r = row.result
+        if r is not None:
+            read.add((r.baseline, r.model, r.dataset, f"{r.backend}/{r.precision}"))
+            if (row.expected or {}).get("run"):
+                read.add((r.baseline, r.model, r.dataset, row.expected["run"]))
+    found = unread_entries(read)
+    if not found:
+        return []
+    return [f"baseline entries no selected test read ({sum(len(runs) for _, _, runs in found)}):",
+            *(f"  {entry.test_name} on {dataset}: {', '.join(runs)}" for entry, dataset, runs in found)]
+
+
 # -- why tests did not pass ------------------------------------------------------------
 
 # pytest's exit codes as this plugin uses them
 EXIT_MEANINGS = {
     0: "every accuracy test that was measured is within tolerance (a skip fails only with "
        "--vaccbench-strict)",
-    1: "a gate failed, a test errored, crashed or was skipped in strict mode, or an update or "
-       "a report could not be written",
+    1: "a gate failed, a test errored, crashed, was skipped or passed a weak gate in strict "
+       "mode, an update was refused (a BROKEN BUILD, fewer or other images than the entry), or "
+       "an update or a report could not be written",
     2: "interrupted (with --update-baselines no file is changed), or a collection error (a "
-       "bad baseline file, named with its line)",
+       "bad baseline file, named with its line; a misspelt key or run name gets the closest)",
     3: "internal error",
-    4: "usage error: an option or ini value that cannot work",
+    4: "usage error: an option or ini value that cannot work, a missing path (with the closest "
+       "existing name), a dataset that cannot be read, an int8 calibration set that would take "
+       "every image, a -k that selects no test (with the closest model keys)",
     5: "accuracy tests were selected and none was measured, or no test was selected",
 }
 
@@ -362,7 +406,9 @@ def headline(row: Row) -> str:
     exception the line pytest marks with `E`."""
     marked = [line[1:].strip() for line in row.reason.splitlines() if line.startswith("E   ")]
     lines = [line.strip() for line in row.reason.splitlines() if line.strip()]
-    return marked[0] if marked else lines[0] if lines else row.status
+    if marked or lines:
+        return marked[0] if marked else lines[0]
+    return f"weak: {row.weak}" if row.weak else row.status  # a pass the gate could not vouch for
 
 
 def _generic(row: Row, text: str) -> str:

@@ -22,8 +22,8 @@ from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry
 from .dataset import Dataset
 from .errors import BackendError, VaccbenchError
-from .gate import (Expectation, Images, Paired, Verdict, expectation_for, judge, needs_paired,
-                   recording_target)
+from .gate import (WEAK_LIMIT, Expectation, Images, Paired, Verdict, WeakLimit, expectation_for,
+                   judge, needs_paired, recording_target)
 from .metrics import Accuracy, accuracy, agreement, topk
 from .safefiles import inside, safe_name, write_atomic
 
@@ -68,6 +68,9 @@ class Result:
     options: dict[str, Any] = field(default_factory=dict)  # backend options that shape the numbers
     excluded: int = 0  # images left out of the count (int8 calibration images)
     device: int | None = None  # the accelerator it ran on (--devices), else None
+    # baseline image sets (fingerprint -> n) these images include: a --limit draw of them
+    # (updates.covers); recording over such an entry adds images, it does not change them
+    covers: dict[str, int] = field(default_factory=dict)
     # scored from result files made elsewhere (resultfiles.py): each file's sha256, the run
     # they were claimed to be, the zoo scorer's number; None for a run of a backend
     scored_from: dict[str, Any] | None = None
@@ -247,11 +250,12 @@ class Judged:
 
 
 def judged(case: Case, dataset: Dataset, result: Result, cache_dir: Path, update_command: str, *,
-           update: bool = False, confidence: float = 0.95,
-           allow_improvement: bool = False) -> Judged:
+           update: bool = False, confidence: float = 0.95, allow_improvement: bool = False,
+           weak_limit: WeakLimit | None = WEAK_LIMIT) -> Judged:
     """The gate's verdict on a result, as a test gives it: against the run's baseline, or,
     when recording (`update`), against what refuses a broken build only (regressions are what
-    updates record). A run of a backend and result files scored elsewhere both come here."""
+    updates record; a weak gate is a gating matter, not asked). A run of a backend and result
+    files scored elsewhere both come here."""
     expected = expectation_for(case.entry, dataset, case.backend, case.run_precision)
     paired = (paired_with_fp32(result, case, cache_dir)
               if needs_paired(case.backend, case.run_precision) else None)
@@ -261,7 +265,8 @@ def judged(case: Case, dataset: Dataset, result: Result, cache_dir: Path, update
     verdict = judge(measured, target, Images(dataset.name, result.n, dataset.total,
                                              result.fingerprint),
                     update_command, paired=paired, build=f"{case.backend}/{case.run_precision}",
-                    confidence=confidence, allow_improvement=allow_improvement)
+                    confidence=confidence, allow_improvement=allow_improvement,
+                    weak_limit=None if update else weak_limit)
     return Judged(expected, paired, verdict)
 
 
@@ -291,11 +296,18 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
         keep = [i for i, s in enumerate(dataset.samples) if s not in excluded]
         scores = scores[keep]
         dataset = replace(dataset, samples=tuple(dataset.samples[i] for i in keep))
-    acc, fingerprint, out = kept_predictions(case, dataset, topk(scores, 5), options.cache_dir)
+    return keep_result(case, dataset, topk(scores, 5), seconds, options, backend, len(excluded))
+
+
+def keep_result(case: Case, dataset: Dataset, preds: np.ndarray, seconds: float,
+                options: RunOptions, backend: Backend, excluded: int) -> Result:
+    """The result of `preds`, the (N, 5) top-5 of `dataset`'s samples (the images counted):
+    its counts and provenance, with the predictions kept in the cache (`kept_predictions`)."""
+    acc, fingerprint, out = kept_predictions(case, dataset, preds, options.cache_dir)
     return Result(case.entry.family, case.entry.key, case.backend, case.run_precision, dataset.name,
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
                   str(case.entry.baseline_path), date=_dt.date.today().isoformat(),
                   versions=library_versions(backend, options), machine=machine(),
                   options={**run_options(case.entry, options, backend),
                            **backend.provenance(case.entry, case.precision, options)},
-                  excluded=len(excluded), device=options.extra.get("device"))
+                  excluded=excluded, device=options.extra.get("device"))

@@ -41,20 +41,20 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[FakeProject, pyt
 
 def test_terminal_summary_has_one_row_per_test(reported):
     """pytester's terminal is 80 columns: the compact layout, a heading per family and run,
-    then one line per test with top1, its difference, the tolerance, n and the status."""
+    then one line per test with top1, its difference, the allowed difference, n and the status."""
     _, result = reported
     lines = result.stdout.lines
     start = next(i for i, line in enumerate(lines) if "vaccbench accuracy on skimage-photos" in line)
     table = lines[start + 1:start + 11]
-    assert table[0].split() == ["model", "top1", "delta", "tol", "n", "status"]
+    assert table[0].split() == ["model", "top1", "delta", "allowed", "n", "status"]
     assert [line.split() for line in table[2:]] == [
         ["efficientnet_lite", "fake/fp32"],
-        ["timm-efficientnet_lite0", "60.000", "+0.000", "0.50", "5", "passed"],
+        ["timm-efficientnet_lite0", "60.000", "+0.000", "0.500", "5", "passed"],
         ["mobilenet_v2", "fake/fp32"],
         ["torchvision-mobilenet_v2", *["-"] * 4, "skipped"],
-        ["timm-mobilenetv2_100", "100.000", "+60.000", "0.50", "5", "stale"],
+        ["timm-mobilenetv2_100", "100.000", "+60.000", "0.500", "5", "stale"],
         ["keras-mobilenetv2", *["-"] * 4, "error"],
-        ["local-mobilenetv2_100-tvq", "20.000", "-40.000", "0.50", "5", "FAILED"],
+        ["local-mobilenetv2_100-tvq", "20.000", "-40.000", "0.500", "5", "FAILED"],
         ["skipped", "(1):", *table[9].split()[2:]]]
     assert max(len(line) for line in table[:9]) <= 80
 
@@ -92,27 +92,27 @@ def test_summary_is_one_line_per_test_in_the_width_and_never_shortens_a_name():
         assert max(map(len, lines)) <= width or max(map(len, lines)) == len(long) + 2, width
         assert sum(line.split()[0] == long for line in body[width]) == 1  # whole, once
     # 200 columns: wide, a heading per family, then per test a line with every number
-    assert tables[200][0].split() == ["model", "run", "top1", "expect", "delta", "tol", "top5",
+    assert tables[200][0].split() == ["model", "run", "top1", "expect", "delta", "allowed", "top5",
                                       "delta5", "n", "status"]
     assert [line.split() for line in body[200]] == [
         ["mobilenet_v2"],
-        [long, "onnxruntime/int8-kl_divergence", "70.000", "70.000", "+0.000", "0.50", "90.000",
+        [long, "onnxruntime/int8-kl_divergence", "70.000", "70.000", "+0.000", "0.500", "90.000",
          "+0.000", "50000", "passed"],
         ["torchvision-mobilenet_v2_quantized", "onnxruntime/int8-percentile", "71.000", "70.000",
-         "+1.000", "0.50", "90.000", "+0.000", "50000", "passed"],
+         "+1.000", "0.500", "90.000", "+0.000", "50000", "passed"],
         ["timm-x", "vamp/int8-percentile", *["-"] * 7, "error"],
         ["repvgg"], ["timm-repvgg_a0", "reference/fp32", "72.000", *["-"] * 3, "90.000", "-",
                      "50000", "no", "baseline"]]
     # 80 and 120: compact, a heading per family and run, one line per test with the compact
     # columns; only a key too long for its column (at 80) takes a line of its own
     compact = [["mobilenet_v2", "onnxruntime/int8-kl_divergence"],
-               [long, "70.000", "+0.000", "0.50", "50000", "passed"],
+               [long, "70.000", "+0.000", "0.500", "50000", "passed"],
                ["mobilenet_v2", "onnxruntime/int8-percentile"],
-               ["torchvision-mobilenet_v2_quantized", "71.000", "+1.000", "0.50", "50000", "passed"],
+               ["torchvision-mobilenet_v2_quantized", "71.000", "+1.000", "0.500", "50000", "passed"],
                ["mobilenet_v2", "vamp/int8-percentile"], ["timm-x", *["-"] * 4, "error"],
                ["repvgg", "reference/fp32"], ["timm-repvgg_a0", "72.000", "-", "-", "50000", "no", "baseline"]]
     for width in (80, 120):
-        assert tables[width][0].split() == ["model", "top1", "delta", "tol", "n", "status"]
+        assert tables[width][0].split() == ["model", "top1", "delta", "allowed", "n", "status"]
     assert [line.split() for line in body[120]] == compact
     assert [line.split() for line in body[80]] == [compact[0], [long], compact[1][1:], *compact[2:]]
     assert max(map(len, tables[120])) <= 120 and max(map(len, tables[80])) == 80

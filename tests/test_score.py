@@ -125,7 +125,25 @@ def test_no_baseline_prints_the_numbers_and_exits_5(project: Path, capsys: pytes
     assert score(capsys, args=args)[0] == 0
 
 
+def test_recording_over_an_entry_of_more_images_is_refused(project: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The 40 result lines cannot replace an entry measured on 50,000 images by accident."""
+    baseline = project / "baselines" / "stub.yaml"
+    text = baseline.read_text()
+    line = next(line for line in text.splitlines() if "vamp/fp16: {" in line)
+    baseline.write_text(text.replace(line, line[:-1] + ", n: 50000, fingerprint: 0123456789abcdef}"))
+    before = baseline.read_bytes()
+    code, out = score(capsys, "--update-baselines")
+    assert code == 1 and baseline.read_bytes() == before
+    assert ("REFUSED stub-a val40 vamp/fp16: it would replace an entry measured on more images "
+            "(n=50000, fingerprint 0123456789abcdef) with one measured on fewer (n=40, fingerprint ") in out
+    code, out = score(capsys, "--update-baselines", "--accept-other-images")
+    assert code == 0 and "updated stub.yaml: stub-a val40 vamp/fp16" in out
+    assert load_family(baseline).models["stub-a"].expected["val40"]["vamp/fp16"]["n"] == N
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--accept-other-images"], "--accept-other-images applies to --update-baselines only"),
     (["--run", "vamp"], "--run=vamp: expected BACKEND/PRECISION"),
     (["--run", "vmap/fp16"], "--run backend vmap: unknown backend; did you mean vamp?"),
     (["--run", "vamp/fp61"], "--run precision fp61: unknown precision of backend(s) vamp; did you mean fp16?"),

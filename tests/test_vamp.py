@@ -108,7 +108,7 @@ def test_gate_passes_through_the_stand_in(project: Project) -> None:
     table = summary_table(result.outlines)
     for test in ("stub/stub-colours vamp/int8-percentile", "stub/stub-colours vamp/fp16",
                  "stub/stub-colours1001 vamp/int8-max"):
-        assert table[test] == ["75.000", "+0.000", "0.50", "8", "passed"]  # 80 columns: compact
+        assert table[test] == ["75.000", "+0.000", "0.500", "8", "passed"]  # 80 columns: compact
     result.stdout.fnmatch_lines(["SKIPPED [[]1] baselines/stub.yaml:*: no compiled model for "
                                  "stub/stub-notcompiled: looked in */models for stub-notcompiled-"
                                  "<fp16|int8>-<calibration>-3_<h>_<w>-vacc/stub-notcompiled*"])

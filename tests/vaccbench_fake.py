@@ -84,11 +84,11 @@ def pytest_configure(config):
     """Register the fake backend, and log every baseline write with the writing process."""
     real = updates.update_file
 
-    def logged(path, entries):
+    def logged(path, entries, *args, **kwargs):
         with LOG.open("a") as log:
             log.write(json.dumps({"pid": os.getpid(), "worker": os.environ.get("PYTEST_XDIST_WORKER"),
                                   "file": Path(path).name, "entries": len(entries)}) + "\\n")
-        return real(path, entries)
+        return real(path, entries, *args, **kwargs)
 
     backends.BUILTIN["fake"] = "fakebackend:FakeBackend"
     updates.update_file = logged

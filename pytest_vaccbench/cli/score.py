@@ -62,6 +62,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="--update-baselines: print the diff, write nothing")
     parser.add_argument("--accept-broken", action="store_true",
                         help="--update-baselines: record a result the gate calls a BROKEN BUILD too")
+    parser.add_argument("--accept-other-images", action="store_true",
+                        help="--update-baselines: replace an entry measured on more images, or on "
+                             "other images, than the results (refused by default: it weakens the gate)")
     parser.add_argument("--allow-improvement", action="store_true",
                         help="pass results better than the baseline beyond tolerance")
     parser.add_argument("--confidence", type=float, default=0.95, metavar="P",
@@ -86,7 +89,7 @@ def _problem(args: argparse.Namespace) -> str | None:
         return f"--run={args.run}: expected BACKEND/PRECISION, e.g. vamp/int8-percentile"
     if args.model.count("/") != 1:
         return f"--model={args.model}: expected FAMILY/KEY, e.g. mobilenet_v2/timm-mobilenetv2_100"
-    for name in ("dry_run", "accept_broken"):
+    for name in ("dry_run", "accept_broken", "accept_other_images"):
         if getattr(args, name) and not args.update_baselines:
             return f"--{name.replace('_', '-')} applies to --update-baselines only"
     if args.subset and not args.labels:
@@ -146,7 +149,8 @@ def score(args: argparse.Namespace) -> int:
     from ..report import MARKER, PROPERTY, Results, not_measured_line, session_info
     from ..resultfiles import score_case
     from ..run import Case, judged, no_baseline
-    from ..updates import Recording, refusal
+    from ..gate import run_key
+    from ..updates import Recording, covers, refusal
 
     problem = _problem(args)
     if problem:
@@ -178,12 +182,16 @@ def score(args: argparse.Namespace) -> int:
         if expectation_for(entry, data, backend, precision) is None and not args.update_baselines:
             outcome, reason = "skipped", no_baseline(case, data.name, command_text, result)
         else:
+            entry_now = (entry.expected.get(data.name) or {}).get(run_key(backend, precision))
+            if not result.excluded:  # the entry it would replace may be a --limit draw of these
+                result.covers = covers(entry_now, data, result.fingerprint)
             done = judged(case, data, result, cache, command_text,
                           update=args.update_baselines, confidence=args.confidence,
                           allow_improvement=args.allow_improvement)
             verdict = done.verdict
             props = [(PROPERTY, json.dumps(payload_of(result, done.expected, verdict)))]
-            why = (refusal(Recording(nodeid, "passed", result, verdict.kind), args.accept_broken)
+            why = (refusal(Recording(nodeid, "passed", result, verdict.kind), args.accept_broken,
+                           entry_now, args.accept_other_images)
                    if args.update_baselines else None)
             if why:
                 outcome, reason = "failed", (f"not recorded: {verdict.message}\n--update-baselines "
@@ -194,7 +202,7 @@ def score(args: argparse.Namespace) -> int:
     results.add(nodeid, "call", outcome, [MARKER], props, reason)
     messages, ok = [], True
     if args.update_baselines and outcome != "skipped":
-        messages, ok = update_baselines(results, args.accept_broken, args.dry_run)
+        messages, ok = update_baselines(results, lambda name: getattr(args, name, None))
     nothing = not_measured_line(results)
     if nothing:
         messages.append(f"ERROR: {nothing}")

@@ -16,10 +16,12 @@ import pytest
 
 from .. import ladder, triage
 from ..backends import RunOptions
+from ..dataset import Dataset
 from ..devices import DevicePool, check_workers
 from ..errors import VaccbenchError
+from ..gate import WEAK_LIMIT, WeakLimit
 from ..layers import parse_keep
-from ..options import check_options, parse_devices
+from ..options import check_options, parse_devices, split_names
 from . import ini
 
 Getter = Callable[[str], Any]  # config.getoption, or a dict's get in tests
@@ -141,12 +143,27 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--accept-broken", action="store_true", default=False,
                     help="--update-baselines: record results the gate classifies as a BROKEN "
                          "BUILD too (refused by default)")
+    group.addoption("--accept-other-images", action="store_true", default=False,
+                    help="--update-baselines: replace entries measured on more images, or on other "
+                         "images, than the result (refused by default: it weakens the gate)")
+    group.addoption("--max-allowed", default=str(WEAK_LIMIT), metavar="LIMIT",
+                    help="a gate that cannot see a drop of this many points (or this multiple "
+                         f"of the tolerance, e.g. {WEAK_LIMIT}) is weak: its status says so, and "
+                         f"--vaccbench-strict fails it (default {WEAK_LIMIT})")
     group.addoption("--dry-run", action="store_true", default=False,
                     help="--update-baselines: print the diff of every baseline file it would "
                          "change, write nothing")
     group.addoption("--int8-keep-fp32", default=None, metavar="LAYERS",
                     help="onnxruntime int8: leave these layers in fp32, e.g. conv0,conv17,matmul0 "
                          "(ordinals as in vamc's skip_conv_layers); recorded as <precision>+keep-...")
+    group.addoption("--vaccbench-store", default=None, metavar="DIR",
+                    help="predictions store (a shared folder or CI artifact): --update-baselines "
+                         "keeps each recorded run's per-image predictions there, named by digest "
+                         "in the baseline entry; runs are then paired with them image by image")
+    group.addoption("--vaccbench-sequential", action="store_true", default=False,
+                    help="evaluate in a seeded class-stratified order, a chunk at a time, and stop "
+                         "when an anytime-valid bound on the difference from the stored predictions "
+                         "decides (needs --vaccbench-store; see docs/sequential.md)")
     group.addoption("--no-triage", action="store_true", default=False,
                     help="a failing int8 test does not rank its layers (see docs/triage.md)")
     group.addoption("--triage-budget", type=float, default=triage.DEFAULT_BUDGET, metavar="SECONDS",
@@ -165,9 +182,10 @@ def add_options(parser: pytest.Parser) -> None:
 # Options the printed update command leaves out: it sets these itself, or they do not
 # change what is measured (reports, gating modes). Every other option given is repeated.
 NOT_IN_UPDATE_COMMAND = {"backend", "precision", "update_baselines", "dry_run", "accept_broken",
-                         "allow_improvement", "vaccbench_json", "vaccbench_html",
-                         "vaccbench_history", "vaccbench_strict", "confidence", "no_triage",
-                         "triage_budget", "no_explain", "explain_budget"}
+                         "accept_other_images", "allow_improvement", "vaccbench_json",
+                         "vaccbench_html", "vaccbench_history", "vaccbench_strict", "max_allowed",
+                         "confidence", "no_triage", "triage_budget", "vaccbench_sequential",
+                         "no_explain", "explain_budget"}
 UPDATE_COMMAND_OPTIONS: list[Any] = []  # pytest's Argument objects, filled by add_options
 
 
@@ -223,7 +241,7 @@ def check_config(config: pytest.Config) -> None:
         check_options(vars(config.option))
     except VaccbenchError as exc:
         raise pytest.UsageError(str(exc)) from None
-    for name in ("dry_run", "accept_broken"):
+    for name in ("dry_run", "accept_broken", "accept_other_images"):
         if opt(name) and not opt("update_baselines"):
             raise pytest.UsageError(f"--{name.replace('_', '-')} applies to --update-baselines only")
     _check_int8_options(config)
@@ -240,10 +258,44 @@ def check_config(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "--update-baselines with --limit would record a subset's figures under the whole "
             "dataset's name; add --dataset-name NAME to record the subset under its own name")
+    _check_sequential_options(opt)
     _check_results_options(opt)
     confidence = float(opt("confidence"))
     if not 0 < confidence < 1:
         raise pytest.UsageError(f"--confidence must be between 0 and 1, got {confidence}")
+    weak_limit(opt)
+
+
+def weak_limit(opt: Getter) -> WeakLimit:
+    """--max-allowed as a WeakLimit (a usage error when it is neither points nor a multiple)."""
+    try:
+        return WeakLimit.parse(opt("max_allowed"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--max-allowed={opt('max_allowed')}: {exc}") from None
+
+
+def check_dataset(opt: Getter, dataset: Callable[[], Dataset]) -> None:
+    """Usage errors found by reading a --dataset at startup, instead of one failure per test:
+    a folder that is not a dataset (no labels, unknown layout, missing images), and an int8
+    calibration set (--calib-images, for onnxruntime's int8 precisions) that would take
+    every image, leaving none to count."""
+    if opt("dataset") is None:
+        return  # the built-in photos: read when a test needs them
+    try:
+        data = dataset()
+    except VaccbenchError as exc:
+        raise pytest.UsageError(f"--dataset: {exc}") from None
+    int8 = [p for p in split_names(opt("precision")) if p.startswith("int8")]
+    if not int8 or "onnxruntime" not in split_names(opt("backend")) or opt("calib_include") \
+            or opt("vamc_config"):
+        return
+    count = opt("calib_images")
+    if count >= len(data.samples):
+        raise pytest.UsageError(
+            f"--calib-images={count}: the int8 calibration set would take all "
+            f"{len(data.samples)} images of {data.name}, leaving none to count; pass "
+            f"--calib-images below {len(data.samples)} (e.g. {max(1, len(data.samples) // 4)}), "
+            "or --calib-include to count the calibration images too")
 
 
 def _check_results_options(opt: Getter) -> None:
@@ -260,6 +312,24 @@ def _check_results_options(opt: Getter) -> None:
         if opt(name) is not None:
             raise pytest.UsageError(f"--{name} does not apply to --results: the result files name "
                                     "their images (ground truth: --labels FILE, or their class folders)")
+
+
+def _check_sequential_options(opt: Getter) -> None:
+    """--vaccbench-sequential stops a backend's run early: it needs the stored predictions,
+    and neither records (full runs only) nor scores result files (every image is in them)."""
+    if not opt("vaccbench_sequential"):
+        return
+    if opt("update_baselines"):
+        raise pytest.UsageError("--vaccbench-sequential stops before the last image; "
+                                "--update-baselines records full runs: drop one of them")
+    if opt("results"):
+        raise pytest.UsageError("--vaccbench-sequential does not apply to --results: the result "
+                                "files hold every image's output already, so stopping early saves "
+                                "no device time; drop it (--vaccbench-store alone still pairs them "
+                                "with the stored run)")
+    if not opt("vaccbench_store"):
+        raise pytest.UsageError("--vaccbench-sequential needs --vaccbench-store DIR: the "
+                                "stored predictions each test is paired with")
 
 
 def _check_int8_options(config: pytest.Config) -> None:

@@ -13,9 +13,11 @@ import pytest
 from .. import history
 from ..errors import VaccbenchError
 from ..report import (Results, find_payload, junit_properties, not_measured_line, session_info,
-                      skip_groups, summary_lines, title, write_json)
+                      skip_groups, summary_lines, title, unread_lines, weak_lines, write_json)
 from ..report_html import write_html
-from ..suite import is_suite_file
+from ..sequential import summary_line
+from ..store import PredictionsStore
+from ..suite import closest_models, is_suite_file
 from ..updates import apply_updates, recording_of
 from .collect import AccuracyItem, runner_of
 from .options import Getter, update_command
@@ -24,14 +26,18 @@ from .running import report_reason
 NOTHING_MEASURED = pytest.ExitCode.NO_TESTS_COLLECTED  # exit 5: accuracy tests selected, none measured
 
 
-def update_baselines(results: Results, accept_broken: bool, dry_run: bool) -> tuple[list[str], bool]:
+def update_baselines(results: Results, opt: Getter) -> tuple[list[str], bool]:
     """One locked write per baseline file (updates.apply_updates): the lines to show, and
     False when a result was refused or a file could not be written (it is then left as it was)."""
     recordings = [rec for row in results
                   if (rec := recording_of(row.nodeid, row.outcome, row.result, row.gate))]
-    done = apply_updates(recordings, accept_broken=accept_broken, dry_run=dry_run)
+    store = opt("vaccbench_store")
+    done = apply_updates(recordings, accept_broken=opt("accept_broken"),
+                         accept_other_images=opt("accept_other_images"), dry_run=opt("dry_run"),
+                         store=PredictionsStore(Path(store)) if store else None)
     for row in results:
         row.updated = row.nodeid in done.written
+        row.unchanged = row.nodeid in done.unchanged
     return list(done.lines), done.ok
 
 
@@ -75,11 +81,25 @@ def terminal_lines(results: Results, messages: Iterable[str], width: int) -> lis
     for reason, models in skip_groups(results):
         lines += [(f"skipped ({len(models)}): {reason}", False), (f"  {', '.join(models)}", False)]
     for row in results:
+        stop = summary_line(f"{row.model.partition('/')[2]} {row.run}", row.gate)
+        if stop:
+            lines.append((stop, False))
         if row.result and row.result.excluded:
             r = row.result
             lines.append((f"{r.model} {r.backend}/{r.precision}: {r.excluded} calibration images "
                           f"excluded from the count (n={r.n}; --calib-include counts them)", False))
+    lines += [(line, False) for line in [*weak_lines(results), *unread_lines(results)]]
     return lines + [(line, line.startswith(("ERROR", "REFUSED"))) for line in messages]
+
+
+def empty_selection(keyword: str, deselected: list[AccuracyItem]) -> str:
+    """The usage error of a -k that selected no test at all, naming the closest model keys."""
+    entries = list({item.case.entry.test_name: item.case.entry for item in deselected}.values())
+    near = closest_models(keyword, entries)
+    hint = (f"closest model keys: {', '.join(e.test_name for e in near)}" if near else
+            "no model key is close; `vaccbench models` lists them")
+    return (f"-k {keyword!r} selects none of the {len(deselected)} accuracy tests; {hint} "
+            "(test ids read <family>/<model key>[<backend>-<precision>])")
 
 
 class ResultsCollector:
@@ -92,9 +112,17 @@ class ResultsCollector:
         self.started = _dt.datetime.now()
         self.results = Results()
         self.messages: list[str] = []  # what the session wrote, or failed to write
+        self.deselected: list[AccuracyItem] = []  # by -k or -m
+
+    @pytest.hookimpl
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected += [i for i in items if isinstance(i, AccuracyItem)]
 
     @pytest.hookimpl
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        keyword = self.config.option.keyword
+        if keyword and self.deselected and not session.items and not self.is_worker:
+            raise pytest.UsageError(empty_selection(keyword, self.deselected))
         if self.config.option.collectonly:
             return  # nothing runs: nothing to report as not measured
         self.results.select(i.nodeid for i in session.items if isinstance(i, AccuracyItem))
@@ -122,7 +150,7 @@ class ResultsCollector:
             if exitstatus == pytest.ExitCode.INTERRUPTED:
                 self.messages.append("interrupted: no baseline file was changed")
             else:
-                lines, ok = update_baselines(self.results, opt("accept_broken"), opt("dry_run"))
+                lines, ok = update_baselines(self.results, opt)
                 self.messages.extend(lines)
                 if not ok:
                     session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
