@@ -27,6 +27,7 @@ Plain functions, no pytest or argparse: `vaccbench explain` and the gate call `e
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 import zipfile
@@ -241,28 +242,35 @@ def device_backends() -> list[str]:
 
 @dataclass(frozen=True)
 class Device:
-    """Step 7: an accelerator backend (vamp, vsx) or result files the accelerator wrote."""
+    """Step 7: an accelerator backend (vamp, vsx), result files the accelerator wrote, or
+    both: the result files a host of that backend wrote, its compiled model giving step 3's
+    preprocessing (`--device vamp:FILE`, a test scored by `pytest --results`)."""
 
     backend: str | None = None
     results: tuple[Path, ...] = ()
 
     @property
-    def name(self) -> str:
-        return self.backend or "result files"
+    def option(self) -> str:
+        """The `--device` value that names this device."""
+        files = os.pathsep.join(map(str, self.results))
+        return f"{self.backend}:{files}" if self.backend and files else self.backend or files
 
 
 def parse_device(value: str | None) -> Device | None:
-    """`--device`: an accelerator backend's name, else result files (a file or folder)."""
+    """`--device`: an accelerator backend's name, result files (a file or folder), or
+    BACKEND:RESULTS."""
     if not value:
         return None
     backends = device_backends()
     if value in backends:
         return Device(backend=value)
-    path = Path(value).expanduser()
+    backend, colon, files = value.partition(":")
+    backend, files = (backend, files) if colon and backend in backends else (None, value)
+    path = Path(files).expanduser()
     if path.exists():
-        return Device(results=(path,))
+        return Device(backend, (path,))
     raise VaccbenchError(f"--device {value}: neither an accelerator backend ({', '.join(backends)}) "
-                         "nor result files (no such file or folder)")
+                         f"nor result files, alone or as BACKEND:FILE (no such file or folder {files})")
 
 
 def device_preprocessing(device: Device | None, entry: ModelEntry, precision: str,
@@ -351,9 +359,10 @@ def plan(entry: ModelEntry, precision: str, options: RunOptions,
     if device is None:
         steps.append(Planned(7, "device", "the device", reason=no_device))
     elif device.backend is not None:
-        steps.append(Planned(7, f"{device.backend}/{precision}",
-                             f"the device itself: {device.backend} {precision} against its CPU emulation",
-                             Case(entry, device.backend, precision)))
+        what = (f"{device.backend} {precision} against its CPU emulation" if not device.results else
+                f"its {device.backend} {precision} result files against the CPU emulation")
+        steps.append(Planned(7, f"{device.backend}/{precision}", f"the device itself: {what}",
+                             Case(entry, device.backend, precision), results=device.results))
     else:
         steps.append(Planned(7, f"results/{precision}",
                              "the device itself: its result files against the CPU emulation",
@@ -555,8 +564,19 @@ def explain(entry: ModelEntry, dataset: Dataset, options: RunOptions, precision:
 
 
 # -- in the gate --------------------------------------------------------------------------------
-def explains(backend: str, precision: str) -> bool:
-    """Whether a failing test gets a ladder: an fp16 or int8 emulation, or a device run."""
+EXPLAINED = ("regression", "broken")  # the gate's verdicts (Verdict.kind) a ladder is shown for
+IMAGES = "IMAGES"  # the dataset argument of a command for images not on this machine
+
+
+class NoLadder(VaccbenchError):
+    """Why a failing test gets no ladder at all, with the command that gives it elsewhere."""
+
+
+def explains(backend: str, precision: str, kind: str = "regression") -> bool:
+    """Whether a failing test (its verdict `kind`) gets a ladder: a regression or a broken
+    build of an fp16 or int8 emulation, or of a device run."""
+    if kind not in EXPLAINED:
+        return False
     if backend in CPU_BACKENDS:
         return backend == "onnxruntime" and (precision == "fp16" or precision.startswith("int8"))
     try:
@@ -587,18 +607,49 @@ def fresh(cache_dir: Path, dataset: Dataset, counted: Sequence[Sample], since: f
     return saved
 
 
+def elsewhere(entry: ModelEntry, precision: str, device: str, why: str, images: str = IMAGES,
+              flags: dict[str, Any] | None = None) -> str:
+    """Why a run scored from result files gets no ladder here, and the `vaccbench explain`
+    command that gives it where the images and the weights are (`device`: its --device value,
+    `flags`: its other options)."""
+    run = command(entry, images, precision, {**(flags or {}), "--device": device})
+    return (f"loss ladder not run: {why}; every step before the device's runs the model on "
+            f"the images. Where the images and the weights are: {run}"
+            + (f" ({IMAGES}: the folder of the images the result files name)" if images == IMAGES else ""))
+
+
+def images_folder(dataset: Dataset) -> str | None:
+    """The folder holding every image of a dataset read from result files, or None when
+    some are not on this machine."""
+    if not dataset.samples or not all(s.path.is_file() for s in dataset.samples):
+        return None
+    return os.path.commonpath([str(s.path.parent) for s in dataset.samples])
+
+
 def explain_failure(case: Case, dataset: Dataset, options: RunOptions, result: Result, *,
                     override: tuple[str, PreprocessSpec] | None = None,
                     budget: float | None = DEFAULT_BUDGET, since: float | None = None,
-                    rerun: dict[str, Any] | None = None) -> Ladder:
+                    rerun: dict[str, Any] | None = None, results: Path | None = None) -> Ladder:
     """The ladder of a failing test: its own predictions are its step, the predictions other
     tests of the session saved since `since` are theirs, the rest run within `budget`.
     Step 3 is the device's preprocessing for a device run, else the session's --preprocess
     (`override`). When the budget left steps out, the ladder names the `vaccbench explain`
-    command that runs them all (`rerun`: its dataset and options, None for those not set)."""
-    entry = recipe_entry(case, override[1] if override else None)
+    command that runs them all (`rerun`: its dataset and options, None for those not set).
+    `results`: the result files a device run was scored from (`pytest --results`); the
+    other steps run on the images they name, and NoLadder says so when those are not here."""
     on_device = case.backend not in CPU_BACKENDS
-    device = Device(backend=case.backend) if on_device else None
+    device = Device(case.backend, (results,) if results else ()) if on_device else None
+    if results is not None:
+        folder = images_folder(dataset)
+        rerun = {**(rerun or {}), "dataset": folder or IMAGES}
+        if folder is None:
+            away = [s.path.name for s in dataset.samples if not s.path.is_file()]
+            flags = {k: v for k, v in rerun.items() if k != "dataset"}
+            raise NoLadder(elsewhere(case.entry, case.precision, Device(case.backend, (results,)).option, (
+                f"{len(away)} of the {len(dataset.samples)} images the result files name are not on "
+                f"this machine ({', '.join(away[:3])}{', ...' if len(away) > 3 else ''}: looked "
+                "for at the paths the files give and beside the --labels file)"), flags=flags))
+    entry = recipe_entry(case, override[1] if override else None)
     precision = case.precision
     held_out = set(calibration_images(entry, precision, dataset, options)[0])
     counted = [s for s in dataset.samples if s not in held_out]
@@ -615,7 +666,7 @@ def explain_failure(case: Case, dataset: Dataset, options: RunOptions, result: R
     if rerun is not None and any(s.reason.startswith("time budget") for s in found.steps):
         flags = {k: v for k, v in rerun.items() if k != "dataset"}
         found.rerun = command(entry, str(rerun["dataset"]), precision,
-                              {**flags, "--device": device.name if device else None})
+                              {**flags, "--device": device.option if device else None})
     return found
 
 

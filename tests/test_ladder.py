@@ -7,6 +7,7 @@ hand here; the plugin's note on a tiny ONNX network. Real weights and images: te
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -236,10 +237,15 @@ def test_which_failing_tests_get_a_ladder_and_what_a_device_is(tmp_path):
     assert ladder.explains("onnxruntime", "int8-percentile") and ladder.explains("onnxruntime", "fp16")
     assert ladder.explains("vamp", "int8-percentile") and ladder.explains("vamp", "fp16")
     assert not ladder.explains("onnxruntime", "fp32") and not ladder.explains("reference", "fp32")
-    assert ladder.parse_device("vamp") == ladder.Device(backend="vamp")
-    assert ladder.parse_device(str(tmp_path)) == ladder.Device(results=(tmp_path,))
+    assert not ladder.explains("vamp", "fp16", "stale") and not ladder.explains("onnxruntime", "fp16", "images")
+    for value, device in (("vamp", ladder.Device(backend="vamp")),
+                          (str(tmp_path), ladder.Device(results=(tmp_path,))),
+                          (f"vsx:{tmp_path}", ladder.Device("vsx", (tmp_path,)))):
+        assert ladder.parse_device(value) == device and device.option == value
     with pytest.raises(VaccbenchError, match=r"--device vampp: neither an accelerator backend \(.*vamp.*\) nor"):
         ladder.parse_device("vampp")
+    with pytest.raises(VaccbenchError, match=r"as BACKEND:FILE \(no such file or folder /nowhere\)"):
+        ladder.parse_device("vamp:/nowhere")
 
 
 def test_cli_refuses_an_unknown_build_precision_and_device(capsys):
@@ -367,3 +373,72 @@ def test_result_files_as_the_device_step(tmp_path):
     ((_, arrays, _, reused),) = ladder.measure([step], data, samples[:10], RunOptions(tmp_path, tmp_path))
     assert list(arrays["files"]) == [f"{i:03d}.JPEG" for i in range(10)] and not reused
     assert (arrays["top5"][:, 0] != arrays["labels"]).tolist() == [i in (0, 1, 5) for i in range(10)]
+
+
+# -- the device step from result files (pytest --results, --device RESULTS) ---------------------
+def colour_results(pytester) -> tuple[Path, Path]:
+    """The colour zoo's zoo-a with a ready ONNX graph (--onnx-dir: steps 4 and 5 run without
+    weights, at 6 of 8 right) and the result.txt of a device that gets every image wrong at
+    top-1 (right at top-2), under --results' layout; returns (the project, the results folder)."""
+    from pytest_vaccbench.dataset import resolve
+    from pytest_vaccbench.resultfiles import write_result_txt
+
+    root = colour_zoo.build(pytester.path, [colour_zoo.ZooModel("zoo-a", "zooa", ("fp16",))])
+    (root / "graphs").mkdir()
+    (root / "export" / "colours.onnx").rename(root / "graphs" / "zoo-a.onnx")
+    data = resolve(str(root / "colours" / "images"))
+    labels = np.array([s.label for s in data.samples])
+    top5 = np.stack([(labels + 1) % 1000, labels, *((labels + k) % 1000 for k in (2, 3, 4))], axis=1)
+    folder = root / "nightly" / "zooa" / "zoo-a" / "vamp-fp16"
+    folder.mkdir(parents=True)
+    write_result_txt(folder / "result.txt", [str(s.path) for s in data.samples], top5,
+                     np.tile([0.5, 0.2, 0.1, 0.05, 0.02], (len(labels), 1)))
+    return root, folder
+
+
+def test_a_test_scored_from_result_files_has_them_as_its_device_step(pytester, monkeypatch, capsys):
+    """pytest --results: the failing test's result files are step 7, the CPU steps run on the
+    images they name. Where those images are not, the message says so and prints the
+    `vaccbench explain --device FOLDER` command, which gives the same ladder where they are."""
+    pytest.importorskip("onnxruntime")
+    from pytest_vaccbench.cli import main
+
+    root, folder = colour_results(pytester)
+    args = ["suites", "-p", "no:cacheprovider", f"--results={root / 'nightly'}", "--dataset-name=colours",
+            f"--labels={root / 'colours' / 'val_label.txt'}", f"--vaccbench-cache={root / 'cache'}",
+            f"--vamp-root={root / 'models'}", f"--onnx-dir={root / 'graphs'}"]
+    result = pytester.runpytest(*args, "--vaccbench-json=run.json")
+    result.assert_outcomes(failed=1)
+    # by construction: the graph gets 6 of 8 right, the device's files none, and the 6 lost
+    # images against none won have an exact McNemar p of 2 / 2**6
+    conclusion = ("75.00 of the 75.00 top1 points lost from step 4 to step 7 are step 7, the device "
+                  "itself: its vamp fp16 result files against the CPU emulation (exact McNemar p=0.031).")
+    result.stdout.fnmatch_lines(["*loss ladder of zooa/zoo-a fp16 on colours: 8 images, the same in every step*",
+                                 "*device preprocessing: 40x40 stretch, 32 crop at 4,4 *; vdsp-zoo-a, steps 3-6 use it",
+                                 "*4 exported graph * onnxruntime/fp32 * 75.00 *",
+                                 "*5 fp16 * onnxruntime/fp16 * 75.00 * +0.00 *",
+                                 "*7 device * vamp/fp16 * 0.00 * -75.00 * - * 6 * 0 * 0.031", conclusion])
+    device = json.loads((pytester.path / "run.json").read_text())["tests"][0]["explain"]["steps"][6]
+    assert (device["status"], device["reused"], device["n"], device["top1"]) == ("measured", True, 8, 0.0)
+
+    images = root / "colours" / "images"
+    images.rename(root / "elsewhere")
+    away = pytester.runpytest(*args)
+    away.assert_outcomes(failed=1)
+    line = next(x for x in away.outlines if x.startswith("loss ladder not run: "))
+    assert line.startswith("loss ladder not run: 8 of the 8 images the result files name are not on "
+                           "this machine (ILSVRC2012_val_00000001.png, ILSVRC2012_val_00000002.png, ")
+    rerun = line.split("Where the images and the weights are: ")[1]
+    assert rerun.endswith(" (IMAGES: the folder of the images the result files name)")
+    words = shlex.split(rerun.removesuffix(" (IMAGES: the folder of the images the result files name)"))
+    assert words[:5] == ["vaccbench", "explain", "zooa/zoo-a", "IMAGES", "--precision=fp16"]
+    assert f"--device=vamp:{folder}" in words and f"--vamp-root={root / 'models'}" in words
+
+    (root / "elsewhere").rename(images)
+    monkeypatch.chdir(root)
+    capsys.readouterr()
+    assert main([*words[1:3], str(images), *words[4:], "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["conclusion"] == conclusion
+    assert [(s["top1"], s["lost"], s["gained"]) for s in again["steps"][3:]] == \
+        [(75.0, None, None), (75.0, 0, 0), (None, None, None), (0.0, 6, 0)]

@@ -5,7 +5,8 @@
   and int8 ones) and its JSON report's predictions, counted on the ladder's images, must give
   the ladder's rows.
 - The vamp test double with a device-only loss (VAMP_STUB_LOSS) makes the ladder name the
-  device step.
+  device step, and so does the same run written as the zoo's result.txt (--device vamp:FILE);
+  vsx's (VSX_DOUBLE_LOSS) through `vaccbench explain --device vsx`.
 - On photos wider than tall, the zoo's 256x256 stretch makes it name the device's
   preprocessing.
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,6 +27,8 @@ from pytest_vaccbench import ladder
 from pytest_vaccbench.backends import RunOptions
 from pytest_vaccbench.baselines import load_family
 from pytest_vaccbench.dataset import limit, resolve
+from pytest_vaccbench.resultfiles import write_result_txt
+from pytest_vaccbench.run import Case, predictions_path
 from pytest_vaccbench.vdsp import variant_name
 
 pytestmark = pytest.mark.slow
@@ -33,6 +37,7 @@ pytest.importorskip("onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+import result_files as rf  # noqa: E402
 import vamp_standin  # noqa: E402
 
 LIMIT, CALIB = 100, 20  # 80 images counted by every step
@@ -117,15 +122,34 @@ def test_each_step_equals_the_single_test_it_stands_for(measured):
         assert (steps[1].status, steps[1].top1) == ("context", published["top1"])
 
 
-@pytest.mark.parametrize("measured", ["local-mobilenetv2_100-tvq"], indirect=True)
-def test_a_device_only_loss_is_named_as_the_device_step(measured, shared_data, tmp_path, monkeypatch):
-    entry, data, cache, _, _, started = measured
+def stand_in(entry, shared_data: Path, cache: Path, models: Path) -> Path:
+    """The model's exported graph (from the cache) installed as its int8-percentile compiled
+    model under `models`, with the device's vdsp_params JSON; returns that JSON."""
     from pytest_vaccbench.backends.onnxruntime import OnnxRuntimeBackend
 
     vdsp = MODELS[entry.key][1]
-    base = options(shared_data, cache)
-    graph = OnnxRuntimeBackend().fp32_graph(entry, base)  # the exported graph, from the cache
-    vamp_standin.install(tmp_path / "models", entry.key, graph, vdsp, ["int8-percentile"], 224)
+    graph = OnnxRuntimeBackend().fp32_graph(entry, options(shared_data, cache))
+    vamp_standin.install(models, entry.key, graph, vdsp, ["int8-percentile"], 224)
+    return vdsp
+
+
+def assert_names_the_device(found: dict, run: str, what: str) -> dict:
+    """Step 7 measured as `run`, far beyond chance, and the closing sentence names it."""
+    device = found["steps"][6]
+    assert device["status"] == "measured" and device["run"] == run, found
+    assert device["lost"] >= 10 and device["gained"] <= 5 and device["significant"], device
+    assert found["conclusion"].startswith(f"{-device['delta_previous']:.2f} of the "), found["conclusion"]
+    assert f"are step 7, the device itself: {what}" in found["conclusion"]
+    return device
+
+
+@pytest.mark.parametrize("measured", ["local-mobilenetv2_100-tvq"], indirect=True)
+def test_a_device_only_loss_is_named_as_the_device_step(measured, shared_data, tmp_path, monkeypatch):
+    """vamp's test double with a device-only loss; then the same run's predictions written as
+    the zoo's result.txt (class-folder paths, Relay lines) and read back as step 7 by file
+    name (--device vamp:FILE): the same row, the same sentence."""
+    entry, data, cache, _, _, started = measured
+    vdsp = stand_in(entry, shared_data, cache, tmp_path / "models")
     monkeypatch.setenv("VAMP_STUB_LOSS", "0.3")  # about 20 of the 80 images: far from p = 0.05
     device_options = options(shared_data, cache, vamp_bin=vamp_standin.stub_command(),
                              vamp_root=str(tmp_path / "models"))
@@ -135,13 +159,54 @@ def test_a_device_only_loss_is_named_as_the_device_step(measured, shared_data, t
                            device=ladder.Device(backend="vamp"),
                            reuse=ladder.fresh(cache, data, counted, started))
     print("\n".join(found.lines()))  # shown when it fails, or with -rP
-    steps = {s.number: s for s in found.steps}
-    assert all(steps[n].reused for n in range(2, 7))  # the CPU steps of the ladder before
-    device = steps[7]
-    assert device.status == "measured" and device.run == "vamp/int8-percentile"
-    assert device.lost >= 10 and device.gained <= 5 and device.significant_loss
-    assert found.conclusion.startswith(f"{-device.delta_previous:.2f} of the ")
-    assert "are step 7, the device itself: vamp int8-percentile against its CPU emulation" in found.conclusion
+    assert all(s.reused for s in found.steps[1:6])  # the CPU steps of the ladder before
+    live = assert_names_the_device(found.to_dict(), "vamp/int8-percentile",
+                                   "vamp int8-percentile against its CPU emulation")
+
+    with np.load(predictions_path(cache, Case(entry, "vamp", "int8-percentile"), data,
+                                  data.fingerprint())) as saved:
+        top5 = saved["top5"]
+    result_txt = write_result_txt(tmp_path / "result.txt", rf.folder_paths(
+        [s.path.name for s in data.samples], [s.label for s in data.samples]), top5,
+        rf.probabilities(len(top5)))
+    files = ladder.explain(entry, data, device_options, "int8-percentile",
+                           device=ladder.parse_device(f"vamp:{result_txt}"),
+                           reuse=ladder.fresh(cache, data, counted, started)).to_dict()
+    print(files["conclusion"])
+    scored = assert_names_the_device(files, "vamp/int8-percentile",
+                                     "its vamp int8-percentile result files against the CPU emulation")
+    same = ("n", "top1", "top5", "delta_previous", "lost", "gained", "mcnemar_p", "classes")
+    assert {k: scored[k] for k in same} == {k: live[k] for k in same}
+    assert [s["top1"] for s in files["steps"][:6]] == [s.top1 for s in found.steps[:6]]
+
+
+@pytest.mark.parametrize("measured", ["local-mobilenetv2_100-tvq"], indirect=True)
+def test_vsx_with_a_device_only_loss_through_the_command(measured, shared_data, tmp_path, monkeypatch, capsys):
+    """`vaccbench explain --device vsx` through VastStreamX's test double: step 3 is the
+    compiled model's vdsp JSON after the host's odd-to-even resize, and a device-only loss
+    (VSX_DOUBLE_LOSS) is named as the device step."""
+    from pytest_vaccbench.cli import main
+
+    entry, _, cache, _, _, _ = measured
+    stand_in(entry, shared_data, cache, tmp_path / "models")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests" / "vsx_double"), str(ROOT)]))
+    monkeypatch.setenv("VSX_DOUBLE_LOSS", "0.3")
+    code = main(["explain", entry.key, str(shared_data / "ilsvrc2012-val-subset"), "--limit", str(LIMIT),
+                 "--calib-images", str(CALIB), "--precision", "int8-percentile", "--device", "vsx",
+                 "--vamp-root", str(tmp_path / "models"), "--baselines", str(ROOT / "baselines"),
+                 "--weights-dir", str(shared_data / "weights"), "--cache", str(cache), "--threads", "2",
+                 "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    found = json.loads(out)
+    print(found["conclusion"])  # shown when it fails, or with -rP
+    variant = f"vsx-{entry.key}"  # the JSON vamp_standin installs: <key>-vdsp_params.json
+    assert found["preprocessing"]["device"].startswith("odd sides made even, then 256x256 stretch, 224 crop")
+    assert [s["run"] for s in found["steps"][2:6]] == [
+        f"reference/fp32+{variant}", f"onnxruntime/fp32+{variant}", f"onnxruntime/fp16+{variant}",
+        f"onnxruntime/int8-percentile+{variant}"]
+    assert [s["status"] for s in found["steps"][1:]] == ["measured"] * 6
+    assert_names_the_device(found, "vsx/int8-percentile", "vsx int8-percentile against its CPU emulation")
 
 
 def letterboxed(shared_data: Path, folder: Path, n: int = 60) -> Path:

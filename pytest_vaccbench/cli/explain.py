@@ -30,7 +30,8 @@ def _explain_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, metavar="vamp|vsx|RESULTS",
                         help="step 7: the compiled model run on the accelerator (vamp, vsx), or "
                              "the result files it wrote (result.txt, a vamp output folder with "
-                             "its datalist, predictions files)")
+                             "its datalist, predictions files); vamp:RESULTS or vsx:RESULTS: "
+                             "result files of that host, step 3 its compiled model's vdsp JSON")
     parser.add_argument("--vamp-bin", default=None, metavar="CMD",
                         help="the vamp runner, a path or command line (default: vamp on PATH)")
     parser.add_argument("--vamp-root", default=None, metavar="DIR",

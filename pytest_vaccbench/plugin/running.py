@@ -91,15 +91,17 @@ def triage_note(case: Case, kind: str, result: Any, paired: Any, opt: Getter, op
 
 def explain_note(case: Case, kind: str, result: Any, opt: Getter, options: RunOptions,
                  dataset: Callable[[], dataset_mod.Dataset],
-                 override: tuple[str, PreprocessSpec] | None, since: float) -> tuple[str, dict | None]:
+                 override: tuple[str, PreprocessSpec] | None, since: float,
+                 results: Path | None = None) -> tuple[str, dict | None]:
     """For a failing int8, fp16 or device test: the short loss ladder (within
-    --explain-budget) and its data for the report, or ("", None)."""
-    if kind not in ("regression", "broken") or opt("no_explain") or \
-            not ladder.explains(case.backend, case.precision):
+    --explain-budget) and its data for the report, or ("", None). `results`: the folder of
+    result files the test was scored from (--results)."""
+    if opt("no_explain") or not ladder.explains(case.backend, case.precision, kind):
         return "", None
     try:
         found = ladder.explain_failure(case, dataset(), options, result, override=override,
-                                       budget=opt("explain_budget"), since=since, rerun={
+                                       budget=opt("explain_budget"), since=since, results=results,
+                                       rerun={
             "dataset": opt("dataset") or dataset_mod.BUILTIN_SKIMAGE, "--labels": opt("labels"),
             "--limit": opt("limit"), "--baselines": opt("baselines"),
             "--weights-dir": str(options.weights_dir), "--calib-images": opt("calib_images"),
@@ -107,6 +109,8 @@ def explain_note(case: Case, kind: str, result: Any, opt: Getter, options: RunOp
             "--vdsp": override and opt("preprocess").partition(":")[2],
             **{f"--{name.replace('_', '-')}": opt(name)
                for name in ("vamp_bin", "vamp_root", "vsx_python", "vsx_root")}})
+    except ladder.NoLadder as exc:
+        return f"\n{exc}", None
     except Exception as exc:  # noqa: BLE001 - the gate's verdict stands whatever the ladder meets
         return f"\nloss ladder failed: {type(exc).__name__}: {exc}", None
     return "\n" + "\n".join(found.lines(short=True)), found.to_dict()
@@ -218,7 +222,8 @@ class CaseRunner:
             triage = "" if self.results else triage_note(case, verdict.kind, result, done.paired,
                                                          opt, self.options, self.dataset)
             note, explained = explain_note(case, verdict.kind, result, opt, self.options,
-                                           lambda: data, self.preprocess_override(), self.started)
+                                           lambda: data, self.preprocess_override(), self.started,
+                                           self.results and results_folder(self.results, case))
             if explained is not None:
                 add_to_payload(item, "explain", explained)
             raise GateFailure(message + note + triage)
