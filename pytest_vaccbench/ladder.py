@@ -630,8 +630,9 @@ def explain_failure(case: Case, dataset: Dataset, options: RunOptions, result: R
                     override: tuple[str, PreprocessSpec] | None = None,
                     budget: float | None = DEFAULT_BUDGET, since: float | None = None,
                     rerun: dict[str, Any] | None = None, results: Path | None = None) -> Ladder:
-    """The ladder of a failing test: its own predictions are its step, the predictions other
-    tests of the session saved since `since` are theirs, the rest run within `budget`.
+    """The ladder of a failing test: its own predictions are its step (run again when it
+    stopped early, --vaccbench-sequential), the predictions other tests of the session saved
+    since `since` are theirs, the rest run within `budget`.
     Step 3 is the device's preprocessing for a device run, else the session's --preprocess
     (`override`). When the budget left steps out, the ladder names the `vaccbench explain`
     command that runs them all (`rerun`: its dataset and options, None for those not set).
@@ -655,8 +656,12 @@ def explain_failure(case: Case, dataset: Dataset, options: RunOptions, result: R
     counted = [s for s in dataset.samples if s not in held_out]
     saved = fresh(options.cache_dir, dataset, counted, since if since is not None else time.time())
 
+    own = result.n >= len(counted)  # not a sequential run that stopped before the last image
+
     def reuse(step: Case) -> Path | None:
-        return Path(result.predictions) if step.id == case.id else saved(step)
+        if step.id == case.id:
+            return Path(result.predictions) if own else None
+        return saved(step)
 
     preprocessing = (None if on_device else override or
                      "no vdsp_params JSON in this session (--preprocess=vdsp:FILE or vsx:FILE)")

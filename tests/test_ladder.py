@@ -442,3 +442,25 @@ def test_a_test_scored_from_result_files_has_them_as_its_device_step(pytester, m
     assert again["conclusion"] == conclusion
     assert [(s["top1"], s["lost"], s["gained"]) for s in again["steps"][3:]] == \
         [(75.0, None, None), (75.0, 0, 0), (None, None, None), (0.0, 6, 0)]
+
+
+def test_a_run_that_stopped_early_is_run_again_as_its_step(tmp_path):
+    """--vaccbench-sequential stops a failing test before the last image: its predictions lack
+    some of the ladder's images, so its step runs in full (here the vamp double on the colour
+    zoo's 8 images) instead of being listed as not run."""
+    pytest.importorskip("onnxruntime")
+    from pytest_vaccbench.dataset import resolve
+
+    root = colour_zoo.build(tmp_path, [colour_zoo.ZooModel("zoo-a", "zooa", ("fp16",))])
+    entry = load_family(root / "baselines" / "zooa.yaml").models["zoo-a"]
+    data = resolve(str(root / "colours" / "images"))
+    first = data.samples[:3]
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, top5=np.array([[s.label, 0, 2, 3, 4] for s in first]),
+             labels=np.array([s.label for s in first]), files=np.array([s.path.name for s in first]))
+    stopped = Result("zooa", "zoo-a", "vamp", "fp16", "colours", "", 3, 3, 3, 0.1, str(partial), "")
+    options = RunOptions(tmp_path / "weights", tmp_path / "cache", extra={
+        "vamp_bin": colour_zoo.vamp_standin.stub_command(), "vamp_root": str(root / "models")})
+    found = ladder.explain_failure(Case(entry, "vamp", "fp16"), data, options, stopped, since=0.0)
+    device = found.steps[6]
+    assert (device.status, device.reused, device.n, device.top1) == ("measured", False, 8, 75.0)
