@@ -195,7 +195,11 @@ def paired(a: Record, b: Record) -> Pair:
     if a.predictions is None or b.predictions is None:
         missing = a if a.predictions is None else b
         return Pair(a, b, note=f"no predictions file for {missing.run}: totals only")
-    pa, pb = _load_predictions(a.predictions), _load_predictions(b.predictions)
+    return paired_arrays(a, b, _load_predictions(a.predictions), _load_predictions(b.predictions))
+
+
+def paired_arrays(a: Record, b: Record, pa: dict[str, np.ndarray], pb: dict[str, np.ndarray]) -> Pair:
+    """`paired` on predictions already read (arrays top5, labels, files of each side)."""
     index = {name: i for i, name in enumerate(pa["files"].tolist())}
     both = [(index[name], j) for j, name in enumerate(pb["files"].tolist()) if name in index]
     if not both:

@@ -137,7 +137,8 @@ def row_from_record(record: dict[str, Any], folder: Path) -> Row:
                stale=status == "stale", updated=status == "updated",
                unchanged=status == "unchanged", reason=str(record.get("reason") or ""),
                gate=gate if isinstance(gate, dict) else None,
-               command=str(record.get("command") or ""))
+               command=str(record.get("command") or ""),
+               explain=record["explain"] if isinstance(record.get("explain"), dict) else None)
 
 
 # -- merging ----------------------------------------------------------------------------

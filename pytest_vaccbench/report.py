@@ -48,6 +48,7 @@ class Row:
     reason: str = ""  # why it was skipped, errored, crashed or failed: the report's text
     gate: dict[str, Any] | None = None  # the gate's details (verdict, allowance, paired ...)
     command: str = ""  # the command that runs this test alone and records its result
+    explain: dict[str, Any] | None = None  # a failing test's loss ladder (ladder.Ladder.to_dict)
 
     @property
     def name(self) -> str:
@@ -149,7 +150,7 @@ class Results:
                 self.rows[nodeid] = Row(nodeid, outcome, Result(**payload["result"]),
                                         payload.get("expected"), STALE in reason,
                                         reason=reason if outcome == "failed" else "",
-                                        gate=payload.get("gate"))
+                                        gate=payload.get("gate"), explain=payload.get("explain"))
             elif outcome == "failed":  # raised before measuring: no result
                 self.rows[nodeid] = Row(nodeid, "failed", reason=reason)
             else:
@@ -309,7 +310,8 @@ def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path
         record: dict[str, Any] = {"nodeid": row.nodeid, "outcome": row.outcome,
                                   "status": row.status, "reason": row.reason,
                                   "expected": row.expected, "gate": row.gate,
-                                  "command": row.command}
+                                  "command": row.command,
+                                  **({"explain": row.explain} if row.explain else {})}
         r = row.result
         if r is not None:
             record.update(asdict(r))

@@ -27,6 +27,7 @@ from .report import COLUMNS, EXIT_MEANINGS, FAILING, Group, Row, headline, reaso
 from .safefiles import atomic_write
 from .sequential import Decision, points, stop_line, stop_reason, stored_line
 from .thumbnails import PER_TEST, Thumbnails
+from .waterfall import ladder_body
 
 SHOWN_FLIPS = 50  # flipped images listed by name in a test's panel (compare --html lists all)
 SHOWN_CLASSES = 10
@@ -461,6 +462,10 @@ def _after_gate(row: Row, context: Context) -> str:
     return f"<pre>{esc(tail)}</pre>" if tail else ""
 
 
+def _ladder(row: Row, context: Context) -> str:
+    return ladder_body(row.explain) if row.explain else ""
+
+
 def _trend(row: Row, context: Context) -> str:
     points = context.trend(row)
     if not points:
@@ -499,6 +504,7 @@ SECTIONS: list[tuple[str, str, Section]] = [
     ("stored", "paired with the stored run of the baseline", _stored),
     ("flips", "flipped images", _flips),
     ("classes", "classes that lost most", _classes),
+    ("ladder", "where the accuracy went: the loss ladder", _ladder),
     ("more", "after the gate's message", _after_gate),
     ("trend", "trend", _trend),
     ("record", "record or update", _record),

@@ -200,6 +200,15 @@ def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
                              "comparison skipped; run the same images with --precision=fp32 first")
 
 
+def backend_skip_reason(case: Case, options: RunOptions) -> str | None:
+    """Why the case's backend cannot run it here (no such precision, no weights, no binary)."""
+    backend = get_backend(case.backend)
+    if case.precision not in backend.precisions:
+        return (f"backend {case.backend} has no precision {case.precision} "
+                f"(it has {', '.join(backend.precisions)})")
+    return backend.skip_reason(case.entry, case.precision, options)
+
+
 def check_finite(scores: np.ndarray, dataset: Dataset, what: str) -> None:
     """NaN or infinite scores are a broken model or runtime, never a result (argmax of NaN
     is class 0, which would be counted as a wrong answer and pass as an accuracy)."""

@@ -102,6 +102,10 @@ def test_a_regression_fails_as_the_test_does(project: Path, capsys: pytest.Captu
     assert "If the change is intended, record the new numbers:" in out
     assert "vaccbench score results/result.txt --model stub/stub-a --run vamp/fp16 --dataset-name " \
            "val40 --update-baselines" in out
+    assert "loss ladder not run: vaccbench score reads result files and runs no model; every step " \
+           "before the device's runs the model on the images. Where the images and the weights are: " \
+           "vaccbench explain stub/stub-a IMAGES --precision=fp16 --device=vamp:results/result.txt " \
+           "(IMAGES: the folder of the images the result files name)" in out
     failure = ET.parse(project / "out" / "j.xml").find(".//failure")
     assert failure is not None and "below the baseline" in failure.get("message", "")
 

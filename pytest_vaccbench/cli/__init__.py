@@ -12,7 +12,7 @@ import argparse
 import pkgutil
 import sys
 from importlib import import_module
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import __version__
 from ..errors import VaccbenchError
@@ -35,6 +35,48 @@ def dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="dataset folder or built-in name (skimage-photos)")
     parser.add_argument("--labels", default=None, help="label file for a flat folder")
     parser.add_argument("--limit", type=int, default=None, help="stratified subset of N images")
+
+
+def model_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments of the commands that run one baseline model on a dataset as the plugin
+    does (triage, explain)."""
+    import os
+
+    parser.add_argument("model", help="a baseline model, `family/key` or `key`")
+    dataset_args(parser)
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="int8 weights quantized per tensor (default: per channel, as the zoo's builds)")
+    parser.add_argument("--calib-images", type=int, default=1000, metavar="N",
+                        help="int8 calibration images drawn from the dataset (default 1000)")
+    parser.add_argument("--baselines", default="baselines", help="folder of baseline YAMLs")
+    parser.add_argument("--weights-dir", default=os.environ.get("VACCBENCH_WEIGHTS", "weights"),
+                        help="folder of weight files (default $VACCBENCH_WEIGHTS or ./weights)")
+    parser.add_argument("--onnx-dir", default=None, help="ready ONNX graphs (as the plugin's option)")
+    parser.add_argument("--cache", default=None,
+                        help="cache folder (default as the plugin's: $VACCBENCH_CACHE, else "
+                             "$XDG_CACHE_HOME/vaccbench, else ~/.cache/vaccbench)")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+
+
+def model_run(args: argparse.Namespace, **extra: Any) -> tuple[Any, Any, Any]:
+    """The baseline entry, the dataset and the backends' RunOptions that `model_args` name
+    (`extra`: more backend options)."""
+    import os
+    from pathlib import Path
+
+    from ..backends import RunOptions
+    from ..baselines import find_entry
+    from ..cache import cache_dir
+    from ..dataset import limit, resolve
+
+    entry = find_entry(args.model, Path(args.baselines))
+    data = limit(resolve(args.dataset, args.labels), args.limit)
+    threads = args.threads or os.cpu_count() or 1
+    options = RunOptions(weights_dir=Path(args.weights_dir).expanduser().resolve(),
+                         cache_dir=cache_dir(args.cache), threads=threads, workers=threads,
+                         extra={"int8_per_tensor": args.per_tensor, "calib_images": args.calib_images,
+                                "onnx_dir": args.onnx_dir, **extra})
+    return entry, data, options
 
 
 def registered() -> dict[str, tuple[Configure, Handler, str]]:

@@ -137,6 +137,24 @@ def _command(args: argparse.Namespace, *extra: str) -> str:
     return shlex.join([*words, *(["--subset"] if args.subset else []), *extra])
 
 
+def _no_ladder(args: argparse.Namespace, entry: Any, kind: str) -> str:
+    """For a failing fp16, int8 or device run: why it has no loss ladder here, and the
+    `vaccbench explain` command that gives it (the result files as its device step)."""
+    import os
+
+    from ..ladder import Device, device_backends, elsewhere, explains
+
+    backend, _, precision = args.run.partition("/")
+    if not explains(backend, precision, kind):
+        return ""
+    results = Path(args.results[0] if len(args.results) == 1 else os.path.commonpath(args.results))
+    device = Device(backend if backend in device_backends() else None, (results,))
+    return "\n" + elsewhere(entry, precision, device.option, "vaccbench score reads result files and runs "
+                            "no model", flags={"--labels": args.labels,
+                                               "--baselines": None if args.baselines == "baselines"
+                                               else args.baselines})
+
+
 @command("score", "gate result files a device host wrote (result.txt, vamp outputs) as a test "
                   "of the model and run", _arguments)
 def score(args: argparse.Namespace) -> int:
@@ -197,7 +215,7 @@ def score(args: argparse.Namespace) -> int:
                 outcome, reason = "failed", (f"not recorded: {verdict.message}\n--update-baselines "
                                              f"refuses this result: {why}")
             elif not verdict.passed and not args.update_baselines:
-                outcome, reason = "failed", verdict.message
+                outcome, reason = "failed", verdict.message + _no_ladder(args, entry, verdict.kind)
             lines += [reason or verdict.message] if (reason or verdict.message) else []
     results.add(nodeid, "call", outcome, [MARKER], props, reason)
     messages, ok = [], True

@@ -9,30 +9,16 @@ keep in fp32 (the vamc skip list and the gate option that confirm it).
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from ..baselines import find_entry
 from ..errors import VaccbenchError
-from . import command, dataset_args
+from . import command, model_args, model_run
 
 
 def _triage_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a baseline model, `family/key` or `key`")
-    dataset_args(parser)
+    model_args(parser)
     parser.add_argument("--precision", default="int8-max",
                         help="int8-max (default), int8-percentile or int8-kl_divergence")
-    parser.add_argument("--per-tensor", action="store_true",
-                        help="weights quantized per tensor (default: per channel, as the zoo's builds)")
-    parser.add_argument("--calib-images", type=int, default=1000, metavar="N",
-                        help="calibration images drawn from the dataset (default 1000)")
-    parser.add_argument("--baselines", default="baselines", help="folder of baseline YAMLs")
-    parser.add_argument("--weights-dir", default=os.environ.get("VACCBENCH_WEIGHTS", "weights"),
-                        help="folder of weight files (default $VACCBENCH_WEIGHTS or ./weights)")
-    parser.add_argument("--onnx-dir", default=None, help="ready ONNX graphs (as the plugin's option)")
-    parser.add_argument("--cache", default=os.environ.get("VACCBENCH_CACHE", "~/.cache/vaccbench"),
-                        help="cache folder (default $VACCBENCH_CACHE or ~/.cache/vaccbench)")
-    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                         help="stop measuring keep-in-fp32 effects after this long (default: no limit)")
     parser.add_argument("--json", action="store_true", help="print the triage as JSON")
@@ -41,27 +27,16 @@ def _triage_args(parser: argparse.ArgumentParser) -> None:
 @command("triage", "rank the layers of an int8 build by the accuracy they lose (onnxruntime)",
          _triage_args)
 def _triage(args: argparse.Namespace) -> int:
-    from ..backends import RunOptions
     from ..backends.onnxruntime import CALIBRATION_METHODS
-    from ..dataset import limit, resolve
     from ..run import Case, evaluate
-    from ..triage import table
+    from ..triage import table, triage_case
 
     if args.precision not in CALIBRATION_METHODS:
         raise VaccbenchError(f"--precision {args.precision}: the onnxruntime emulation has "
                              f"{', '.join(CALIBRATION_METHODS)}")
-    entry = find_entry(args.model, Path(args.baselines))
-    data = limit(resolve(args.dataset, args.labels), args.limit)
-    threads = args.threads or os.cpu_count() or 1
-    options = RunOptions(weights_dir=Path(args.weights_dir).expanduser().resolve(),
-                         cache_dir=Path(args.cache).expanduser().resolve(), threads=threads,
-                         workers=threads,
-                         extra={"int8_per_tensor": args.per_tensor, "calib_images": args.calib_images,
-                                "onnx_dir": args.onnx_dir})
+    entry, data, options = model_run(args)
     fp32 = evaluate(Case(entry, "onnxruntime", "fp32"), data, options)
     int8 = evaluate(Case(entry, "onnxruntime", args.precision), data, options)
-    from ..triage import triage_case
-
     result = triage_case(entry, args.precision, data, options, Path(int8.predictions),
                          Path(fp32.predictions), budget=args.budget, curve=True)
     if args.json:

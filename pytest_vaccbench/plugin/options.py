@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
-from .. import triage
+from .. import ladder, triage
 from ..backends import RunOptions
 from ..dataset import Dataset
 from ..devices import DevicePool, check_workers
@@ -169,6 +169,12 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--triage-budget", type=float, default=triage.DEFAULT_BUDGET, metavar="SECONDS",
                     help="time a failing onnxruntime int8 test may spend ranking its layers "
                          f"(default {triage.DEFAULT_BUDGET:.0f})")
+    group.addoption("--no-explain", action="store_true", default=False,
+                    help="a failing int8, fp16 or device test does not show its loss ladder "
+                         "(see docs/explain.md)")
+    group.addoption("--explain-budget", type=float, default=ladder.DEFAULT_BUDGET, metavar="SECONDS",
+                    help="time a failing test may spend running the steps of its loss ladder "
+                         f"(default {ladder.DEFAULT_BUDGET:.0f})")
     UPDATE_COMMAND_OPTIONS[:] = [o for o in group.options if o.dest not in NOT_IN_UPDATE_COMMAND]
     ini.register(parser, group)  # every option above is also an ini key (see ini.py)
 
@@ -178,7 +184,8 @@ def add_options(parser: pytest.Parser) -> None:
 NOT_IN_UPDATE_COMMAND = {"backend", "precision", "update_baselines", "dry_run", "accept_broken",
                          "accept_other_images", "allow_improvement", "vaccbench_json",
                          "vaccbench_html", "vaccbench_history", "vaccbench_strict", "max_allowed",
-                         "confidence", "no_triage", "triage_budget", "vaccbench_sequential"}
+                         "confidence", "no_triage", "triage_budget", "vaccbench_sequential",
+                         "no_explain", "explain_budget"}
 UPDATE_COMMAND_OPTIONS: list[Any] = []  # pytest's Argument objects, filled by add_options
 
 
@@ -244,8 +251,9 @@ def check_config(config: pytest.Config) -> None:
             parse_keep(keep)
         except ValueError as exc:
             raise pytest.UsageError(f"--int8-keep-fp32={keep}: {exc}") from None
-    if opt("triage_budget") < 0:
-        raise pytest.UsageError(f"--triage-budget must be >= 0 seconds, got {opt('triage_budget')}")
+    for name in ("triage_budget", "explain_budget"):
+        if opt(name) < 0:
+            raise pytest.UsageError(f"--{name.replace('_', '-')} must be >= 0 seconds, got {opt(name)}")
     if opt("update_baselines") and opt("limit") and not opt("dataset_name"):
         raise pytest.UsageError(
             "--update-baselines with --limit would record a subset's figures under the whole "

@@ -11,14 +11,15 @@ import contextlib
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from .. import dataset as dataset_mod
-from .. import progress, sequential, triage
-from ..backends import RunOptions, get_backend
+from .. import ladder, progress, sequential, triage
+from ..backends import RunOptions
 from ..cache import cache_dir
 from ..errors import VaccbenchError
 from ..gate import Expectation, Verdict, expectation_for, run_key
@@ -26,6 +27,7 @@ from ..preprocess import PreprocessSpec
 from ..report import PROPERTY, STRICT
 from ..resultfiles import results_folder, score_case
 from ..run import Case, Result, evaluate, judged, no_baseline
+from ..run import backend_skip_reason
 from ..store import PredictionsStore
 from ..updates import Recording, covers, refusal
 from ..vdsp import preprocess_option
@@ -51,15 +53,6 @@ def make_strict(report: pytest.TestReport) -> None:
 def _skip(reason: str) -> None:
     """Skip reported at the model's baseline entry, not at this line (as pytest's skip marks do)."""
     raise pytest.skip.Exception(reason, _use_item_location=True)
-
-
-def backend_skip_reason(case: Case, options: RunOptions) -> str | None:
-    """Why the case's backend cannot run it here (no such precision, no weights, no binary)."""
-    backend = get_backend(case.backend)
-    if case.precision not in backend.precisions:
-        return (f"backend {case.backend} has no precision {case.precision} "
-                f"(it has {', '.join(backend.precisions)})")
-    return backend.skip_reason(case.entry, case.precision, options)
 
 
 def payload_of(result: Any, expected: Expectation | None, verdict: Verdict) -> dict[str, Any]:
@@ -96,6 +89,40 @@ def triage_note(case: Case, kind: str, result: Any, paired: Any, opt: Getter, op
     return "\n" + found.message()
 
 
+def explain_note(case: Case, kind: str, result: Any, opt: Getter, options: RunOptions,
+                 dataset: Callable[[], dataset_mod.Dataset],
+                 override: tuple[str, PreprocessSpec] | None, since: float,
+                 results: Path | None = None) -> tuple[str, dict | None]:
+    """For a failing int8, fp16 or device test: the short loss ladder (within
+    --explain-budget) and its data for the report, or ("", None). `results`: the folder of
+    result files the test was scored from (--results)."""
+    if opt("no_explain") or not ladder.explains(case.backend, case.precision, kind):
+        return "", None
+    try:
+        found = ladder.explain_failure(case, dataset(), options, result, override=override,
+                                       budget=opt("explain_budget"), since=since, results=results,
+                                       rerun={
+            "dataset": opt("dataset") or dataset_mod.BUILTIN_SKIMAGE, "--labels": opt("labels"),
+            "--limit": opt("limit"), "--baselines": opt("baselines"),
+            "--weights-dir": str(options.weights_dir), "--calib-images": opt("calib_images"),
+            "--vamc-config": opt("vamc_config"), "--onnx-dir": opt("onnx_dir"),
+            "--vdsp": override and opt("preprocess").partition(":")[2],
+            **{f"--{name.replace('_', '-')}": opt(name)
+               for name in ("vamp_bin", "vamp_root", "vsx_python", "vsx_root")}})
+    except ladder.NoLadder as exc:
+        return f"\n{exc}", None
+    except Exception as exc:  # noqa: BLE001 - the gate's verdict stands whatever the ladder meets
+        return f"\nloss ladder failed: {type(exc).__name__}: {exc}", None
+    return "\n" + "\n".join(found.lines(short=True)), found.to_dict()
+
+
+def add_to_payload(item: pytest.Item, key: str, value: Any) -> None:
+    """Add `key` to the test's report payload (report.PROPERTY)."""
+    for i, (name, text) in enumerate(item.user_properties):
+        if name == PROPERTY:
+            item.user_properties[i] = (PROPERTY, json.dumps({**json.loads(text), key: value}))
+
+
 class CaseRunner:
     """Per-process state of the tests: options, the devices held, the resolved dataset."""
 
@@ -115,6 +142,7 @@ class CaseRunner:
         self._override: tuple[str, PreprocessSpec] | None = None
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
         self.is_worker = hasattr(config, "workerinput")
+        self.started = time.time()  # predictions saved since are this session's (the ladder reuses them)
         self._stdout = sys.stdout  # the terminal, captured output aside (capture is off now)
 
     def preprocess_override(self) -> tuple[str, PreprocessSpec] | None:
@@ -193,7 +221,12 @@ class CaseRunner:
         if not verdict.passed:
             triage = "" if self.results else triage_note(case, verdict.kind, result, done.paired,
                                                          opt, self.options, self.dataset)
-            raise GateFailure(message + triage)
+            note, explained = explain_note(case, verdict.kind, result, opt, self.options,
+                                           lambda: data, self.preprocess_override(), self.started,
+                                           self.results and results_folder(self.results, case))
+            if explained is not None:
+                add_to_payload(item, "explain", explained)
+            raise GateFailure(message + note + triage)
         weak = verdict.details.get("weak")
         if weak and item.strict:
             raise GateFailure(f"{STRICT} (--vaccbench-strict): weak gate: {weak}\n{message}")
