@@ -12,15 +12,17 @@ Class indices are positions in the sorted list of the 1000 ImageNet wnids.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from .errors import DatasetError
+from .safefiles import file_identity
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
 WNID_RE = re.compile(r"^n\d{8}$")
@@ -84,8 +86,17 @@ def class_name(index: int) -> str:
     return classes[index][1].split(",")[0] if 0 <= index < len(classes) else f"class {index}"
 
 
+_INDEX = re.compile(r"-?[0-9]+")  # ASCII digits: int() would also read "²" or "٣"
+SHOWN = 80  # characters of a bad line shown in a message
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= SHOWN else text[:SHOWN] + "...")
+
+
 def read_label_file(path: Path) -> dict[str, int]:
-    """`<file name> <class index>` per line; blank lines and `#` comments are skipped."""
+    """`<file name> <class index>` per line; blank lines and `#` comments are skipped. A name
+    is relative to the images' folder: absolute names and names with `..` are refused."""
     labels: dict[str, int] = {}
     try:
         data = path.read_bytes()
@@ -102,13 +113,19 @@ def read_label_file(path: Path) -> dict[str, int]:
         if not line or line.startswith("#"):
             continue
         parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise DatasetError(f"expected `<image file> <class index>`, got {raw!r}", path, lineno)
-        index = int(parts[1])
+        if len(parts) != 2 or not _INDEX.fullmatch(parts[1]):
+            raise DatasetError(f"expected `<image file> <class index>` (digits 0-9), got "
+                               f"{_shown(raw)}", path, lineno)
+        name = PurePosixPath(parts[0].replace("\\", "/"))
+        if name.is_absolute() or ".." in name.parts:
+            raise DatasetError(f"image {_shown(parts[0])} is outside the images' folder: a label "
+                               "file names images relative to it", path, lineno)
+        index = int(parts[1]) if len(parts[1]) <= 5 else -1
         if not 0 <= index < 1000:
-            raise DatasetError(f"class index {index} is outside 0..999", path, lineno)
+            raise DatasetError(f"class index {_shown(parts[1])} is outside 0..999", path, lineno)
         if parts[0] in labels and labels[parts[0]] != index:
-            raise DatasetError(f"{parts[0]} is listed twice with different classes", path, lineno)
+            raise DatasetError(f"{_shown(parts[0])} is listed twice with different classes", path,
+                               lineno)
         labels[parts[0]] = index
     if not labels:
         raise DatasetError("label file has no entries", path)
@@ -239,3 +256,29 @@ def stratified(dataset: Dataset, n: int, salt: str = "") -> Dataset:
         depth += 1
     samples = tuple(dataset.samples[i] for i in sorted(chosen))
     return Dataset(dataset.name, dataset.root, dataset.layout, samples, dataset.total)
+
+
+DIGEST_CHARS = 16  # hex digits of an image's sha256 kept per prediction (64 bits)
+_CONTENT: dict[tuple[object, ...], str] = {}
+
+
+def content_digests(samples: Sequence[Sample]) -> list[str]:
+    """The sha256 of each image file's bytes (its first DIGEST_CHARS hex digits), in order:
+    what a run's predictions record, so that runs are paired only on the same images, not
+    on images of the same name. Remembered in this process per file identity
+    (safefiles.file_identity), so the runs of one session read each image once for it."""
+    found = []
+    for s in samples:
+        try:
+            with open(s.path, "rb") as handle:
+                key = (str(s.path), *file_identity(os.fstat(handle.fileno())))
+                digest = _CONTENT.get(key)
+                if digest is None:
+                    h = hashlib.sha256()
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        h.update(block)
+                    digest = _CONTENT[key] = h.hexdigest()[:DIGEST_CHARS]
+        except OSError as exc:
+            raise DatasetError(f"cannot read image file: {exc.strerror}", s.path) from None
+        found.append(digest)
+    return found

@@ -8,6 +8,7 @@ name for a misspelt backend, precision or calibration. It knows nothing of pytes
 from __future__ import annotations
 
 import difflib
+import shlex
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -73,8 +74,23 @@ def check_options(opt: Mapping[str, Any]) -> None:
     if opt.get("vamp_timeout") is not None and not opt["vamp_timeout"] > 0:
         raise VaccbenchError(f"--vamp-timeout={opt['vamp_timeout']}: must be a positive number of seconds")
     _check_paths(opt)
+    for name in COMMAND_LINES:
+        if opt.get(name):
+            split_command(opt[name], flag(name))
     if opt.get("devices") is not None:
         parse_devices(opt["devices"])
+
+
+COMMAND_LINES = ("vamp_bin", "vamp_args")  # split like a shell command line
+
+
+def split_command(value: str, what: str) -> list[str]:
+    """`value` split like a shell command line; an unbalanced quote is a VaccbenchError."""
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise VaccbenchError(f"{what}={value}: not a command line ({exc}): close the quote, or "
+                             "escape it with a backslash") from None
 
 
 def _check_paths(opt: Mapping[str, Any]) -> None:

@@ -535,8 +535,9 @@ def triage_case(entry: ModelEntry, precision: str, dataset: Dataset, options: Ru
     with np.load(run_predictions) as run:
         files, labels, run_top1 = run["files"].tolist(), run["labels"], run["top5"][:, 0]
         paired = _fp32_rows(fp32_predictions, run)
-    if paired is None:
-        raise VaccbenchError(f"the fp32 predictions {fp32_predictions} do not cover this run's images")
+    if paired is None or isinstance(paired, str):
+        raise VaccbenchError(f"the fp32 predictions {fp32_predictions} are not of this run's images "
+                             "and network")
     fp32_top1 = paired[0]
     half, held = split_rows(len(files))
     picked, discordant = pick_images([files[i] for i in half], run_top1[half], fp32_top1[half])

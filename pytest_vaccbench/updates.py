@@ -10,7 +10,6 @@ atomic), or only diffed with `dry_run`.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Iterable
 from .baselines import update_diff, update_file
 from .errors import VaccbenchError
 from .gate import BROKEN_KINDS
+from .report_schema import read_report
 from .run import Result
 
 RECORDABLE_OUTCOMES = ("passed", "failed")  # a failed gate still measured; errors did not
@@ -119,46 +119,16 @@ def _accepted(rec: Recording) -> str:
 
 
 def recordings_from_json(path: Path) -> list[Recording]:
-    """The results of a `--vaccbench-json` report, with each test's outcome and verdict."""
-    try:
-        document = json.loads(path.read_text())
-        tests = document["tests"]
-    except OSError as exc:
-        raise VaccbenchError(f"cannot read the report: {exc.strerror}", path) from None
-    except (ValueError, KeyError, TypeError):
-        raise VaccbenchError("not a --vaccbench-json report (JSON with a `tests` list)",
-                             path) from None
+    """The results of a `--vaccbench-json` report (validated by report_schema), with each
+    test's outcome and verdict."""
     names = [f.name for f in fields(Result)]
     found = []
-    for i, test in enumerate(tests):
-        if not isinstance(test, dict) or "family" not in test:
-            continue  # a test without a measurement (skipped, errored before measuring)
-        try:
-            result = Result(**{k: test[k] for k in names if k in test})
-            problem = _implausible(result)
-            gate = test.get("gate") or {}
-            recording = Recording(str(test["nodeid"]), str(test["outcome"]), result,
-                                  str(gate.get("verdict", "")))
-        except (KeyError, TypeError, AttributeError) as exc:
-            problem = f"lacks what an update needs ({exc})"
-        if problem:
-            raise VaccbenchError(f"test {i} of the report {problem}", path)
-        found.append(recording)
+    for _, test in read_report(path).measured():
+        result = Result(**{**{k: test[k] for k in names if k in test},
+                           "predictions": test.get("predictions") or ""})
+        gate = test.get("gate") or {}
+        found.append(Recording(test["nodeid"], test["outcome"], result, str(gate.get("verdict", ""))))
     return found
-
-
-def _implausible(r: Result) -> str | None:
-    """What is wrong with a result read from a file, or None."""
-    names = (r.family, r.model, r.backend, r.precision, r.dataset, r.fingerprint, r.baseline)
-    if not all(isinstance(v, str) and v for v in names) or "/" in r.backend + r.precision:
-        return "has a result with missing or malformed names"
-    counts = (r.n, r.correct1, r.correct5)
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts) or \
-            not 0 <= r.correct1 <= r.correct5 <= r.n or r.n <= 0:
-        return f"has impossible counts n={r.n!r}, correct1={r.correct1!r}, correct5={r.correct5!r}"
-    if not isinstance(r.options, dict):
-        return "has a result whose options are not a mapping"
-    return None
 
 
 def recording_of(nodeid: str, outcome: str, result: Result | None,

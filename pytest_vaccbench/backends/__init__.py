@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import progress
 from ..baselines import ModelEntry
+from ..cache import kind_dir
 from ..dataset import Dataset, Sample
 from ..errors import BackendError, ImageDecodeError, VaccbenchError
 from ..image_cache import CacheEntry, CacheMiss, PendingEntry
@@ -48,7 +49,7 @@ class RunOptions:
     @property
     def image_cache_dir(self) -> Path | None:
         """Where iter_batches keeps preprocessed images, or None when the cache is off."""
-        return self.cache_dir / "images" if self.image_cache else None
+        return kind_dir(self.cache_dir, "images") if self.image_cache else None
 
 
 class Backend(ABC):
@@ -86,6 +87,16 @@ class Backend(ABC):
         """Per-model settings that shaped the numbers besides `option_keys` (e.g. the digest of
         a build config the run mirrored): recorded with the result."""
         return {}
+
+    def source(self, entry: ModelEntry, precision: str, options: RunOptions) -> str:
+        """sha256 of what this run's network derives from (by default its weights file; ""
+        when unknown): recorded with its predictions, so that an int8 run is paired only with
+        the fp32 run of the same weights or graph (run._fp32_rows)."""
+        from ..export import file_digest
+        from ..weights import find_weights
+
+        path = find_weights(entry, options.weights_dir).path
+        return file_digest(path, options.cache_dir) if path is not None else ""
 
     def batch_size(self, entry: ModelEntry, options: RunOptions) -> int:
         """The model's forced size (baseline `batch_size`), else --batch-size, else the default."""

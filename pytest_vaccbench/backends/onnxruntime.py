@@ -43,7 +43,9 @@ from ..calibration import DEFAULT_CALIBRATION_IMAGES, calibration_set
 from ..dataset import Dataset, Sample
 from ..errors import BackendError
 from ..layers import parse_keep
+from ..cache import kind_dir
 from ..export import DEFAULT_OPSET, cached_export, file_digest, onnx_file_name, writable_dir
+from ..safefiles import inside
 from ..preprocess import PreprocessSpec, normalize
 from ..weights import find_weights
 from . import Backend, RunOptions, cached_crops, class_scores, iter_batches
@@ -173,16 +175,23 @@ def run_session(session: Any, batches: Iterable[np.ndarray], batch: int | None =
     return np.concatenate(outputs)
 
 
-def _load_onnx(path: Path) -> Any:
+def load_onnx(path: Path) -> Any:
+    """The ONNX model at `path`; a missing, unreadable or non-ONNX file is a BackendError."""
     try:
         import onnx
     except ImportError:
-        raise BackendError("fp16 and int8 need the onnx package: pip install 'pytest-vaccbench[onnx]'") from None
+        raise BackendError("reading ONNX graphs needs the onnx package: pip install "
+                           "'pytest-vaccbench[onnx]'") from None
+    if not Path(path).is_file():
+        raise BackendError("ONNX file not found", path)
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise BackendError(f"not a readable ONNX model (corrupt or truncated file?): "
                            f"{type(exc).__name__}: {exc}", path) from None
+    if not model.graph.node:  # protobuf reads an empty file as an empty model
+        raise BackendError("not an ONNX model: it holds no graph", path)
+    return model
 
 
 def _save_onnx(model: Any, path: Path) -> Path:
@@ -195,7 +204,8 @@ def _save_onnx(model: Any, path: Path) -> Path:
 
 
 def _derived_dir(source: Path, cache_dir: Path) -> Path:
-    return writable_dir(cache_dir / "onnx" / "derived" / file_digest(source, cache_dir)[:16])
+    root = kind_dir(cache_dir, "onnx")
+    return writable_dir(inside(root, root / "derived" / file_digest(source, cache_dir)[:16]))
 
 
 def fp16_graph(source: Path, cache_dir: Path) -> Path:
@@ -204,7 +214,7 @@ def fp16_graph(source: Path, cache_dir: Path) -> Path:
     if not out.is_file():
         from onnxconverter_common import float16
 
-        model = _load_onnx(source)
+        model = load_onnx(source)
         _save_onnx(float16.convert_float_to_float16(model, keep_io_types=True), out)
     return out
 
@@ -253,7 +263,7 @@ def calibration_batches(dataset: Dataset, calibration: Dataset, eval_spec: Prepr
 
 def _per_channel_source(source: Path, out_dir: Path) -> Path:
     """`source` at opset 13 or later: per-channel QDQ needs DequantizeLinear's `axis`."""
-    model = _load_onnx(source)
+    model = load_onnx(source)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset >= PER_CHANNEL_OPSET:
         return source
@@ -306,7 +316,7 @@ def int8_graph(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[
     import onnxruntime.quantization as q
 
     quantized = _per_channel_source(source, derived) if recipe.per_channel else source
-    model = _load_onnx(quantized)
+    model = load_onnx(quantized)
     try:
         excluded = layers_mod.nodes_for(layers_mod.quantizable_layers(model), recipe.skip_conv_layers,
                                         recipe.skip_matmul_layers)
@@ -430,6 +440,12 @@ class OnnxRuntimeBackend(Backend):
                     "pip install 'pytest-vaccbench[torch]', or pass --onnx-dir DIR")
         return None
 
+    def source(self, entry: ModelEntry, precision: str, options: RunOptions) -> str:
+        """A ready graph's digest, else (exported from them) the weights'."""
+        graph, _ = self.given_graph(entry, options)
+        return file_digest(graph, options.cache_dir) if graph is not None else \
+            super().source(entry, precision, options)
+
     def fp32_graph(self, entry: ModelEntry, options: RunOptions) -> Path:
         graph, _ = self.given_graph(entry, options)
         if graph is not None:
@@ -466,7 +482,7 @@ class OnnxRuntimeBackend(Backend):
                                 settings.ort_calibrator)
             spec = build.calibration_spec(entry.preprocess)
         calibration = calibration_set(dataset, self._calib_count(entry, options))
-        batch = _graph_input(_load_onnx(source))[1]
+        batch = _graph_input(load_onnx(source))[1]
         batches = calibration_batches(dataset, calibration, entry.preprocess, spec, batch or CALIBRATION_BATCH,
                                       options.workers, options.image_cache_dir, drop_short=bool(batch))
         key = hashlib.sha256(f"{calibration.fingerprint()}|{spec}|{batch or CALIBRATION_BATCH}".encode()).hexdigest()[:16]

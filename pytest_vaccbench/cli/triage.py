@@ -14,17 +14,17 @@ from pathlib import Path
 
 from ..baselines import find_entry
 from ..errors import VaccbenchError
-from . import command, dataset_args
+from . import command, count, dataset_args
 
 
 def _triage_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a baseline model, `family/key` or `key`")
     dataset_args(parser)
     parser.add_argument("--precision", default="int8-max",
-                        help="int8-max (default), int8-percentile or int8-kl_divergence")
+                        help="int8-max (default), int8-percentile, int8-kl_divergence or int8-mse")
     parser.add_argument("--per-tensor", action="store_true",
                         help="weights quantized per tensor (default: per channel, as the zoo's builds)")
-    parser.add_argument("--calib-images", type=int, default=1000, metavar="N",
+    parser.add_argument("--calib-images", type=count, default=1000, metavar="N",
                         help="calibration images drawn from the dataset (default 1000)")
     parser.add_argument("--baselines", default="baselines", help="folder of baseline YAMLs")
     parser.add_argument("--weights-dir", default=os.environ.get("VACCBENCH_WEIGHTS", "weights"),
@@ -32,7 +32,7 @@ def _triage_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx-dir", default=None, help="ready ONNX graphs (as the plugin's option)")
     parser.add_argument("--cache", default=os.environ.get("VACCBENCH_CACHE", "~/.cache/vaccbench"),
                         help="cache folder (default $VACCBENCH_CACHE or ~/.cache/vaccbench)")
-    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    parser.add_argument("--threads", type=count, default=None, help="inference threads (default: all cores)")
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                         help="stop measuring keep-in-fp32 effects after this long (default: no limit)")
     parser.add_argument("--json", action="store_true", help="print the triage as JSON")

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..baselines import DEFAULT_TOLERANCE, MODEL_SECTIONS, _line, _yaml, atomic_write, read_yaml
-from ..errors import VaccbenchError
+from ..errors import VaccbenchError, printable
+from ..safefiles import safe_name
 from .mapping import ImportedModel, LibraryDefaults, family_preprocess, map_models
 from .names import ArchCheck, find_key, installed_arch
 from .readme import Readme, read_readme
@@ -225,6 +226,10 @@ def merge_baseline(data: CommentedMap, family: str, readme: Readme, models: list
 
 def family_name(readme: Readme, family: str | None, out: Path | None) -> str:
     """--family, else the output file's name, else the README's title (lower-cased)."""
+    if family is not None and safe_name(family) != family:
+        raise VaccbenchError(f"--family {printable(family)!r} is not a plain name (letters, digits "
+                             "and ._+=-, not starting with a dot, no `..`): a family's name is the "
+                             "name of its baseline file")
     if family and out is not None and out.stem != family:
         raise VaccbenchError(f"--family {family} does not match the output file name {out.name} "
                              "(a baseline's family is its file name)", out)
