@@ -292,6 +292,11 @@ def validate(data: Any, path: Path) -> None:
         check(data, FAMILY)
         for section in ("models", "extra_models"):
             for key, model in (data.get(section) or {}).items():
+                names = [str(d) for d in model.get("expected") or {}]
+                twice = sorted({d for d in names if names.count(d) > 1})
+                if twice:
+                    _fail(f"{section}.{key_text(key)}.expected", f"names dataset {twice[0]!r} twice "
+                          "(once as a number, once as a string?): keep one", _line(model, "expected", 1))
                 for dataset, runs in (model.get("expected") or {}).items():
                     for run, entry in (runs or {}).items():
                         _check_run(entry, str(run), f"{section}.{key_text(key)}.expected."

@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -333,7 +334,7 @@ def int8_graph(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[
                   nodes_to_exclude=excluded)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints its progress
+        with contextlib.redirect_stdout(io.StringIO()), without_preprocessing_advice():
             if recipe.ort_calibrator:
                 method = CALIBRATION_METHODS[f"int8-{recipe.mode}"]
                 if method is None:
@@ -352,6 +353,30 @@ def int8_graph(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+class _Advice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def without_preprocessing_advice() -> Iterator[None]:
+    """quantize_static logs "Please consider (to run) pre-processing before quantization" on
+    the root logger for every graph: advice about its own shape-inference tool, which an
+    emulation of the accelerator's build does not follow. Dropped here; without a handler
+    of the user's, logging's stderr fallback is not installed either."""
+    root, advice = logging.getLogger(), _Advice()
+    quiet = logging.NullHandler() if not root.handlers else None
+    root.addFilter(advice)
+    if quiet is not None:
+        root.addHandler(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+        if quiet is not None:
+            root.removeHandler(quiet)
 
 
 class _OrtReader:

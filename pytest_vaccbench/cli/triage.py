@@ -72,8 +72,9 @@ def _triage(args: argparse.Namespace) -> int:
           f"{fp32.top1:.2f}, int8 {int8.top1:.2f} (n={int8.n}, {int8.excluded} calibration images "
           f"not counted)")
     print(f"{result.images} triage images, {result.discordant} of them flipped by int8; int8 agrees "
-          f"with fp32 on {result.int8_agreement:.1f}% of them; {result.seconds:.0f}s")
-    print("\n".join(table(result.rows, result.int8_agreement)))
+          f"with fp32 on {result.int8_agreement:.1f}% of them, KL from fp32 {result.int8_kl:.4f}; "
+          f"{result.seconds:.0f}s")
+    print("\n".join(table(result.rows, result.int8_agreement, result.int8_kl)))
     for line in [*result.recovery_lines(), *(f"skipped: {s}" for s in result.skipped)]:
         print(line)
     return 0
