@@ -45,7 +45,12 @@ EXIT_CODES = (
     ("pytest", "5", "no tests collected"),
     ("vaccbench", "0", "done"),
     ("vaccbench", "1", "nothing matched (`trend`, `compare`)"),
-    ("vaccbench", "2", "bad arguments, or a bad input file (the message names it)"),
+    ("vaccbench", "1", "a red result: `merge` (a test failed or no shard ran it), `update-baselines` "
+                       "(a result refused or a file not written)"),
+    ("vaccbench", "2", "bad arguments, a bad input file or an output that cannot be written "
+                       "(the message names it)"),
+    ("vaccbench", "3", "internal error (a bug): one line; `--traceback` shows where"),
+    ("vaccbench", "130", "interrupted (Ctrl-C)"),
 )
 
 

@@ -15,7 +15,7 @@ divergence from fp32's, and its top-1 agreement with fp32.
 
 The set of layers to keep in fp32 is grown greedily on a continuous measure: at each step
 the candidate that lowers the mean KL divergence of the output from fp32's most, over all
-the triage images (flips alone are few and discrete: a pick made on them over-fits). Each
+the triage images (flips alone are few and discrete: a pick made on them is noisy). Each
 added layer is confirmed on held-out images, images used neither for calibration nor for
 the triage: it must lower their KL too, else the next candidate is tried, and the set
 stops growing when none is confirmed. The held-out top-1 after each step is the curve

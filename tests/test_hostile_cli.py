@@ -62,11 +62,12 @@ def test_a_bug_is_one_line_and_its_traceback_is_behind_an_option(vaccbench, monk
 
 
 
-def test_an_os_error_names_the_file(vaccbench, tmp_path: Path) -> None:
-    history = tmp_path / "h.db"
-    history.write_bytes(b"not sqlite at all" * 100)
-    done = vaccbench("trend", history)
-    assert done.code == 2 and f"{history}: not a usable history database" in done.err
+def test_an_os_error_while_writing_names_the_file(vaccbench, tmp_path: Path) -> None:
+    """The predictions folder merge makes beside its output is a file: one line, not errno's traceback."""
+    shard = write_report(tmp_path / "shard")
+    (tmp_path / "m.predictions").write_text("a file where merge puts a folder")
+    done = vaccbench("merge", shard, "-o", tmp_path / "m.json")
+    assert done.code == 2 and f"vaccbench merge: error: {tmp_path / 'm.predictions'}: File exists" in done.err
 
 
 # -- merge ----------------------------------------------------------------------------------------

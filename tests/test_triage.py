@@ -480,14 +480,14 @@ def test_efficientnet_lite0_per_tensor_top_k_in_fp32_recovers_half_the_drop_in_t
     fp32 = evaluate(Case(entry, "onnxruntime", "fp32"), data, options)
     int8 = evaluate(Case(entry, "onnxruntime", "int8-max"), data, options)
     with np.load(int8.predictions) as run:
-        saved = {name: run[name] for name in ("top5", "labels", "files")}
+        saved = {name: run[name] for name in ("top5", "labels", "files", "digests", "source")}
     seen = tmp_path / "triage-half.npz"  # the images triage may use: every other counted one
-    np.savez(seen, **{name: value[0::2] for name, value in saved.items()})
+    np.savez(seen, **{name: value[0::2] if value.ndim else value for name, value in saved.items()})
     found = triage.triage_case(entry, "int8-max", data, options, seen, Path(fp32.predictions),
                                budget=None, curve=True)
     r = found.recovery
-    assert r is not None and len(r.order) == 5, found.message()
-    keep = keep_option(r.order)  # the top 5: K chosen on triage's 146-image half is noisy
+    assert r is not None and r.order, found.message()
+    keep = keep_option(r.order)  # every layer confirmed on triage's held-out quarter
     kept = evaluate(Case(entry, "onnxruntime", "int8-max", triage.keep_variant(keep)), data,
                     replace(options, extra={**options.extra, "int8_keep_fp32": keep}))
 
