@@ -258,15 +258,14 @@ def stratified(dataset: Dataset, n: int, salt: str = "") -> Dataset:
     return Dataset(dataset.name, dataset.root, dataset.layout, samples, dataset.total)
 
 
-DIGEST_CHARS = 16  # hex digits of an image's sha256 kept per prediction (64 bits)
-_CONTENT: dict[tuple[object, ...], str] = {}
+_CONTENT: dict[tuple[object, ...], int] = {}
 
 
-def content_digests(samples: Sequence[Sample]) -> list[str]:
-    """The sha256 of each image file's bytes (its first DIGEST_CHARS hex digits), in order:
-    what a run's predictions record, so that runs are paired only on the same images, not
-    on images of the same name. Remembered in this process per file identity
-    (safefiles.file_identity), so the runs of one session read each image once for it."""
+def content_digests(samples: Sequence[Sample]) -> list[int]:
+    """The sha256 of each image file's bytes (its first 64 bits), in order: what a run's
+    predictions record, so that runs are paired only on the same images, not on images of
+    the same name. Remembered in this process per file identity (safefiles.file_identity),
+    so the runs of one session read each image once for it."""
     found = []
     for s in samples:
         try:
@@ -277,7 +276,7 @@ def content_digests(samples: Sequence[Sample]) -> list[str]:
                     h = hashlib.sha256()
                     for block in iter(lambda: handle.read(1 << 20), b""):
                         h.update(block)
-                    digest = _CONTENT[key] = h.hexdigest()[:DIGEST_CHARS]
+                    digest = _CONTENT[key] = int.from_bytes(h.digest()[:8], "big")
         except OSError as exc:
             raise DatasetError(f"cannot read image file: {exc.strerror}", s.path) from None
         found.append(digest)

@@ -154,15 +154,15 @@ def _fp32_rows(path: Path, run: Any, same_network: bool = True) -> np.ndarray | 
         source = str(run["source"]) if "source" in run.files else ""
         if same_network and source and str(ref["source"] if "source" in ref.files else "") != source:
             return STALE
-        ref_files = np.char.add(np.char.add(ref["files"], "\0"), ref["digests"])
-        run_files = np.char.add(np.char.add(run["files"], "\0"), run["digests"])
-        if np.array_equal(ref_files, run_files):
-            rows = np.arange(len(ref_files))
+        ref_images = list(zip(ref["files"].tolist(), ref["digests"].tolist()))
+        run_images = list(zip(run["files"].tolist(), run["digests"].tolist()))
+        if ref_images == run_images:
+            rows = np.arange(len(ref_images))
         else:
-            index = {name: i for i, name in enumerate(ref_files.tolist())}
-            if not all(name in index for name in run_files.tolist()):
+            index = {image: i for i, image in enumerate(ref_images)}
+            if not all(image in index for image in run_images):
                 return None
-            rows = np.array([index[name] for name in run_files.tolist()], dtype=np.int64)
+            rows = np.array([index[image] for image in run_images], dtype=np.int64)
         return np.stack([ref["top5"][rows, 0], ref["labels"][rows]])
 
 
@@ -255,7 +255,7 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
     arrays = {"top5": preds.astype(np.int16), "labels": np.asarray(dataset.labels, dtype=np.int16),
               "files": np.asarray([s.path.name for s in dataset.samples]),
               # what the numbers derive from: the pairing of runs checks both (_fp32_rows)
-              "digests": np.asarray(content_digests(dataset.samples)),
+              "digests": np.asarray(content_digests(dataset.samples), dtype=np.uint64),
               "source": np.asarray(backend.source(case.entry, case.precision, options))}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

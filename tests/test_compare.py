@@ -89,7 +89,11 @@ def test_two_reports_pair_by_file_name_and_report_partial_overlap(tmp_path, caps
     [pair] = compare_files(a, b)
     assert pair.agreement.n == 6 and pair.note == "of 8 and 6"
     assert {f.file for f in pair.flips} == {"img3.JPEG", "img5.JPEG", "img7.JPEG"}
-    html = tmp_path / "out" / "c.html"  # the folder is created
+    html = tmp_path / "out" / "c.html"
+    with pytest.raises(SystemExit):  # an output in a folder that does not exist: checked first
+        main(["compare", str(a), str(b), "--html", str(html)])
+    assert "the folder" in capsys.readouterr().err and not html.parent.exists()
+    html.parent.mkdir()
     assert main(["compare", str(a), str(b), "--html", str(html)]) == 0
     page = html.read_text()
     assert page.count("<tr>") == 2 + 4 + 4  # summary, flips, classes (each with its header)

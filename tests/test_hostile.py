@@ -426,7 +426,7 @@ def test_each_run_records_the_content_of_its_images_and_its_network(project: Hos
     [saved] = (project.cache / "predictions").rglob("*.npz")
     with np.load(saved) as run:
         files, digests, source = run["files"].tolist(), run["digests"].tolist(), str(run["source"])
-    assert digests == [hashlib.sha256((project.images / f).read_bytes()).hexdigest()[:16] for f in files]
+    assert digests == [int(hashlib.sha256((project.images / f).read_bytes()).hexdigest()[:16], 16) for f in files]
     assert source == ""  # this backend names no weights file: its network is unknown
 
 
@@ -455,20 +455,20 @@ def test_weights_replaced_by_others_of_the_same_size_and_time_are_exported_again
     assert exported == [b"old weights " * 100, b"new weights " * 100]
 
 
-def _predictions(path: Path, top1: list[int], digests: list[str], source: str) -> Path:
+def _predictions(path: Path, top1: list[int], digests: list[int], source: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, top5=np.tile(np.asarray(top1, np.int16)[:, None], (1, 5)),
              labels=np.array([1, 2, 3, 4], np.int16), files=np.array([f"img{i}.png" for i in range(4)]),
-             digests=np.array(digests), source=np.array(source))
+             digests=np.array(digests, np.uint64), source=np.array(source))
     return path
 
 
 @pytest.mark.parametrize("fp32_digests, fp32_source, note", [
-    (["a", "b", "c", "d"], "old-weights", "are of other weights or another graph than this run's"),
-    (["a", "b", "c", "X"], "new-weights", "no fp32 predictions of mobilenet_v2/timm-mobilenetv2_100"),
+    ([1, 2, 3, 4], "old-weights", "are of other weights or another graph than this run's"),
+    ([1, 2, 3, 99], "new-weights", "no fp32 predictions of mobilenet_v2/timm-mobilenetv2_100"),
 ])
 def test_an_int8_run_is_not_paired_with_fp32_predictions_of_other_weights_or_images(
-        tmp_path: Path, fp32_digests: list[str], fp32_source: str, note: str) -> None:
+        tmp_path: Path, fp32_digests: list[int], fp32_source: str, note: str) -> None:
     """fp32 predictions of older weights, or of other images with the same names, made a
     false BROKEN BUILD: the paired comparison needs the same weights, graph and images."""
     from pytest_vaccbench.baselines import load_family
@@ -476,14 +476,13 @@ def test_an_int8_run_is_not_paired_with_fp32_predictions_of_other_weights_or_ima
 
     entry = load_family(Path(__file__).parents[1] / "baselines" / "mobilenet_v2.yaml").models["timm-mobilenetv2_100"]
     base = tmp_path / "predictions" / "mobilenet_v2" / "timm-mobilenetv2_100"
-    run = _predictions(base / "onnxruntime-int8-max" / "ds-f.npz", [1, 2, 3, 4], ["a", "b", "c", "d"],
-                       "new-weights")
+    run = _predictions(base / "onnxruntime-int8-max" / "ds-f.npz", [1, 2, 3, 4], [1, 2, 3, 4], "new-weights")
     _predictions(base / "onnxruntime-fp32" / "ds-f.npz", [9, 9, 9, 9], fp32_digests, fp32_source)
     result = Result(entry.family, entry.key, "onnxruntime", "int8-max", "ds", "f", 4, 4, 4, 0.0,
                     str(run), str(entry.baseline_path))
     paired = paired_with_fp32(result, Case(entry, "onnxruntime", "int8-max"), tmp_path)
     assert paired.agreement is None and note in paired.note
-    _predictions(base / "onnxruntime-fp32" / "ds-f.npz", [1, 2, 3, 4], ["a", "b", "c", "d"], "new-weights")
+    _predictions(base / "onnxruntime-fp32" / "ds-f.npz", [1, 2, 3, 4], [1, 2, 3, 4], "new-weights")
     assert paired_with_fp32(result, Case(entry, "onnxruntime", "int8-max"), tmp_path).agreement.n == 4
 
 
