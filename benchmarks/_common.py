@@ -14,6 +14,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,21 +32,24 @@ class Timed:
     wall: float  # seconds, process start to exit
     cpu: float  # user + system seconds of the process and its children
     output: str
+    peak_rss_mb: float = 0.0  # the largest resident set of the process (or of a child it waited for)
 
 
 def timed(cmd: list[str], check: bool = True, env: dict[str, str] | None = None) -> Timed:
     """Run a command from the project root with this checkout first on PYTHONPATH."""
     env = {**os.environ, **(env or {}),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    before = os.times()
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = os.times()
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own CPU time and peak RSS
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read()
     if check and proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    return Timed(wall, cpu, proc.stdout + proc.stderr)
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{output[-6000:]}")
+    return Timed(wall, usage.ru_utime + usage.ru_stime, output, usage.ru_maxrss / 1024)
 
 
 def pytest_cmd(*args: str) -> list[str]:
@@ -122,3 +126,27 @@ def require(path: Path) -> Path:
     if not path.exists():
         sys.exit(f"{path} not found: set VACCBENCH_TEST_DATA to the folder holding the shared data")
     return path
+
+
+def linked_dataset(n: int, folder: Path) -> Path:
+    """A flat dataset of `n` images in `folder`: hard links to the shared data's real images
+    (the val subset and imagenet-sample, taken in turn and repeated), each under a name of
+    its own, with its class in `val_label.txt`. Built once: a folder that already holds n
+    such images is reused."""
+    from pytest_vaccbench.dataset import resolve
+
+    labels = folder / "val_label.txt"
+    if labels.is_file() and len(labels.read_text().splitlines()) == n:
+        return folder
+    real = [resolve(str(require(DATA / name))).samples for name in ("ilsvrc2012-val-subset", "imagenet-sample")]
+    pool = [s for pair in zip(*real) for s in pair] + [s for r in real for s in r[min(map(len, real)):]]
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "images").mkdir(parents=True)
+    lines = []
+    for i in range(n):
+        sample = pool[i % len(pool)]
+        name = f"img{i:06d}{sample.path.suffix}"
+        os.link(sample.path, folder / "images" / name)
+        lines.append(f"{name} {sample.label}\n")
+    labels.write_text("".join(lines))
+    return folder

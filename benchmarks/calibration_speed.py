@@ -27,8 +27,9 @@ from _common import DATA, ROOT, header, model_entry, require
 BATCH = 16
 
 
-def batches_for(n: int, cache: Path, weights: Path):
-    """(entry, fp32 graph, a callable giving the normalised batches of n images)."""
+def batches_for(n: int, cache: Path, weights: Path, dataset: Path = DATA / "ilsvrc2012-val-subset"):
+    """(entry, fp32 graph, a callable giving the normalised batches of n images, the number of
+    images in the dataset)."""
     import numpy as np
 
     from pytest_vaccbench.backends import RunOptions, cached_crops
@@ -38,28 +39,29 @@ def batches_for(n: int, cache: Path, weights: Path):
     from pytest_vaccbench.preprocess import normalize
 
     entry = model_entry("mobilenet_v2", "local-mobilenetv2_100-tvq")
-    data = resolve(str(require(DATA / "ilsvrc2012-val-subset")))
+    data = resolve(str(require(dataset)))
     options = RunOptions(weights_dir=weights, cache_dir=cache, threads=2, workers=2)
     source = OnnxRuntimeBackend().fp32_graph(entry, options)
-    crops = cached_crops(data.samples, entry.preprocess, 2, cache / "images")
     order = {s: i for i, s in enumerate(data.samples)}
     picked = [order[s] for s in calibration_set(data, min(n, len(data.samples))).samples]
     rows = np.resize(np.array(picked), n)  # repeated when n exceeds the dataset
+    crops = cached_crops(data.samples, entry.preprocess, 2, cache / "images", picked)
 
     def batches():
         for start in range(0, n, BATCH):
-            yield normalize(crops[rows[start:start + BATCH]], entry.preprocess)
+            yield normalize(crops.take(rows[start:start + BATCH]), entry.preprocess)
     return entry, source, batches, len(data.samples)
 
 
-def child(kind: str, mode: str, n: int, cache: Path, weights: Path, threads: int) -> None:
+def child(kind: str, mode: str, n: int, args: argparse.Namespace) -> None:
     """One measurement; prints a JSON line {seconds, rss_mb}."""
     import contextlib
     import io
 
     from pytest_vaccbench import thresholds
 
-    _, source, batches, _ = batches_for(n, cache, weights)
+    threads = args.threads
+    _, source, batches, _ = batches_for(n, args.cache, args.weights_dir, args.dataset)
     model = thresholds.calibration_model(source)
     start = time.perf_counter()
     if kind == "fp32":
@@ -109,7 +111,7 @@ class _One:
 
 def measure(kind: str, mode: str, n: int, args: argparse.Namespace) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--child", kind, mode, str(n), "--cache", str(args.cache),
-           "--weights-dir", str(args.weights_dir), "--threads", str(args.threads)]
+           "--weights-dir", str(args.weights_dir), "--threads", str(args.threads), "--dataset", str(args.dataset)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         sys.exit(f"{kind} {mode} {n} failed:\n{proc.stderr[-3000:]}")
@@ -126,14 +128,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "vaccbench")
     parser.add_argument("--weights-dir", type=Path, default=DATA / "weights")
+    parser.add_argument("--dataset", type=Path, default=DATA / "ilsvrc2012-val-subset",
+                        help="the images the calibration set is drawn from (default: the shared val subset)")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "MODE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, mode, n = args.child
-        child(kind, mode, int(n), args.cache, args.weights_dir, args.threads)
+        child(kind, mode, int(n), args)
         return
     header("int8 calibration of mobilenetv2 (torchvision's weights): streaming vs onnxruntime's calibrators")
-    available = batches_for(1, args.cache, args.weights_dir)[3]  # export + image cache, untimed
+    available = batches_for(1, args.cache, args.weights_dir, args.dataset)[3]  # export + image cache, untimed
     modes = args.modes.split(",")
     ort_counts = {int(v) for v in args.ort_images.split(",") if v}
     print(f"batches of {BATCH}, {args.threads} threads; the dataset has {available} images"

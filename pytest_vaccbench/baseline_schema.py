@@ -290,6 +290,7 @@ def validate(data: Any, path: Path) -> None:
     """Raise a BaselineError with file:line at the first field of `data` that is not valid."""
     try:
         check(data, FAMILY)
+        runs_known: dict[str, tuple[str, ...] | None] | None = None
         for section in ("models", "extra_models"):
             for key, model in (data.get(section) or {}).items():
                 names = [str(d) for d in model.get("expected") or {}]
@@ -299,15 +300,44 @@ def validate(data: Any, path: Path) -> None:
                           "(once as a number, once as a string?): keep one", _line(model, "expected", 1))
                 for dataset, runs in (model.get("expected") or {}).items():
                     for run, entry in (runs or {}).items():
+                        runs_known = known_runs() if runs_known is None else runs_known
                         _check_run(entry, str(run), f"{section}.{key_text(key)}.expected."
-                                   f"{key_text(dataset)}.{key_text(run)}", _line(runs, run, 1))
+                                   f"{key_text(dataset)}.{key_text(run)}", _line(runs, run, 1),
+                                   runs_known)
     except SchemaError as exc:
         raise BaselineError(f"{exc.where or 'the file'} {exc.problem}", path, exc.line) from None
 
 
-def _check_run(entry: Mapping[str, Any], run: str, where: str, line: int) -> None:
-    """A run entry must say what to gate: a `/` run name and top1 or top5 (unless broken)."""
+def known_runs() -> dict[str, tuple[str, ...] | None]:
+    """Each registered backend's precisions (None: its libraries are not installed here, so
+    its precisions are not known and any is taken)."""
+    from .backends import available, get_backend  # the registry imports this module's users
+
+    found: dict[str, tuple[str, ...] | None] = {}
+    for name in sorted(available()):
+        try:
+            found[name] = tuple(get_backend(name).precisions)
+        except Exception:  # noqa: BLE001 - a backend that cannot be imported here
+            found[name] = None
+    return found
+
+
+def _check_run(entry: Mapping[str, Any], run: str, where: str, line: int,
+               known: Mapping[str, tuple[str, ...] | None]) -> None:
+    """A run entry must say what to gate: a registered backend and one of its precisions
+    (with a `+variant`), and top1 or top5 (unless broken)."""
     if run.count("/") != 1:
         _fail(where, "is not a backend/precision run name (e.g. reference/fp32)", line)
+    backend, precision = run.split("/")
+    base, plus, variant = precision.partition("+")
+    precisions = known.get(backend, ())
+    if backend not in known or (precisions is not None and base not in precisions):
+        valid = [f"{b}/{p}" for b, ps in known.items() for p in ps or ()]
+        close = difflib.get_close_matches(f"{backend}/{base}", valid, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}{plus}{variant}? " if close else ""
+        what = (f"backend {backend!r} has no precision {base!r}" if backend in known else
+                f"{backend!r} is not a backend")
+        _fail(where, f"names no run a test can make ({what}): {hint}backends: "
+              f"{', '.join(known)}", line)
     if entry.get("top1") is None and entry.get("top5") is None and not entry.get("broken"):
         _fail(where, "has neither top1 nor top5: nothing to gate", line)

@@ -11,7 +11,7 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Tuple
+from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
 
 from filelock import FileLock, Timeout
 
@@ -270,8 +270,16 @@ MEASUREMENT_KEYS = ("top1", "top5", "n", "fingerprint", "date", "versions", "mac
                     "source", "broken", "calibration_excluded")
 
 
+# An update that would change none of these leaves the entry as it is, byte for byte: a new
+# date or version string alone is not a new measurement (no churn in `git diff`).
+QUIET_KEYS = ("top1", "top5", "n", "fingerprint")
+
 LOCK_TIMEOUT = 600.0  # seconds an update waits for another session's update of the same file
 Results = Iterable[Tuple[str, str, str, Mapping[str, Any]]]
+# (model key, dataset, "backend/precision") -> the entry the file holds now (plain values)
+Lookup = Callable[[str, str, str], Optional[Mapping[str, Any]]]
+# given the file's entries now, the results to write (those it refuses left out)
+Screen = Callable[[Lookup], Results]
 
 
 def lock_path(path: Path) -> Path:
@@ -279,55 +287,83 @@ def lock_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.lock")
 
 
-def update_file(path: Path, results: Results) -> list[str]:
+def update_file(path: Path, results: Results, screen: Screen | None = None) -> list[str]:
     """Write measured results into one baseline file, atomically, under an exclusive lock.
 
     `results` holds (model key, dataset name, "backend/precision", values). The file is read
     again under the lock and the entries are applied to what it holds now, so two sessions
-    updating different entries of one file at the same time both keep theirs. Only those
-    entries change: the text of every other line is kept byte for byte (comments, key order,
+    updating different entries of one file at the same time both keep theirs; `screen`, when
+    given, is shown those entries under the lock and returns the results to write instead
+    (what may replace an entry is decided on what the file holds, not on an older read).
+    Only those entries change, and only when a number, n or the fingerprint does
+    (QUIET_KEYS): the text of every other line is kept byte for byte (comments, key order,
     `null` spellings, number formats), so `git diff` shows the changed entries and nothing
-    else. The new text goes to a temporary file in the same folder, which then replaces the
-    old one: a reader, a crash or a kill -9 sees the old file or the new one, never half.
-    Returns "model dataset backend/precision" for each entry written.
+    else; a file with nothing to change is not rewritten. The new text goes to a temporary
+    file in the same folder, which then replaces the old one: a reader, a crash or a kill -9
+    sees the old file or the new one, never half. Returns "model dataset backend/precision"
+    for each entry changed.
     """
     try:
         with FileLock(lock_path(path), timeout=LOCK_TIMEOUT):
             old_text = _read_text(path)
-            new_text, changed = updated_text(path, old_text, results)
-            atomic_write(path, new_text)
+            new_text, changed = updated_text(path, old_text, results, screen)
+            if new_text != old_text:
+                atomic_write(path, new_text)
     except Timeout:
         raise BaselineError(f"another update has held {lock_path(path)} for {LOCK_TIMEOUT:g} s; "
                             "if no other session runs, delete that file", path) from None
     return changed
 
 
-def update_diff(path: Path, results: Results) -> str:
-    """The unified diff `update_file` would make to `path` now (--dry-run): nothing is written."""
+def update_diff(path: Path, results: Results, screen: Screen | None = None) -> tuple[str, list[str]]:
+    """The unified diff `update_file` would make to `path` now (--dry-run), and the entries it
+    would change: nothing is written."""
     old_text = _read_text(path)
-    new_text, _ = updated_text(path, old_text, results)
+    new_text, changed = updated_text(path, old_text, results, screen)
     return "".join(difflib.unified_diff(old_text.splitlines(keepends=True),
                                         new_text.splitlines(keepends=True),
-                                        f"a/{path.name}", f"b/{path.name}"))
+                                        f"a/{path.name}", f"b/{path.name}")), changed
 
 
-def updated_text(path: Path, old_text: str, results: Results) -> tuple[str, list[str]]:
-    """`old_text` (of `path`) with the results written in, and what changed."""
+def _model_node(data: Any, key: str, path: Path) -> tuple[str, Any]:
+    section = next((s for s in MODEL_SECTIONS if key in (data.get(s) or {})), None)
+    if section is None:
+        raise BaselineError(f"model {key!r} is not in this file any more", path)
+    return section, data[section][key]
+
+
+def _lookup(data: Any, path: Path) -> Lookup:
+    def entry(key: str, dataset: str, run: str) -> Mapping[str, Any] | None:
+        _, model = _model_node(data, key, path)
+        found = ((model.get("expected") or {}).get(dataset) or {}).get(run)
+        return None if found is None else _plain(found)
+    return entry
+
+
+def _unchanged(old: Mapping[str, Any] | None, values: Mapping[str, Any]) -> bool:
+    return old is not None and all(_plain(old.get(k)) == values.get(k) for k in QUIET_KEYS)
+
+
+def updated_text(path: Path, old_text: str, results: Results,
+                 screen: Screen | None = None) -> tuple[str, list[str]]:
+    """`old_text` (of `path`) with the results written in (those `screen` keeps, when given,
+    and only those that change a number, n or the fingerprint), and what changed."""
     data = parse_yaml(old_text, path)
-    results = list(results)
+    current = _lookup(data, path)
+    results = [r for r in (screen(current) if screen else results)
+               if not _unchanged(current(*r[:3]), r[3])]
+    if not results:
+        return old_text, []
     spans = {}  # the lines each touched model's block has now, before any change
     for key, *_ in results:
-        section = next((s for s in MODEL_SECTIONS if key in (data.get(s) or {})), None)
-        if section is None:
-            raise BaselineError(f"model {key!r} is not in this file any more", path)
-        model = data[section][key]
+        section, model = _model_node(data, key, path)
         keys: tuple[str, ...] = (section, key)
         if "expected" in model and not model.fa.flow_style():
             keys += ("expected",)  # the smallest block that holds the entry
         spans[keys] = _span(data, keys, old_text)
     changed = []
     for key, dataset, run, values in results:
-        model = next(data[s][key] for s in MODEL_SECTIONS if key in (data.get(s) or {}))
+        _, model = _model_node(data, key, path)
         if model.get("expected") is None:
             model["expected"] = CommentedMap()
         written = next((k for k in model["expected"] if str(k) == dataset), dataset)  # `2012:` too
@@ -385,6 +421,25 @@ def _plain(node: Any) -> Any:
     if isinstance(node, list):
         return [_plain(v) for v in node]
     return node
+
+
+def unread_entries(read: Iterable[tuple[str, str, str, str]]) -> list[tuple[ModelEntry, str, list[str]]]:
+    """The entries nobody read, of the models that were read: from (baseline file, model key,
+    dataset, "backend/precision") of every entry a test read, per model and dataset the other
+    runs recorded under `expected.<dataset>` (the files as they are now; one that cannot be
+    read is left out: its tests said why)."""
+    read = set(read)
+    found = []
+    for path, key, dataset in dict.fromkeys((p, k, d) for p, k, d, _ in sorted(read)):
+        try:
+            entry = load_family(path).models.get(key)
+        except (OSError, VaccbenchError):
+            continue
+        recorded = (entry.expected.get(dataset) or {}) if entry else {}
+        runs = [run for run in recorded if (path, key, dataset, run) not in read]
+        if runs:
+            found.append((entry, dataset, runs))
+    return found
 
 
 def find_entry(name: str, baselines: Path) -> ModelEntry:

@@ -21,6 +21,7 @@ KINDS = {  # entry in the cache folder -> what it holds
     "onnx": "ONNX exports, fp16/int8 graphs",
     "vamp-npz": "image tensors for vamp",
     "vamp-runs": "outputs of vamp runs",
+    "vsx-runs": "files of failed VastStreamX runs",
     "digests.json": "digests of weight files",
 }
 

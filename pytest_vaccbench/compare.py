@@ -1,26 +1,28 @@
 """Compare: two result sets (two --vaccbench-json reports, or two runs inside one) side by side.
 
-Per model and dataset: each side's top1/top5 and n, the difference, and where both saw the
-same images (matched by file name) the image-by-image view: top-1 agreement, exact McNemar,
-the images whose correctness flipped and the classes that lost most. Plain functions; the
+Per model and dataset: where both saw the same images (matched by file name), first the
+image-by-image view, the sound comparison: the difference on those images, top-1 agreement,
+exact McNemar, the images whose correctness flipped and the classes that lost most; then
+each side's top1/top5 and n and the difference of those totals, labelled `other images`
+when the two sides measured different image sets (never the headline). Plain functions; the
 `vaccbench compare` command (cli/compare.py) prints `compare_lines` or writes `compare_html`.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .dataset import class_name
 from .errors import VaccbenchError
 from .metrics import Agreement, agreement, per_class
+from .pages import breakable, esc, page, signed_class, table
 from .report_schema import read_report
+from .thumbnails import PER_TEST, Thumbnails
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,12 @@ def load_report(path: Path) -> list[Record]:
                               float(test["top5"]), str(test.get("status", "")),
                               report.predictions(i), counts))
     return records
+
+
+def images_folder(path: Path) -> Path | None:
+    """The folder of images the report's session measured, when it exists on this machine."""
+    folder = (read_report(path).session or {}).get("images")
+    return Path(folder) if isinstance(folder, str) and Path(folder).is_dir() else None
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,13 @@ class Pair:
     note: str = ""  # why there is no image-by-image comparison
     flips: tuple[Flip, ...] = ()
     classes: tuple[ClassChange, ...] = ()  # every class whose top-1 count changed, worst first
+    top5_change: int = 0  # B - A top-5 correct on the images both saw
+
+    @property
+    def same_images(self) -> bool:
+        """Whether both sides measured the same images, so that their totals compare."""
+        g = self.agreement
+        return self.a.fingerprint == self.b.fingerprint or bool(g and g.n == self.a.n == self.b.n)
 
     @property
     def top1_delta(self) -> float:
@@ -133,6 +148,12 @@ class Pair:
         """B - A top1 on the images both saw (nan without them)."""
         g = self.agreement
         return 100.0 * (g.run_only - g.reference_only) / g.n if g and g.n else float("nan")
+
+    @property
+    def paired_top5_delta(self) -> float:
+        """B - A top5 on the images both saw (nan without them)."""
+        g = self.agreement
+        return 100.0 * self.top5_change / g.n if g and g.n else float("nan")
 
 
 def _load_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -195,7 +216,9 @@ def paired(a: Record, b: Record) -> Pair:
     classes = sorted((ClassChange(k, ca[k][0], ca[k][1], cb[k][1]) for k in ca
                       if ca[k][1] != cb[k][1]), key=lambda c: (c.change, c.label))
     note = "" if len(both) == max(a.n, b.n) else f"of {a.n} and {b.n}"
-    return Pair(a, b, compared, note, tuple(flips), tuple(classes))
+    top5_change = int((top5_b[:, :5] == labels[:, None]).any(axis=1).sum()
+                      - (top5_a[:, :5] == labels[:, None]).any(axis=1).sum())
+    return Pair(a, b, compared, note, tuple(flips), tuple(classes), top5_change)
 
 
 def pair_up(a: Sequence[Record], b: Sequence[Record], select_a: Selector = Selector(),
@@ -237,25 +260,34 @@ def _flip_line(f: Flip) -> str:
             f"A {class_name(f.top1_a)!r}, B {class_name(f.top1_b)!r}")
 
 
+OTHER_IMAGES = "other images"  # the label of a difference between two different image sets
+
+
 def compare_lines(pairs: Sequence[Pair], flips: int = 10, classes: int = 5) -> list[str]:
-    """Per pair a block: each side, B - A, the paired view, the first `flips` flipped images
-    and the `classes` classes that lost most. Fits 80 columns but for long file names."""
+    """Per pair a block: first what is sound, the difference on the images both sides saw
+    (paired: agreement, exact McNemar), then each side's totals and their difference,
+    labelled `other images` when the sides measured different sets; then the first `flips`
+    flipped images and the `classes` classes that lost most. Fits 80 columns but for long
+    file names."""
     lines: list[str] = []
     for p in pairs:
-        run_w = max(len(p.a.run), len(p.b.run))
-        lines += [f"{p.a.name} on {p.a.dataset}",
-                  *(f"  {side} {r.run:<{run_w}}  top1 {r.top1:7.3f}  top5 {r.top5:7.3f}  n={r.n}"
-                    for side, r in (("A", p.a), ("B", p.b))),
-                  f"  {'B - A':<{run_w + 2}}  top1 {p.top1_delta:+7.3f}  top5 {p.top5_delta:+7.3f}"]
+        run_w = max(len(p.a.run), len(p.b.run), len("B - A, " + OTHER_IMAGES) - 2)
         g = p.agreement
+        lines.append(f"{p.a.name} on {p.a.dataset}")
+        if g is not None:
+            lines += [f"  same {g.n} images{f' ({p.note})' if p.note else ''}, paired: B - A top1 "
+                      f"{p.paired_delta:+.3f}  top5 {p.paired_top5_delta:+.3f}",
+                      f"    B lost {g.reference_only}, gained {g.run_only}: exact McNemar "
+                      f"p={g.mcnemar_p:.3g}; top-1 agreement {g.percent:.3f}% ({g.agree}/{g.n})"]
+        totals = "B - A" if p.same_images else f"B - A, {OTHER_IMAGES}"
+        lines += [*(f"  {side} {r.run:<{run_w}}  top1 {r.top1:7.3f}  top5 {r.top5:7.3f}  n={r.n}"
+                    for side, r in (("A", p.a), ("B", p.b))),
+                  f"  {totals:<{run_w + 2}}  top1 {p.top1_delta:+7.3f}  top5 {p.top5_delta:+7.3f}"
+                  + ("" if p.same_images else "  (not like for like)")]
         if g is None:
             lines.append(f"  {p.note}")
             lines.append("")
             continue
-        lines += [f"  same {g.n} images{f' ({p.note})' if p.note else ''}: top-1 agreement "
-                  f"{g.percent:.3f}% ({g.agree}/{g.n})",
-                  f"    B lost {g.reference_only}, gained {g.run_only} (top1 {p.paired_delta:+.3f} on "
-                  f"these images); exact McNemar p={g.mcnemar_p:.3g}"]
         if p.flips:
             lines.append(f"  flipped images ({len(p.flips)}, lost first):")
             lines += [f"    {_flip_line(f)}" for f in p.flips[:flips]]
@@ -270,64 +302,65 @@ def compare_lines(pairs: Sequence[Pair], flips: int = 10, classes: int = 5) -> l
     return lines
 
 
-STYLE = """
-body{font:13px/1.4 system-ui,sans-serif;margin:24px;color:#222}
-h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 4px}
-table{border-collapse:collapse;margin:8px 0}
-th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
-th{background:#f3f3f3}td.l,th.l{text-align:left}.neg{color:#c62828}.pos{color:#2e7d32}
-"""
+def classes_table(classes: Sequence[ClassChange]) -> str:
+    """HTML table of classes whose top-1 count changed, in the order given."""
+    return table(["class", "images", "A correct", "B correct", "change"],
+                 [(class_name(c.label), c.n, c.correct_a, c.correct_b, f"{c.change:+d}")
+                  for c in classes])
 
 
-def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1) -> str:
-    ths = "".join(f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(head))
+def _summary(pairs: Sequence[Pair]) -> str:
+    """One pair in two rows, side A's and side B's, with what compares them beside both: the
+    difference on the images both sides saw (paired) when there are such images; otherwise
+    the difference of the totals, which over different image sets is labelled and never
+    coloured as a loss."""
+    head = ["model on dataset", "side", "run", "top1", "top5", "n", "images compared",
+            "B - A top1", "B - A top5", "agreement", "McNemar p"]
+    ths = "".join(f"<th>{h}</th>" if i < 3 else f'<th class="num">{h}</th>' for i, h in enumerate(head))
     body = []
-    for row in rows:
-        tds = []
-        for i, cell in enumerate(row):
-            text = html.escape(str(cell))
-            cls = "l" if i < left else ("neg" if text.startswith("-") and text != "-" else
-                                       "pos" if text.startswith("+") and text.strip("+0.") else "")
-            tds.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
-        body.append(f"<tr>{''.join(tds)}</tr>")
+    for p in pairs:
+        g = p.agreement
+        if g is not None:
+            images, deltas = f"same {g.n}", [f"{p.paired_delta:+.3f}", f"{p.paired_top5_delta:+.3f}"]
+        else:
+            images = f"same {p.a.n}" if p.same_images else f"{OTHER_IMAGES} ({p.a.n} and {p.b.n})"
+            deltas = [f"{p.top1_delta:+.3f}", f"{p.top5_delta:+.3f}"]
+        sound = g is not None or p.same_images
+        cells = [(images, ""), *((d, signed_class(d) if sound else "") for d in deltas),
+                 (f"{g.percent:.3f}%" if g else "-", ""), (f"{g.mcnemar_p:.3g}" if g else "-", "")]
+        shared = "".join(f'<td rowspan="2" class="num {cls}">{esc(v)}</td>' for v, cls in cells)
+        for side, r in (("A", p.a), ("B", p.b)):
+            first = f'<td rowspan="2">{breakable(f"{p.a.name} on {p.a.dataset}")}</td>' if side == "A" else ""
+            body.append(f"<tr>{first}<td>{side}</td><td>{breakable(r.run)}</td>"
+                        f'<td class="num">{r.top1:.3f}</td><td class="num">{r.top5:.3f}</td>'
+                        f'<td class="num">{r.n}</td>{shared if side == "A" else ""}</tr>')
     return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def classes_table(classes: Sequence[ClassChange]) -> str:
-    """HTML table of classes whose top-1 count changed, in the order given."""
-    return _table(["class", "images", "A correct", "B correct", "change"],
-                  [(class_name(c.label), c.n, c.correct_a, c.correct_b, f"{c.change:+d}")
-                   for c in classes])
-
-
-def compare_html(pairs: Sequence[Pair], title: str) -> str:
-    """One self-contained page (inline CSS, nothing fetched): the summary table, then per
-    pair every flipped image and every class that changed."""
-    summary = _table(["model", "dataset", "A", "B", "top1 A", "top1 B", "delta", "top5 A", "top5 B",
-                      "delta", "n A", "n B", "agreement", "McNemar p"],
-                     [(p.a.name, p.a.dataset, p.a.run, p.b.run, f"{p.a.top1:.3f}", f"{p.b.top1:.3f}",
-                       f"{p.top1_delta:+.3f}", f"{p.a.top5:.3f}", f"{p.b.top5:.3f}", f"{p.top5_delta:+.3f}",
-                       p.a.n, p.b.n, f"{p.agreement.percent:.3f}%" if p.agreement else "-",
-                       f"{p.agreement.mcnemar_p:.3g}" if p.agreement else "-") for p in pairs], left=4)
+def compare_html(pairs: Sequence[Pair], title: str, images: Mapping[str, Path] | None = None) -> str:
+    """One self-contained page (nothing fetched): the summary, then per pair every flipped
+    image (a thumbnail beside the first ones when `images`, the dataset's image files by
+    name, has them) and every class that changed."""
+    thumbnails = Thumbnails(images)
     sections = []
     for p in pairs:
-        head = f"<h2>{html.escape(p.a.name)} on {html.escape(p.a.dataset)}: " \
-               f"{html.escape(p.a.run)} (A) vs {html.escape(p.b.run)} (B)</h2>"
+        head = f"<h2>{esc(p.a.name)} on {esc(p.a.dataset)}: " \
+               f"{esc(p.a.run)} (A) vs {esc(p.b.run)} (B)</h2>"
         if p.agreement is None:
-            sections.append(f"{head}<p>{html.escape(p.note)}</p>")
+            sections.append(f"{head}<p>{esc(p.note)}</p>")
             continue
-        flips = _table(["", "file", "label", "A top-1", "B top-1"],
-                       [("lost" if f.lost else "gained", f.file, class_name(f.label),
-                         class_name(f.top1_a), class_name(f.top1_b)) for f in p.flips], left=5)
-        classes = classes_table(p.classes)
+        imgs = [thumbnails.img(f.file, f.file) for f in p.flips[:2 * PER_TEST]]
+        rows = [("lost" if f.lost else "gained", f.file, class_name(f.label), class_name(f.top1_a),
+                 class_name(f.top1_b)) for f in p.flips]
+        if any(imgs):  # a column of thumbnails beside the first flipped images
+            imgs += [""] * (len(rows) - len(imgs))
+            flips = table(["", "image", "file", "label", "A top-1", "B top-1"],
+                          [(r[0], img, *r[1:]) for r, img in zip(rows, imgs)], 6, raw=(1,))
+        else:
+            flips = table(["", "file", "label", "A top-1", "B top-1"], rows, 5)
         sections.append(f'{head}<p>{len(p.flips)} flipped images, lost first</p><div class="flips">'
                         f'{flips}</div><p>classes whose top-1 count changed, worst first</p>'
-                        f'<div class="classes">{classes}</div>')
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>vaccbench compare</title>
-<style>{STYLE}</style></head><body>
-<h1>vaccbench compare</h1><p>{html.escape(title)}</p>
-<div id="summary">{summary}</div>
-{chr(10).join(sections)}
-</body></html>
-"""
+                        f'<div class="classes">{classes_table(p.classes)}</div>')
+    body = (f'<h1>vaccbench compare</h1><p>{esc(title)}</p><div id="summary">{_summary(pairs)}</div>'
+            + "\n".join(sections))
+    return page("vaccbench compare", body)

@@ -12,7 +12,6 @@ Class indices are positions in the sorted list of the 1000 ImageNet wnids.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from .errors import DatasetError
-from .safefiles import file_identity
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
 WNID_RE = re.compile(r"^n\d{8}$")
@@ -256,28 +254,3 @@ def stratified(dataset: Dataset, n: int, salt: str = "") -> Dataset:
         depth += 1
     samples = tuple(dataset.samples[i] for i in sorted(chosen))
     return Dataset(dataset.name, dataset.root, dataset.layout, samples, dataset.total)
-
-
-_CONTENT: dict[tuple[object, ...], int] = {}
-
-
-def content_digests(samples: Sequence[Sample]) -> list[int]:
-    """The sha256 of each image file's bytes (its first 64 bits), in order: what a run's
-    predictions record, so that runs are paired only on the same images, not on images of
-    the same name. Remembered in this process per file identity (safefiles.file_identity),
-    so the runs of one session read each image once for it."""
-    found = []
-    for s in samples:
-        try:
-            with open(s.path, "rb") as handle:
-                key = (str(s.path), *file_identity(os.fstat(handle.fileno())))
-                digest = _CONTENT.get(key)
-                if digest is None:
-                    h = hashlib.sha256()
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        h.update(block)
-                    digest = _CONTENT[key] = int.from_bytes(h.digest()[:8], "big")
-        except OSError as exc:
-            raise DatasetError(f"cannot read image file: {exc.strerror}", s.path) from None
-        found.append(digest)
-    return found

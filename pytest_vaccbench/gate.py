@@ -50,6 +50,7 @@ class Expectation:
     min_agreement: float | None = None  # % top-1 agreement with fp32 (non-fp32 runs)
     note: str | None = None  # why this target, when it is not the run's own entry
     known_broken: tuple[float | None, float | None] | None = None  # recorded bad top1/top5
+    run: str | None = None  # the `backend/precision` entry the numbers were read from
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def run_key(backend: str, precision: str) -> str:
 
 def needs_paired(backend: str, precision: str) -> bool:
     """Quantized, half-precision and accelerator runs are compared with fp32 image by image."""
-    return precision != "fp32" or backend == "vamp"
+    return precision != "fp32" or backend in ("vamp", "vsx")
 
 
 def _number(value: Any) -> float | None:
@@ -142,7 +143,7 @@ def _float_fallback(entry: ModelEntry, dataset: Dataset, backend: str, precision
             f"(a known-bad build recorded at {_pair(*bad)}): held instead to the model's {source} "
             f"figures with {plus}")
     return Expectation(top1, top5, tolerance, origin + " + allowance", n, fingerprint,
-                       entry.min_agreement, note, bad)
+                       entry.min_agreement, note, bad, source if "/" in source else None)
 
 
 def expectation_for(entry: ModelEntry, dataset: Dataset, backend: str,
@@ -163,7 +164,8 @@ def expectation_for(entry: ModelEntry, dataset: Dataset, backend: str,
         return Expectation(_number(measured.get("top1")), _number(measured.get("top5")),
                            _with_override(entry.tolerance, measured.get("tolerance")),
                            f"{entry.baseline_path.name}: {entry.key}.expected.{dataset.name}.{key}",
-                           measured.get("n"), measured.get("fingerprint"), entry.min_agreement)
+                           measured.get("n"), measured.get("fingerprint"), entry.min_agreement,
+                           run=key)
     if entry.published and dataset.is_full_val and precision == entry.precision:
         return Expectation(_number(entry.published.get("top1")), _number(entry.published.get("top5")),
                            entry.tolerance, f"{entry.baseline_path.name}: {entry.key}.published "
@@ -232,17 +234,148 @@ def sampling_allowance(correct: int, want: float, expected: Expectation, images:
     """
     if same_images(expected, images):
         return 0.0
+    return _sampling(100.0 * correct / images.n, want, expected, images, confidence)
+
+
+def _sampling(got: float, want: float, expected: Expectation, images: Images,
+              confidence: float) -> float:
+    """`sampling_allowance` of a measured value `got` in percent: any value, not only those
+    a count of `images.n` gives (what-ifs: the smallest drop the gate can see)."""
     population = max(images.total, expected.n or 0, images.n)
-    got = 100.0 * correct / images.n
     measured_side = baseline_side = 0.0
     if images.n < population:
-        lo, hi = wilson_interval(correct, images.n, confidence, population)
+        lo, hi = wilson_interval(got * images.n / 100.0, images.n, confidence, population)
         measured_side = hi - got if want > got else got - lo
     if expected.n and expected.n < population:
         base_lo, base_hi = wilson_interval(round(want * expected.n / 100), expected.n,
                                            confidence, population)
         baseline_side = want - base_lo if want > got else base_hi - want
     return math.hypot(measured_side, baseline_side)
+
+
+# -- the gate's power: the smallest drop it can see ------------------------------------------
+
+def detectable_drop(want: float | None, tolerance: float, expected: Expectation, images: Images,
+                    confidence: float) -> float | None:
+    """The smallest drop below `want`, in points, that the gate flags on these images: a
+    measured value further below fails, one nearer passes.
+
+    On the images the baseline was measured on, the difference is exact and this is the
+    tolerance. Otherwise it is the tolerance plus the sampling allowance at that measured
+    value (`sampling_allowance`), found by bisection: the drop minus the allowance grows
+    with the drop (the allowance changes by at most one point per point of drop). None when
+    not even 0% would be flagged: too few images to see any drop.
+    """
+    if want is None:
+        return None
+    if same_images(expected, images):
+        return tolerance
+
+    def flagged(drop: float) -> bool:
+        return drop > tolerance + _sampling(want - drop, want, expected, images, confidence)
+
+    if not flagged(want):
+        return None
+    lo, hi = 0.0, want
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if flagged(mid) else (mid, hi)
+    return hi
+
+
+def images_needed(want: float, tolerance: float, limit: float, expected: Expectation,
+                  images: Images, confidence: float) -> int | None:
+    """The fewest images the run and the baseline must each have measured for the gate to see
+    a drop of `limit` points (each side with fewer raised to it, at most the whole set both
+    describe); None when not even the whole set does (the tolerance alone exceeds `limit`)."""
+    population = max(images.total, expected.n or 0, images.n)
+
+    def sees(m: int) -> bool:
+        run = Images(images.dataset, max(images.n, m) if images.n < population else images.n,
+                     images.total, images.fingerprint)
+        base = expected.n if not expected.n or expected.n >= population else max(expected.n, m)
+        drop = detectable_drop(want, tolerance, replace(expected, n=base), run, confidence)
+        return drop is not None and drop <= limit + 1e-9
+
+    if not sees(population):
+        return None
+    lo, hi = 1, population  # sees(hi); the answer is the smallest m in [lo, hi] that sees
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if sees(mid) else (mid + 1, hi)
+    return lo
+
+
+@dataclass(frozen=True)
+class WeakLimit:
+    """When a gate is weak (--max-allowed): the smallest drop it can flag is more than `value`
+    points, or more than `value` times the tolerance when `relative` (written `2x`)."""
+
+    value: float
+    relative: bool = True
+
+    @classmethod
+    def parse(cls, text: str | float) -> "WeakLimit":
+        raw = str(text).strip().lower()
+        relative = raw.endswith("x")
+        try:
+            value = float(raw[:-1] if relative else raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{text!r} is not a positive number of points (1.0) or multiple of "
+                             "the tolerance (2x)")
+        return cls(value, relative)
+
+    def points(self, tolerance: float) -> float:
+        return self.value * tolerance if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value:g}x" if self.relative else f"{self.value:g}"
+
+
+WEAK_LIMIT = WeakLimit(2.0)  # a gate that cannot see twice its tolerance is weak
+METRIC_WORDS = {"top1": "top-1", "top5": "top-5"}
+
+
+def weakness(expected: Expectation, images: Images, detectable: Mapping[str, float | None],
+             limit: WeakLimit, confidence: float) -> str | None:
+    """Why the gate is weak, in words a user acts on, or None: "cannot see a top-1 drop under
+    10.8 points; measure at least N images (this run measured 650, the baseline 50)"."""
+    blind, needed = [], []
+    for metric in ("top1", "top5"):
+        want, tol = getattr(expected, metric), getattr(expected.tolerance, metric)
+        drop = detectable.get(metric)
+        if want is None or (drop is not None and drop <= limit.points(tol) + 1e-9):
+            continue
+        word = METRIC_WORDS[metric]
+        blind.append(f"any {word} drop" if drop is None else f"a {word} drop under {drop:.3g} points")
+        needed.append((metric, images_needed(want, tol, limit.points(tol), expected, images,
+                                             confidence)))
+    if not blind:
+        return None
+    text = "cannot see " + " or ".join(blind)
+    counts = [n for _, n in needed if n is not None]
+    if counts:
+        sides = f"this run measured {images.n:,}"
+        sides += f", the baseline {expected.n:,}" if expected.n else ""
+        text += f"; measure at least {max(counts):,} images ({sides})"
+    for metric, n in needed:
+        if n is None:
+            tol = getattr(expected.tolerance, metric)
+            text += (f"; the {METRIC_WORDS[metric]} tolerance alone, {tol:g}, is more than "
+                     f"--max-allowed {limit} allows")
+    return text
+
+
+def power(expected: Expectation, images: Images, confidence: float) -> dict[str, float | None]:
+    """Per metric, the smallest drop this run would have flagged (`detectable_drop`), rounded."""
+    found = {}
+    for metric in ("top1", "top5"):
+        drop = detectable_drop(getattr(expected, metric), getattr(expected.tolerance, metric),
+                               expected, images, confidence)
+        found[metric] = None if drop is None else round(drop, 3)
+    return found
 
 
 def _pair(top1: float | None, top5: float | None) -> str:
@@ -346,7 +479,8 @@ STALE = "baseline is stale"
 
 def judge(measured: Accuracy, expected: Expectation | None, images: Images, update_command: str,
           *, paired: Paired | None = None, build: str = "this",
-          confidence: float = 0.95, allow_improvement: bool = False) -> Verdict:
+          confidence: float = 0.95, allow_improvement: bool = False,
+          weak_limit: WeakLimit | None = WEAK_LIMIT) -> Verdict:
     """Pass, regression, stale baseline or broken build, with a message that says what was
     compared and why.
 
@@ -354,7 +488,9 @@ def judge(measured: Accuracy, expected: Expectation | None, images: Images, upda
     baseline (whatever improved it should be recorded), unless `allow_improvement`.
     `images` decides the sampling allowance; `paired` (None when the run needs no paired
     comparison) adds the agreement check; `build` names the run in messages (e.g.
-    "vamp/int8-percentile"). `details` carries every number, for reports. With no
+    "vamp/int8-percentile"). `details` carries every number, for reports, among them the
+    smallest drop this run would have flagged (`detectable_top1`, `detectable_top5`) and,
+    when that exceeds `weak_limit`, why the gate is weak (`weak`; a pass says so). With no
     expectation (recording a baseline) the verdict is `no-baseline` and only details count.
     """
     details: dict[str, Any] = {
@@ -372,6 +508,10 @@ def judge(measured: Accuracy, expected: Expectation | None, images: Images, upda
     rows, failed, rescued, allowed = _metric_rows(measured, expected, images, exact, confidence,
                                                   allow_improvement)
     details["allowed"] = allowed
+    detectable = power(expected, images, confidence)
+    details["detectable_top1"], details["detectable_top5"] = detectable["top1"], detectable["top5"]
+    weak = weakness(expected, images, detectable, weak_limit, confidence) if weak_limit else None
+    details["weak"] = weak
     details["sampling"] = None if exact else {
         "n": images.n, "dataset_images": images.total, "baseline_n": expected.n,
         "baseline_fingerprint": expected.fingerprint, "fingerprint": images.fingerprint}
@@ -407,6 +547,8 @@ def judge(measured: Accuracy, expected: Expectation | None, images: Images, upda
             headline += (f"; {' and '.join(rescued)} passed thanks to the sampling allowance: the "
                          f"difference exceeds the tolerance alone, but measuring {images.n} images "
                          f"instead of the baseline's explains it at {confidence:.0%} confidence")
+        if weak:
+            headline += f"; but the gate is weak: {weak}"
     details["verdict"] = kind
     details["collapse"] = collapse
     lines = [headline, *rows, *paired_line, *notes]

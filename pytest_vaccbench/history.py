@@ -21,6 +21,7 @@ from . import __version__
 from .baseline_schema import percent, positive_int, string
 from .errors import VaccbenchError, printable
 from .report import Row
+from .run import Result
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -115,6 +116,17 @@ class Point:
 SeriesKey = tuple[str, str, str, str, int]
 
 
+def _key(family: str, model: str, backend: str, precision: str, dataset: str,
+         fingerprint: str | None, n: int) -> SeriesKey:
+    return f"{family}/{model}", f"{backend}/{precision}", dataset, fingerprint or "-", n
+
+
+def series_key(result: Result) -> SeriesKey:
+    """The series a result belongs to."""
+    return _key(result.family, result.model, result.backend, result.precision, result.dataset,
+                result.fingerprint, result.n)
+
+
 def series(path: Path, model: str | None = None, backend: str | None = None,
            dataset: str | None = None) -> dict[SeriesKey, list[Point]]:
     """Measured points per (model, run, dataset, fingerprint, n), oldest first; `model` is a
@@ -141,7 +153,7 @@ def series(path: Path, model: str | None = None, backend: str | None = None,
             continue
         if (backend and back != backend) or (dataset and data != dataset):
             continue
-        found[(f"{family}/{key}", f"{back}/{precision}", data, fingerprint or "-", n)].append(
+        found[_key(family, key, back, precision, data, fingerprint, n)].append(
             Point(started, top1, top5, status))
     return dict(sorted(found.items(), key=lambda item: (item[0][:3], item[0][4], item[0][3])))
 

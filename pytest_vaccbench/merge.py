@@ -128,9 +128,12 @@ def row_from_record(record: dict[str, Any], predictions: Path | None) -> Row:
         values = {k: v for k, v in record.items() if k in names}
         values["predictions"] = str(predictions) if predictions else ""
         result = Result(**values)
-    status = record.get("status")
+    status, gate = record.get("status"), record.get("gate")
     return Row(record["nodeid"], record["outcome"], result, record.get("expected"),
-               stale=status == "stale", updated=status == "updated")
+               stale=status == "stale", updated=status == "updated",
+               unchanged=status == "unchanged", reason=str(record.get("reason") or ""),
+               gate=gate if isinstance(gate, dict) else None,
+               command=str(record.get("command") or ""))
 
 
 # -- merging ----------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 `check_options` takes the option values by name (pytest's `dest` names) and raises a
 `VaccbenchError` naming the option, the value and the valid values, with the closest valid
-name for a misspelt backend, precision or calibration. It knows nothing of pytest.
+name for a misspelt backend, precision or calibration; a report file that cannot be written
+(a folder, a file where a folder goes) is refused by the rule every output follows
+(safefiles.output_target). It knows nothing of pytest.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any, Callable, Iterable, Mapping
 from .backends import available, get_backend
 from .dataset import builtin_root
 from .errors import VaccbenchError
+from .safefiles import output_target
 
 POSITIVE = ("limit", "threads", "batch_size", "calib_images", "vamp_instances", "vamp_processes",
-            "vamp_batch", "opset")
-FOLDERS = ("weights_dir", "onnx_dir", "vamp_root", "baselines")
+            "vamp_batch", "vsx_batch", "opset")
+FOLDERS = ("weights_dir", "onnx_dir", "vamp_root", "vsx_root", "baselines", "results")
+SECONDS = ("vamp_timeout", "vsx_timeout")
 
 
 def flag(name: str) -> str:
@@ -71,9 +75,18 @@ def check_options(opt: Mapping[str, Any]) -> None:
         value = opt.get(name)
         if value is not None and value <= 0:
             raise VaccbenchError(f"{flag(name)}={value}: must be a positive integer")
-    if opt.get("vamp_timeout") is not None and not opt["vamp_timeout"] > 0:
-        raise VaccbenchError(f"--vamp-timeout={opt['vamp_timeout']}: must be a positive number of seconds")
+    for name in SECONDS:
+        if opt.get(name) is not None and not opt[name] > 0:
+            raise VaccbenchError(f"{flag(name)}={opt[name]}: must be a positive number of seconds")
+    if opt.get("vsx_mode") not in (None, "sync", "async"):  # an ini value skips argparse's choices
+        raise VaccbenchError(f"--vsx-mode={opt['vsx_mode']}: must be sync or async")
     _check_paths(opt)
+    for name, option in REPORT_FILES.items():
+        if opt.get(name):
+            try:
+                output_target(Path(opt[name]), parents=True)
+            except VaccbenchError as exc:
+                raise VaccbenchError(f"{option}: {exc}") from None
     for name in COMMAND_LINES:
         if opt.get(name):
             split_command(opt[name], flag(name))
@@ -81,7 +94,11 @@ def check_options(opt: Mapping[str, Any]) -> None:
         parse_devices(opt["devices"])
 
 
-COMMAND_LINES = ("vamp_bin", "vamp_args")  # split like a shell command line
+# report files, by dest -> option (pytest's own --junitxml too: a folder there fails only as
+# the session ends, after every test ran), checked by safefiles.output_target's rule
+REPORT_FILES = {"vaccbench_json": "--vaccbench-json", "vaccbench_html": "--vaccbench-html",
+                "vaccbench_history": "--vaccbench-history", "xmlpath": "--junitxml"}
+COMMAND_LINES = ("vamp_bin", "vamp_args", "vsx_python")  # split like a shell command line
 
 
 def split_command(value: str, what: str) -> list[str]:
@@ -93,18 +110,47 @@ def split_command(value: str, what: str) -> list[str]:
                              "escape it with a backslash") from None
 
 
+MAX_NAMES = 5000  # names of a folder compared with a misspelt one (an image folder has 50,000)
+
+
+def closest_path(value: str) -> str | None:
+    """The existing path nearest to `value`, as the user wrote it: from its deepest existing
+    folder on, each missing part replaced by the closest name in its folder; None when a
+    part has no close name."""
+    path = Path(value).expanduser()
+    current = Path(path.anchor) if path.is_absolute() else Path(".")
+    for part in path.parts[1 if path.is_absolute() else 0:]:
+        if (current / part).exists() or part in (".", ".."):
+            current = current / part
+            continue
+        try:
+            names = [p.name for _, p in zip(range(MAX_NAMES), current.iterdir())]
+        except OSError:
+            return None
+        match = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
+        if not match:
+            return None
+        current = current / match[0]
+    return str(current)
+
+
+def _missing(name: str, value: str, what: str, note: str = "") -> VaccbenchError:
+    near = closest_path(value)
+    hint = f"; did you mean {near}?" if near and near != value else ""
+    return VaccbenchError(f"{flag(name)}={value}: no such {what}{hint}{note}")
+
+
 def _check_paths(opt: Mapping[str, Any]) -> None:
     checks: list[tuple[str, Callable[[Path], bool], str]] = [
         (name, Path.is_dir, "folder") for name in FOLDERS]
-    checks.append(("labels", Path.is_file, "file"))
+    checks += [("labels", Path.is_file, "file"), ("vamc_config", Path.is_file, "file")]
     for name, exists, what in checks:
         value = opt.get(name)
         if value is not None and not exists(Path(value).expanduser()):
-            raise VaccbenchError(f"{flag(name)}={value}: no such {what}")
+            raise _missing(name, value, what)
     dataset = opt.get("dataset")
     if dataset is not None and not Path(dataset).expanduser().exists() and not builtin_root(dataset):
-        raise VaccbenchError(f"--dataset={dataset}: no such folder or file, and not a built-in "
-                             "dataset (skimage-photos)")
+        raise _missing("dataset", dataset, "folder or file", " (built-in datasets: skimage-photos)")
 
 
 def parse_devices(value: str) -> tuple[int, ...]:

@@ -32,6 +32,7 @@ MAX_SIDE = 8192  # the largest resize or crop a model input may ask for
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 RESIZE_MODES = ("short-side", "square")
 LIBRARIES = ("pil", "cv2")
+CROP_ROUNDINGS = ("torchvision", "up")  # centre-crop offset: round((w - c) / 2), or (w - c + 1) // 2
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class PreprocessSpec:
     crop_offset: tuple[int, int] | None = None  # fixed (x, y); None = centre crop
     pixel_scale: float = 255.0  # x / pixel_scale before mean/std; 1 = mean/std in 0..255 units
     decoder: str | None = None  # pil | cv2 when it differs from `library` (the accelerator: cv2)
+    # What the VastStreamX host script does before the device sees an image: an odd height
+    # or width is first resized (OpenCV bilinear) to the even size below it.
+    even_size: bool = False
+    crop_rounding: str = "torchvision"  # "up": the vendor's (w - crop + 1) // 2 (crop_resize_ext)
 
     def __post_init__(self) -> None:
         for what, size in (("resize", self.resize), ("crop", self.crop)):
@@ -63,6 +68,10 @@ class PreprocessSpec:
             raise VaccbenchError(f"library {self.library!r} is not one of {LIBRARIES}")
         if self.decoder not in (None, *LIBRARIES):
             raise VaccbenchError(f"decoder {self.decoder!r} is not one of {LIBRARIES}")
+        if self.even_size and (self.decoder or self.library) != "cv2":
+            raise VaccbenchError("even_size is the VastStreamX host's OpenCV step: it needs the cv2 decoder")
+        if self.crop_rounding not in CROP_ROUNDINGS:
+            raise VaccbenchError(f"crop_rounding {self.crop_rounding!r} is not one of {CROP_ROUNDINGS}")
         if self.channel_order not in ("RGB", "BGR"):
             raise VaccbenchError(f"channel_order {self.channel_order!r} is not RGB or BGR")
         if len(self.mean) != 3 or len(self.std) != 3:
@@ -77,13 +86,15 @@ class PreprocessSpec:
     def geometry_key(self) -> str:
         """What decides the uint8 crop: the key of the preprocessed-image cache."""
         decoder = f"{self.decoder}decode-" if self.decoder not in (None, self.library) else ""
-        return (f"{decoder}{self.library}-{self.interpolation}-{self.resize_mode}{self.resize}"
-                f"-crop{self.crop}-off{self.crop_offset}-{self.channel_order}")
+        even = "even-" if self.even_size else ""
+        rounding = f"-round{self.crop_rounding}" if self.crop_rounding != "torchvision" else ""
+        return (f"{decoder}{even}{self.library}-{self.interpolation}-{self.resize_mode}{self.resize}"
+                f"-crop{self.crop}-off{self.crop_offset}{rounding}-{self.channel_order}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "PreprocessSpec":
         known = {"resize", "crop", "resize_mode", "interpolation", "library", "mean", "std",
-                 "channel_order", "crop_offset", "pixel_scale", "decoder"}
+                 "channel_order", "crop_offset", "pixel_scale", "decoder", "even_size", "crop_rounding"}
         unknown = set(data) - known
         if unknown:
             raise VaccbenchError(f"unknown preprocess keys {sorted(unknown)}; known: {sorted(known)}")
@@ -110,6 +121,10 @@ class PreprocessSpec:
             out["pixel_scale"] = self.pixel_scale
         if self.decoder is not None:
             out["decoder"] = self.decoder
+        if self.even_size:
+            out["even_size"] = True
+        if self.crop_rounding != "torchvision":
+            out["crop_rounding"] = self.crop_rounding
         return out
 
     def with_overrides(self, data: Mapping[str, Any]) -> "PreprocessSpec":
@@ -132,6 +147,8 @@ def crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int]:
     assert size is not None
     if spec.crop_offset is not None:
         return spec.crop_offset
+    if spec.crop_rounding == "up":
+        return (width - size + 1) // 2, (height - size + 1) // 2
     return int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
 
 
@@ -258,6 +275,18 @@ def decode_cv2_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def even_size(arr: np.ndarray) -> np.ndarray:
+    """The VastStreamX host script's first step: an image whose height or width is odd is
+    resized (OpenCV bilinear) to the even size below, (w // 2 * 2, h // 2 * 2); others are
+    returned as they are."""
+    import cv2
+
+    height, width = arr.shape[:2]
+    if height % 2 == 0 and width % 2 == 0:
+        return arr
+    return cv2.resize(arr, (width // 2 * 2, height // 2 * 2))
+
+
 def _resize_crop_cv2(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     import cv2
 
@@ -338,7 +367,8 @@ def load_crop(path: str | Path, spec: PreprocessSpec, out: np.ndarray | None = N
         img = decode_rgb(path)
         crop = _resize_crop_pil(img, spec) if spec.library == "pil" else resize_crop(np.asarray(img), spec)
     else:
-        crop = resize_crop(decode_cv2_rgb(path), spec)
+        decoded = decode_cv2_rgb(path)
+        crop = resize_crop(even_size(decoded) if spec.even_size else decoded, spec)
     if out is None:
         return np.ascontiguousarray(crop)
     if out.shape != crop.shape:
@@ -366,14 +396,24 @@ def normalize(batch: np.ndarray, spec: PreprocessSpec, out: np.ndarray | None = 
 
     mean and std are given in RGB order whatever the channel order (as in the baselines).
     `out`, when given, is a float32 (N, 3, H, W) array (or a slice of one) to fill.
+    The lookup is OpenCV's LUT, one plane at a time, written in place: 4x numpy's fancy
+    indexing over the interleaved channels, and the same values.
     """
+    import cv2
+
     n, height, width, _ = batch.shape
     if out is None:
         out = np.empty((n, 3, height, width), dtype=np.float32)
     table = _lookup_table(spec.mean, spec.std, float(spec.pixel_scale))
-    for channel in range(3):
-        target = 2 - channel if spec.channel_order == "BGR" else channel
-        out[:, target] = table[channel][batch[..., channel]]
+    for i in range(n):
+        planes = cv2.split(np.ascontiguousarray(batch[i]))
+        for channel in range(3):
+            target = out[i, 2 - channel if spec.channel_order == "BGR" else channel]
+            if target.flags.c_contiguous:
+                written = cv2.LUT(planes[channel], table[channel], dst=target)
+                if written is target or np.shares_memory(written, target):
+                    continue
+            target[...] = cv2.LUT(planes[channel], table[channel])
     return out
 
 
@@ -382,5 +422,5 @@ def preprocess(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
     return normalize(load_crop(path, spec)[None], spec)[0]
 
 
-__all__ = ["PreprocessSpec", "load_crop", "check_pixels", "MAX_PIXELS", "resize_crop", "normalize", "preprocess", "decode_rgb",
+__all__ = ["PreprocessSpec", "load_crop", "even_size", "check_pixels", "MAX_PIXELS", "resize_crop", "normalize", "preprocess", "decode_rgb",
            "decode_cv2_rgb", "resized_size", "crop_box", "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -1,26 +1,25 @@
 """Report: the results of a session as people and machines read them.
 
 `Results` turns pytest test reports (on the controller, under xdist too) into one `Row` per
-accuracy test; the rest are plain functions of those rows: the terminal table, the JSON file
-with its per-image predictions beside it, the one-file HTML report, and the JUnit properties.
+accuracy test; the rest are plain functions of those rows: the terminal table (its columns
+are the HTML report's too), the JSON file with its per-image predictions beside it, the JUnit
+properties, and why tests did not pass, grouped by reason. The HTML report is report_html.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import html
 import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from . import __version__
-from .compare import Pair, Record, classes_table, paired
-from .errors import VaccbenchError
+from .baselines import unread_entries
 from .gate import STALE
 from .metrics import per_class
 from .run import Result
@@ -45,8 +44,10 @@ class Row:
     expected: dict[str, Any] | None = None  # the payload's: top1, top5, tol1, tol5, origin
     stale: bool = False
     updated: bool = False  # its baseline entry was written by --update-baselines
+    unchanged: bool = False  # --update-baselines left its entry as it was (same numbers, images)
     reason: str = ""  # why it was skipped, errored, crashed or failed: the report's text
     gate: dict[str, Any] | None = None  # the gate's details (verdict, allowance, paired ...)
+    command: str = ""  # the command that runs this test alone and records its result
 
     @property
     def name(self) -> str:
@@ -77,7 +78,16 @@ class Row:
             return "stale" if self.stale else "FAILED"
         if self.updated:
             return "updated"
+        if self.unchanged:
+            return "unchanged"
+        if self.weak:
+            return "weak"
         return "passed" if self.expected else "no baseline"
+
+    @property
+    def weak(self) -> str | None:
+        """Why the gate could not see a drop of --max-allowed points (gate.weakness), or None."""
+        return (self.gate or {}).get("weak")
 
     def expected_value(self, metric: str) -> float | None:
         value = (self.expected or {}).get(metric)
@@ -92,6 +102,9 @@ class Row:
         the tolerance alone for a payload without it."""
         value = ((self.gate or {}).get("allowed") or {}).get(metric)
         return self.tolerance(metric) if value is None else float(value)
+
+    def measured(self, metric: str) -> float | None:
+        return None if self.result is None else float(getattr(self.result, metric))
 
     def delta(self, metric: str) -> float | None:
         want = self.expected_value(metric)
@@ -179,59 +192,100 @@ def junit_properties(payload: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _num(value: float | None, spec: str) -> str:
     """A number, or "-"; a difference that rounds to zero shows as +0.000, never -0.000."""
-    return "-" if value is None else format(round(value, 3) + 0.0, spec)
+    if value is None:
+        return "-"
+    return format(value, spec) if isinstance(value, int) else format(round(value, 3) + 0.0, spec)
 
 
-COLUMNS = (("top1", 7), ("expect", 7), ("delta", 7), ("tol", 5), ("top5", 7), ("delta5", 7),
-           ("n", 6))
+@dataclass(frozen=True)
+class Column:
+    """A number column of the results table, in the terminal and in the HTML report.
+
+    `terminal` says where the terminal shows it: "compact" (in both layouts), "wide" (only
+    when the terminal is wide enough for one line per test with every column) or "" (not
+    at all); `html`, whether the HTML report's table does."""
+
+    name: str  # the terminal's header
+    width: int  # characters in the terminal
+    spec: str  # format of the value
+    value: Callable[[Row], float | None]
+    title: str = ""  # the HTML report's header, when not `name`
+    terminal: str = "wide"
+    html: bool = True
+
+    def text(self, row: Row) -> str:
+        return _num(self.value(row), self.spec)
+
+    @property
+    def heading(self) -> str:
+        return self.title or self.name
 
 
-def _numbers(row: Row) -> list[str]:
-    r = row.result
-    if r is None:
-        return ["-"] * len(COLUMNS)
-    return [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
-            _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
-            f"{r.top5:.3f}", _num(row.delta("top5"), "+.3f"), str(r.n)]
+COLUMNS = (
+    Column("top1", 7, ".3f", lambda row: row.measured("top1"), terminal="compact"),
+    Column("expect", 7, ".3f", lambda row: row.expected_value("top1"), "expected"),
+    Column("delta", 7, "+.3f", lambda row: row.delta("top1"), "Δ top1", "compact"),
+    # the difference the gate allowed: the tolerance, plus the sampling allowance when the run
+    # measured other images than the baseline (the detail panel of the HTML report splits it)
+    Column("allowed", 7, ".3f", lambda row: row.allowed("top1") if row.delta("top1") is not None
+           else None, terminal="compact"),
+    Column("top5", 7, ".3f", lambda row: row.measured("top5")),
+    Column("delta5", 7, "+.3f", lambda row: row.delta("top5"), "Δ top5"),
+    Column("n", 6, "d", lambda row: row.result.n if row.result else None, terminal="compact"),
+)
+
+
+def title(rows: Iterable[Row]) -> str:
+    """The session's title: the datasets measured, or that nothing was."""
+    datasets = sorted({row.result.dataset for row in rows if row.result})
+    return (f"vaccbench accuracy on {', '.join(datasets)}" if datasets else
+            "vaccbench accuracy: nothing measured")
 
 
 def summary_lines(rows: Iterable[Row], width: int = 80) -> list[str]:
-    """The terminal table in `width` columns: per model family a heading line, then per test
-    the model key, backend/precision, top1 measured/expected/delta/tolerance, top5 and its
-    delta, n and status. Names are never shortened: a key too long for its column takes a
-    line of its own; when not even the run fits beside the numbers (80 columns), every test
-    takes two lines, its key and run, then the numbers."""
-    by_family: dict[str, list[Row]] = {}
+    """The terminal table in `width` columns, one line per test and no line wider.
+
+    Wide: per model family a heading, then per test its model key, backend/precision, every
+    number column and the status. When that does not fit (an 80-column CI log), compact:
+    a heading per family and run, then per test its key, the compact columns and the
+    status. A model name is never shortened: only a key too long for even the compact
+    layout takes a line of its own, its numbers on the next."""
+    rows = list(rows)
+    status_w = max([len("status"), *(len(row.status) for row in rows)])
+    longest = max([len("model"), *(len(row.model.partition("/")[2]) + 2 for row in rows)])
+    run_w = max([len("run"), *(len(row.run) for row in rows)])
+
+    def numbers_width(columns: Sequence[Column]) -> int:
+        return sum(c.width + 1 for c in columns) + 1 + status_w
+
+    wide = [c for c in COLUMNS if c.terminal in ("compact", "wide")]
+    if longest + 1 + run_w + 1 + numbers_width(wide) <= width:
+        return _table(rows, wide, longest, run_w)
+    compact = [c for c in COLUMNS if c.terminal == "compact"]
+    key_w = max(len("model"), min(longest, width - 1 - numbers_width(compact)))
+    return _table(rows, compact, key_w, 0)
+
+
+def _table(rows: Sequence[Row], columns: Sequence[Column], key_w: int, run_w: int) -> list[str]:
+    """Headings and rows; `run_w` 0 puts the run in the heading instead of a column."""
+    head = " ".join(f"{c.name:>{c.width}}" for c in columns) + "  status"
+    lines = [f"{'model':<{key_w}} {'run':<{run_w}} {head}" if run_w else f"{'model':<{key_w}} {head}"]
+    lines.append("-" * len(lines[0]))
+    groups: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
-        by_family.setdefault(row.model.partition("/")[0], []).append(row)
-    every = [row for group in by_family.values() for row in group]
-    status_w = max([len("status"), *(len(row.status) for row in every)])
-    numbers_w = sum(w + 1 for _, w in COLUMNS) + 1 + status_w  # "top1 ... n  status"
-    run_w = max([len("run"), *(len(row.run) for row in every)])
-    longest = max([len("model"), *(len(row.model.partition("/")[2]) + 2 for row in every)])
-    room = width - 2 - run_w - numbers_w  # for the model key column
-    key_w, narrow = min(longest, room), room < 16
-    numbers_head = " ".join(f"{name:>{w}}" for name, w in COLUMNS) + "  status"
-    if narrow:
-        indent = max(0, width - numbers_w - 1)  # then a space, then the numbers
-        lines = ["model  run", f"{'':<{indent}} {numbers_head}"]
-    else:
-        lines = [f"{'model':<{key_w}} {'run':<{run_w}} {numbers_head}"]
-    lines.append("-" * min(width, max(map(len, lines))))
-    for family, group in by_family.items():
-        lines.append(family)
+        family = row.model.partition("/")[0]
+        groups.setdefault((family, "" if run_w else row.run), []).append(row)
+    for (family, run), group in groups.items():
+        lines.append(f"{family}  {run}" if run else family)
         for row in group:
             key = "  " + row.model.partition("/")[2]
-            numbers = " ".join(f"{v:>{w}}" for v, (_, w) in zip(_numbers(row), COLUMNS))
-            numbers += f"  {row.status}"
-            if narrow:
-                label = f"{key}  {row.run}"
-                lines += [label] if len(label) <= width else [key, f"    {row.run}"]
-                lines.append(f"{'':<{indent}} {numbers}")
-            elif len(key) > key_w:
-                lines += [key, f"{'':<{key_w}} {row.run:<{run_w}} {numbers}"]
-            else:
+            numbers = " ".join(f"{c.text(row):>{c.width}}" for c in columns) + f"  {row.status}"
+            if run_w:
                 lines.append(f"{key:<{key_w}} {row.run:<{run_w}} {numbers}")
+            elif len(key) > key_w:
+                lines += [key, f"{'':<{key_w}} {numbers}"]
+            else:
+                lines.append(f"{key:<{key_w}} {numbers}")
     return lines
 
 
@@ -249,7 +303,8 @@ def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path
     for row in rows:
         record: dict[str, Any] = {"nodeid": row.nodeid, "outcome": row.outcome,
                                   "status": row.status, "reason": row.reason,
-                                  "expected": row.expected, "gate": row.gate}
+                                  "expected": row.expected, "gate": row.gate,
+                                  "command": row.command}
         r = row.result
         if r is not None:
             record.update(asdict(r))
@@ -273,194 +328,11 @@ def write_json(rows: Iterable[Row], path: Path, session: dict[str, Any]) -> Path
     return path
 
 
-def write_html(rows: Sequence[Row], path: Path, session: dict[str, Any]) -> Path:
-    """The HTML report at `path`, replaced whole (a full disk leaves the old one)."""
-    atomic_write(path, html_report(rows, session))
-    return path
-
-
 def class_counts(predictions: Path) -> dict[str, list[int]]:
     """Per true class index: [images, top-1 correct, top-5 correct] of a predictions file."""
     with np.load(predictions) as saved:
         counts = per_class(saved["top5"], saved["labels"])
     return {str(label): list(c) for label, c in counts.items()}
-
-
-# -- HTML -------------------------------------------------------------------------------
-
-STYLE = """
-body{font:13px/1.4 system-ui,sans-serif;margin:24px;color:#222}
-h1{font-size:20px;margin:0 0 4px}.meta{color:#666;margin:0 0 16px}h2{font-size:15px;margin:20px 0 4px}
-table{border-collapse:collapse;margin:16px 0}
-th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
-th{background:#f3f3f3}td.l,th.l{text-align:left}
-tr.FAILED td,tr.stale td,tr.error td,tr.crashed td{background:#fde8e8}
-td.s{font-weight:600}tr.FAILED td.s,tr.stale td.s,tr.error td.s,tr.crashed td.s{color:#c62828}
-td.reason{white-space:normal;max-width:40em}
-.neg{color:#c62828}.pos{color:#2e7d32}
-svg text{font:12px system-ui,sans-serif}
-"""
-
-
-def _ticks(limit: float) -> list[float]:
-    for step in (0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, 20, 25, 50):
-        if limit / step <= 4:
-            break
-    n = int(limit / step)
-    return [step * i for i in range(-n, n + 1)]
-
-
-def delta_plot(rows: Sequence[Row]) -> str:
-    """SVG: top1 delta per test as a dot on the band the gate allowed it (tolerance, dark,
-    plus sampling allowance, light), red where the test fails.
-
-    The axis spans a few allowances; a delta beyond it is an arrow in the margin with its
-    value, so that one broken build does not squash every other row.
-    """
-    label_w, gutter, plot_w, row_h, top = 430, 64, 480, 24, 66
-    tols = [t for row in rows if (t := row.allowed("top1"))]
-    limit = max([1.0, *(4 * t for t in tols)])
-    inside = [abs(d) for row in rows if (d := row.delta("top1")) is not None and abs(d) <= limit * 2]
-    limit = max([limit, *inside]) * 1.1
-    left = label_w + gutter
-
-    def x(value: float) -> float:
-        return left + plot_w * (0.5 + max(-limit, min(limit, value)) / (2 * limit))
-
-    width, height = left + plot_w + gutter, top + row_h * len(rows) + 10
-    out = [f'<svg id="delta-plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-           'role="img">',
-           f'<text x="{left}" y="16">top1 delta (measured - expected, points); band: the '
-           'allowed difference</text>',
-           f'<text x="{left}" y="32">(dark: tolerance, light: + sampling allowance); '
-           'red: failing</text>']
-    for tick in _ticks(limit):
-        out.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 8}" y2="{height - 10}" '
-                   f'stroke="{"#888" if tick == 0 else "#e4e4e4"}"/>'
-                   f'<text x="{x(tick):.1f}" y="{top - 12}" text-anchor="middle">'
-                   f'{"0" if tick == 0 else format(tick, "+g")}</text>')
-    for i, row in enumerate(rows):
-        y = top + row_h * i + row_h / 2
-        colour = "#c62828" if row.status in FAILING else "#2e7d32"
-        status = html.escape(row.status)
-        label = f"{row.model} {row.run}"  # never shortened: squeezed to the margin if need be
-        squeeze = (f' textLength="{label_w - 16}" lengthAdjust="spacingAndGlyphs"'
-                   if len(label) > 64 else "")
-        out.append(f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end"{squeeze}>'
-                   f'{html.escape(label)}</text>')
-        tol, allowed, delta = row.tolerance("top1"), row.allowed("top1"), row.delta("top1")
-        if allowed is not None:
-            out.append(f'<rect class="band" x="{x(-allowed):.1f}" y="{y - 7:.1f}" '
-                       f'width="{x(allowed) - x(-allowed):.1f}" height="14" fill="#cfe8d0">'
-                       f'<title>allowed ±{allowed:.3f}</title></rect>')
-        if tol is not None and allowed is not None and allowed > tol:
-            out.append(f'<rect class="tolerance" x="{x(-tol):.1f}" y="{y - 7:.1f}" '
-                       f'width="{x(tol) - x(-tol):.1f}" height="14" fill="#a5d6a7"/>')
-        if delta is None:
-            text = f"{row.status}: no result" if row.result is None else "no baseline"
-            out.append(f'<text class="{status}" x="{x(0) + 8:.1f}" y="{y + 4:.1f}" '
-                       f'style="fill:{colour}">{text}</text>')
-        elif abs(delta) <= limit:
-            out.append(f'<circle class="delta {status}" cx="{x(delta):.1f}" cy="{y:.1f}" r="6" '
-                       f'fill="{colour}"><title>{delta:+.3f}</title></circle>')
-        else:  # off the axis: an arrow in the margin, and the value
-            sign = 1 if delta > 0 else -1
-            tip = x(delta) + sign * 14
-            out.append(f'<path class="delta {status}" d="M{tip:.1f},{y:.1f} l{-10 * sign},-7 v14 z" '
-                       f'fill="{colour}"/><text x="{tip + 4 * sign:.1f}" y="{y + 4:.1f}" '
-                       f'text-anchor="{"start" if sign > 0 else "end"}" style="fill:{colour}">'
-                       f'{delta:+.2f}</text>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def _record(row: Row) -> Record:
-    r = row.result
-    assert r is not None
-    predictions = Path(r.predictions)
-    return Record(r.family, r.model, r.backend, r.precision, r.dataset, r.fingerprint, r.n,
-                  r.top1, r.top5, row.status, predictions if predictions.is_file() else None)
-
-
-def fp32_pairs(rows: Sequence[Row]) -> list[Pair]:
-    """Each run of another precision against the fp32 run of the same model on the same
-    dataset in this session (the same backend's when there is one), image by image."""
-    measured = [row for row in rows if row.result is not None]
-    fp32 = {(r.family, r.model, r.dataset, r.backend): row for row in measured
-            if (r := row.result) and r.precision == "fp32"}
-    pairs = []
-    for row in measured:
-        r = row.result
-        assert r is not None
-        if r.precision == "fp32":
-            continue
-        same = fp32.get((r.family, r.model, r.dataset, r.backend)) or next(
-            (v for (f, m, d, _), v in sorted(fp32.items()) if (f, m, d) == (r.family, r.model, r.dataset)),
-            None)
-        if same is not None:
-            a, b = _record(same), _record(row)
-            try:
-                pairs.append(paired(a, b))
-            except VaccbenchError as exc:  # a predictions file went missing or bad meanwhile
-                pairs.append(Pair(a, b, note=str(exc)))
-    return pairs
-
-
-def _class_losses(rows: Sequence[Row], limit: int = 10) -> str:
-    sections = []
-    for pair in fp32_pairs(rows):
-        losers = [c for c in pair.classes if c.change < 0][:limit]
-        if losers:
-            sections.append(f"<h2>{html.escape(pair.b.name)} {html.escape(pair.b.run)}: classes that "
-                            f"lost most against {html.escape(pair.a.run)} (top-1 correct, same "
-                            f"images)</h2>{classes_table(losers)}")
-    return f'<div id="class-losses">{"".join(sections)}</div>' if sections else ""
-
-
-def html_report(rows: Sequence[Row], session: dict[str, Any]) -> str:
-    """One self-contained HTML page (inline CSS and SVG, nothing fetched): the table and the plot."""
-    head = ["model", "run", "dataset", "top1", "expected", "delta", "tolerance", "allowed", "top5",
-            "expected", "delta", "n", "seconds", "status", "reason"]
-    body = []
-    for row in rows:
-        r = row.result
-        cells = [row.model, row.run, r.dataset if r else ""]
-        if r:
-            cells += [f"{r.top1:.3f}", _num(row.expected_value("top1"), ".3f"),
-                      _num(row.delta("top1"), "+.3f"), _num(row.tolerance("top1"), ".2f"),
-                      _num(row.allowed("top1"), ".3f"), f"{r.top5:.3f}",
-                      _num(row.expected_value("top5"), ".3f"),
-                      _num(row.delta("top5"), "+.3f"), str(r.n), f"{r.seconds:.1f}"]
-        else:
-            cells += ["-"] * 10
-        tds = "".join(f'<td class="l">{html.escape(c)}</td>' if i < 3 else f"<td>{html.escape(c)}</td>"
-                      for i, c in enumerate(cells))
-        reason = row.reason.strip().splitlines()[0] if row.reason.strip() else ""
-        body.append(f'<tr class="{html.escape(row.status.replace(" ", "-"))}">{tds}'
-                    f'<td class="s l">{html.escape(row.status)}</td>'
-                    f'<td class="l reason" title="{html.escape(row.reason)}">'
-                    f'{html.escape(reason[:100])}</td></tr>')
-    ths = "".join(f'<th class="l">{h}</th>' if i < 3 or h in ("status", "reason") else f"<th>{h}</th>"
-                  for i, h in enumerate(head))
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row.status] = counts.get(row.status, 0) + 1
-    meta = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    when = html.escape(str(session.get("finished", "")))
-    command = html.escape(str(session.get("command", "")))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>vaccbench accuracy report</title>
-<style>{STYLE}</style></head><body>
-<h1>vaccbench accuracy report</h1>
-<p class="meta">{when} &middot; {len(rows)} tests: {html.escape(meta)} &middot; pytest-vaccbench {__version__}<br><code>{command}</code></p>
-{delta_plot(rows)}
-<table id="results"><thead><tr>{ths}</tr></thead>
-<tbody>
-{chr(10).join(body)}
-</tbody></table>
-{_class_losses(rows)}
-</body></html>
-"""
 
 
 def session_info(args: Sequence[str], exitstatus: int, started: _dt.datetime) -> dict[str, Any]:
@@ -470,27 +342,119 @@ def session_info(args: Sequence[str], exitstatus: int, started: _dt.datetime) ->
             "finished": _dt.datetime.now().isoformat(timespec="seconds")}
 
 
-# -- what was not measured ------------------------------------------------------------------
+# -- what the session's gates could not see, and entries no test read ----------------------
+
+def weak_lines(rows: Iterable[Row]) -> list[str]:
+    """One line per weak gate: which test, and what it cannot see and how many images it needs."""
+    return [f"weak: {row.model} {row.run}: {row.weak}" for row in rows if row.result and row.weak]
+
+
+def unread_lines(rows: Iterable[Row]) -> list[str]:
+    """The baseline entries of the measured models, on the session's datasets, that no
+    selected test read (an entry nothing reads gates nothing: a dead or deselected run)."""
+    read = set()
+    for row in rows:
+        r = row.result
+        if r is not None:
+            read.add((r.baseline, r.model, r.dataset, f"{r.backend}/{r.precision}"))
+            if (row.expected or {}).get("run"):
+                read.add((r.baseline, r.model, r.dataset, row.expected["run"]))
+    found = unread_entries(read)
+    if not found:
+        return []
+    return [f"baseline entries no selected test read ({sum(len(runs) for _, _, runs in found)}):",
+            *(f"  {entry.test_name} on {dataset}: {', '.join(runs)}" for entry, dataset, runs in found)]
+
+
+# -- why tests did not pass ------------------------------------------------------------
+
+# pytest's exit codes as this plugin uses them
+EXIT_MEANINGS = {
+    0: "every accuracy test that was measured is within tolerance (a skip fails only with "
+       "--vaccbench-strict)",
+    1: "a gate failed, a test errored, crashed, was skipped or passed a weak gate in strict "
+       "mode, an update was refused (a BROKEN BUILD, fewer or other images than the entry), or "
+       "an update or a report could not be written",
+    2: "interrupted (with --update-baselines no file is changed), or a collection error (a "
+       "bad baseline file, named with its line; a misspelt key or run name gets the closest)",
+    3: "internal error",
+    4: "usage error: an option or ini value that cannot work, a missing path (with the closest "
+       "existing name), a dataset that cannot be read, an int8 calibration set that would take "
+       "every image, a -k that selects no test (with the closest model keys)",
+    5: "accuracy tests were selected and none was measured, or no test was selected",
+}
+
+# A measured test that failed its gate, by the gate's verdict: what every such failure shares
+VERDICTS = {
+    "broken": "BROKEN BUILD: accuracy collapsed; the build is broken, not a small regression",
+    "regression": "regression: outside the allowed difference from the baseline",
+    "stale": "baseline is stale: better than the baseline beyond the allowed difference; "
+             "record the new numbers",
+    "other-images": "measured on other images than the baseline's: the numbers are not comparable",
+}
+
+
+def headline(row: Row) -> str:
+    """One line that says why a test did not pass: its message's first line, or for an
+    exception the line pytest marks with `E`."""
+    marked = [line[1:].strip() for line in row.reason.splitlines() if line.startswith("E   ")]
+    lines = [line.strip() for line in row.reason.splitlines() if line.strip()]
+    if marked or lines:
+        return marked[0] if marked else lines[0]
+    return f"weak: {row.weak}" if row.weak else row.status  # a pass the gate could not vouch for
+
+
+def _generic(row: Row, text: str) -> str:
+    """`text` without what is particular to its test: its model and run."""
+    key = row.model.partition("/")[2]
+    text = text.replace(row.model, "<model>").replace(key, "<model>") if key else text
+    return text.replace(row.run, "<run>")
+
 
 def _clause(row: Row) -> str:
-    """A skip reason without what is particular to its test: the model, the run, the details
-    after the first colon; tests skipped for the same cause share it."""
-    family, _, key = row.model.partition("/")
-    text = row.reason.split("): ", 1)[-1] if row.reason.startswith(STRICT) else row.reason
-    text = text.replace(row.model, "<model>").replace(key, "<model>") if key else text
-    text = text.replace(row.run, "<run>")
-    return re.split(r"[:;(]", text, maxsplit=1)[0].strip()
+    """A reason without what is particular to its test: the model, the run, the details
+    after the first colon; tests that did not pass for the same cause share it."""
+    text = headline(row)
+    text = text.split("): ", 1)[-1] if text.startswith(STRICT) else text
+    return re.split(r"[:;(]", _generic(row, text), maxsplit=1)[0].strip()
+
+
+@dataclass
+class Group:
+    """Tests that did not pass for one reason."""
+
+    status: str  # the first test's status
+    reason: str  # one line: what the tests share
+    rows: list[Row]
+
+
+def reason_groups(rows: Iterable[Row], statuses: Sequence[str] = FAILING) -> list[Group]:
+    """The tests whose status is in `statuses`, grouped by reason, largest group first (then
+    FAILED before stale, error, crashed, not run): a measured test that failed its gate by
+    the gate's verdict, any other by the cause its message names."""
+    groups: dict[str, Group] = {}
+    for row in rows:
+        if row.status not in statuses:
+            continue
+        verdict = (row.gate or {}).get("verdict")
+        if row.result is not None and row.outcome == "failed" and verdict in VERDICTS \
+                and not row.reason.startswith("not recorded"):
+            key = reason = VERDICTS[verdict]
+        else:
+            key, reason = f"{row.status} {_clause(row)}", headline(row)
+        group = groups.setdefault(key, Group(row.status, reason, []))
+        group.rows.append(row)
+    for group in groups.values():  # shared by several tests: said of none in particular
+        if len(group.rows) > 1 and group.reason not in VERDICTS.values():
+            group.reason = _generic(group.rows[0], group.reason)
+    return sorted(groups.values(), key=lambda g: (-len(g.rows), FAILING.index(g.status) if g.status in FAILING else len(FAILING)))
 
 
 def skip_groups(rows: Iterable[Row]) -> list[tuple[str, list[str]]]:
     """Skipped tests grouped by cause: (the first test's full reason, the tests' model/run
     names), largest group first; each cause is shown once, not once per test."""
-    groups: dict[str, list[Row]] = {}
-    for row in rows:
-        if row.outcome == "skipped":
-            groups.setdefault(_clause(row), []).append(row)
-    ordered = sorted(groups.values(), key=len, reverse=True)
-    return [(rows[0].reason, [f"{r.model} {r.run}" for r in rows]) for rows in ordered]
+    return [(g.rows[0].reason, [f"{r.model} {r.run}" for r in g.rows])
+            for g in reason_groups(rows, ("skipped",))]
 
 
 def not_measured_line(rows: Results) -> str | None:

@@ -43,7 +43,7 @@ SESSION = Fields({
     "command": string, "exitstatus": optional(integer), "started": string, "finished": string,
     "suites": Fields(values=string, what="suite file -> sha256"), "baselines": ListOf(string),
     "baselines_digest": optional(string), "session_tests": ListOf(string),
-    "dataset": optional(name), "fingerprint": optional(string),
+    "dataset": optional(name), "fingerprint": optional(string), "images": optional(string),
     "splits": optional(count), "group": optional(count),
     "ran": Fields(values=RAN, what="test id -> {outcome, seconds, message}"),
     "missing": ListOf(string), "shards": ListOf(Fields(open=True))}, open=True,
@@ -56,7 +56,9 @@ RESULT_FIELDS = {
     "versions": string, "machine": string, "options": Fields(values=anything),
     "excluded": non_negative_int, "device": optional(non_negative_int), "top1": percent,
     "top5": percent, "delta_top1": optional(number), "delta_top5": optional(number),
-    "per_class": Fields(values=ListOf(non_negative_int, 3), what="class -> [images, top-1, top-5]")}
+    "per_class": Fields(values=ListOf(non_negative_int, 3), what="class -> [images, top-1, top-5]"),
+    "covers": Fields(values=count, what="fingerprint -> images"),
+    "scored_from": optional(Fields(values=anything, what="mapping of the scored result files"))}
 RESULT_REQUIRED = ("family", "model", "backend", "precision", "dataset", "fingerprint", "n",
                    "correct1", "correct5", "seconds", "baseline", "top1", "top5")
 EXPECTED = Fields({"top1": optional(number), "top5": optional(number), "tol1": optional(number),

@@ -21,10 +21,12 @@ from . import __version__, progress
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry
 from .cache import kind_dir
-from .dataset import Dataset, content_digests
+from .dataset import Dataset
 from .errors import BackendError, VaccbenchError
-from .gate import Paired
-from .metrics import accuracy, agreement, topk
+from .image_cache import image_digests
+from .gate import (WEAK_LIMIT, Expectation, Images, Paired, Verdict, WeakLimit, expectation_for,
+                   judge, needs_paired, recording_target)
+from .metrics import Accuracy, accuracy, agreement, topk
 from .safefiles import inside, safe_name, write_atomic
 
 
@@ -68,6 +70,12 @@ class Result:
     options: dict[str, Any] = field(default_factory=dict)  # backend options that shape the numbers
     excluded: int = 0  # images left out of the count (int8 calibration images)
     device: int | None = None  # the accelerator it ran on (--devices), else None
+    # baseline image sets (fingerprint -> n) these images include: a --limit draw of them
+    # (updates.covers); recording over such an entry adds images, it does not change them
+    covers: dict[str, int] = field(default_factory=dict)
+    # scored from result files made elsewhere (resultfiles.py): each file's sha256, the run
+    # they were claimed to be, the zoo scorer's number; None for a run of a backend
+    scored_from: dict[str, Any] | None = None
 
     @property
     def top1(self) -> float:
@@ -145,17 +153,21 @@ def _fp32_rows(path: Path, run: Any, same_network: bool = True) -> np.ndarray | 
     run's order; None when that run did not see all of them, STALE when it ran another
     network. Images are matched by file name and content digest, so a run that left images
     out (int8 calibration images) pairs with the fp32 run of the whole set, and never with a
-    run on other images of the same names. With `same_network` (the fp32 run of the same
-    entry) both runs must record the same source (run.evaluate: the weights' or graph's
-    digest), unless the run's is unknown: an fp32 run of older weights is not its twin."""
+    run on other images of the same names; results scored from files made elsewhere know
+    their images by name only (no `digests`), and are matched by name. With `same_network`
+    (the fp32 run of the same entry) both runs must record the same source (run.evaluate:
+    the weights' or graph's digest), unless the run's is unknown: an fp32 run of older
+    weights is not its twin."""
     with np.load(path, allow_pickle=False) as ref:
-        if "digests" not in ref.files or "digests" not in run.files:
+        if "source" not in ref.files or "source" not in run.files:
             return None  # written by an older version: its images cannot be told apart
-        source = str(run["source"]) if "source" in run.files else ""
-        if same_network and source and str(ref["source"] if "source" in ref.files else "") != source:
+        source = str(run["source"])
+        if same_network and source and str(ref["source"]) != source:
             return STALE
-        ref_images = list(zip(ref["files"].tolist(), ref["digests"].tolist()))
-        run_images = list(zip(run["files"].tolist(), run["digests"].tolist()))
+        by_content = "digests" in ref.files and "digests" in run.files
+        ref_images, run_images = ([list(zip(side["files"].tolist(), side["digests"].tolist()))
+                                   for side in (ref, run)] if by_content else
+                                  [side["files"].tolist() for side in (ref, run)])
         if ref_images == run_images:
             rows = np.arange(len(ref_images))
         else:
@@ -228,6 +240,68 @@ def check_finite(scores: np.ndarray, dataset: Dataset, what: str) -> None:
                            "(an exported graph, a quantization or the runtime is broken)")
 
 
+def kept_predictions(case: Case, dataset: Dataset, preds: np.ndarray, cache_dir: Path,
+                     digests: np.ndarray | None = None, source: str = "") -> tuple[Accuracy, str, Path]:
+    """Count (N, 5) predictions in dataset order and keep them in the cache, where paired
+    comparisons and reports find them: the counts, the dataset fingerprint, the file. What
+    the numbers derive from is kept beside them, for the pairing of runs (_fp32_rows): each
+    image's content digest (`digests`, uint64; None: the images are known by name only, as
+    those of result files scored here) and the digest of the weights or graph (`source`)."""
+    acc = accuracy(preds, dataset.labels)
+    fingerprint = dataset.fingerprint()
+    out = predictions_path(cache_dir, case, dataset, fingerprint)
+    arrays = {"top5": preds.astype(np.int16), "labels": np.asarray(dataset.labels, dtype=np.int16),
+              "files": np.asarray([s.path.name for s in dataset.samples]), "source": np.asarray(source),
+              **({} if digests is None else {"digests": np.asarray(digests, dtype=np.uint64)})}
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, lambda handle: np.savez(handle, **arrays))
+    except OSError as exc:
+        raise VaccbenchError(f"cannot write the predictions ({exc.strerror}); free space there or "
+                             "choose another folder with --vaccbench-cache DIR", out) from None
+    return acc, fingerprint, out
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A measured result held to its baseline: what the reports show and the test decides by."""
+
+    expected: Expectation | None  # the run's own baseline (None: none recorded yet)
+    paired: Paired | None  # the comparison with fp32 (None: the run needs none)
+    verdict: Verdict
+
+
+def judged(case: Case, dataset: Dataset, result: Result, cache_dir: Path, update_command: str, *,
+           update: bool = False, confidence: float = 0.95, allow_improvement: bool = False,
+           weak_limit: WeakLimit | None = WEAK_LIMIT) -> Judged:
+    """The gate's verdict on a result, as a test gives it: against the run's baseline, or,
+    when recording (`update`), against what refuses a broken build only (regressions are what
+    updates record; a weak gate is a gating matter, not asked). A run of a backend and result
+    files scored elsewhere both come here."""
+    expected = expectation_for(case.entry, dataset, case.backend, case.run_precision)
+    paired = (paired_with_fp32(result, case, cache_dir)
+              if needs_paired(case.backend, case.run_precision) else None)
+    measured = Accuracy(result.n, result.correct1, result.correct5)
+    target = (recording_target(case.entry, dataset, case.backend, case.run_precision, measured,
+                               paired) if update else expected)
+    verdict = judge(measured, target, Images(dataset.name, result.n, dataset.total,
+                                             result.fingerprint),
+                    update_command, paired=paired, build=f"{case.backend}/{case.run_precision}",
+                    confidence=confidence, allow_improvement=allow_improvement,
+                    weak_limit=None if update else weak_limit)
+    return Judged(expected, paired, verdict)
+
+
+def no_baseline(case: Case, dataset: str, command: str, result: Result | None = None) -> str:
+    """Why a test is skipped when its run has no baseline, and the command that records one
+    (with what it measured, when it measured before knowing)."""
+    measured = (f"; measured top1 {result.top1:.3f} top5 {result.top5:.3f} (n={result.n})"
+                if result is not None else "")
+    return (f"no baseline for {case.entry.key} on dataset {dataset!r} with {case.backend}/"
+            f"{case.run_precision} in {case.entry.baseline_path.name}{measured}; record one with: "
+            f"{command}")
+
+
 def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
     """Run the case on every image; count all but those the backend built its model from."""
     backend = get_backend(case.backend)
@@ -248,21 +322,9 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
         keep = [i for i, s in enumerate(dataset.samples) if s not in excluded]
         scores = scores[keep]
         dataset = replace(dataset, samples=tuple(dataset.samples[i] for i in keep))
-    preds = topk(scores, 5)
-    acc = accuracy(preds, dataset.labels)
-    fingerprint = dataset.fingerprint()
-    out = predictions_path(options.cache_dir, case, dataset, fingerprint)
-    arrays = {"top5": preds.astype(np.int16), "labels": np.asarray(dataset.labels, dtype=np.int16),
-              "files": np.asarray([s.path.name for s in dataset.samples]),
-              # what the numbers derive from: the pairing of runs checks both (_fp32_rows)
-              "digests": np.asarray(content_digests(dataset.samples), dtype=np.uint64),
-              "source": np.asarray(backend.source(case.entry, case.precision, options))}
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, lambda handle: np.savez(handle, **arrays))
-    except OSError as exc:
-        raise VaccbenchError(f"cannot write the predictions ({exc.strerror}); free space there or "
-                             "choose another folder with --vaccbench-cache DIR", out) from None
+    acc, fingerprint, out = kept_predictions(
+        case, dataset, topk(scores, 5), options.cache_dir, image_digests(dataset.samples),
+        backend.source(case.entry, case.precision, options))
     return Result(case.entry.family, case.entry.key, case.backend, case.run_precision, dataset.name,
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
                   str(case.entry.baseline_path), date=_dt.date.today().isoformat(),

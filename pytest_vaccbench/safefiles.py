@@ -52,11 +52,14 @@ def file_identity(stat: os.stat_result) -> list[int]:
     return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
-def output_target(path: Path, folder: bool = False) -> Path:
+def output_target(path: Path, folder: bool = False, parents: bool = False) -> Path:
     """`path` when a command may write there: a file (or, with `folder`, a folder, made when
     absent) whose parent folder exists and is writable. A file target that is a folder, a
     folder target that is a file, and a missing parent are VaccbenchErrors that say what to
-    do. Commands check every output this way before they start any work."""
+    do. With `parents` (pytest's report options, which make missing folders as pytest's
+    --junitxml does) a missing parent is allowed when the nearest folder that exists above
+    it is writable and no file stands in the way. Commands check every output this way
+    before they start any work."""
     path = Path(path).expanduser()
     parent = path.resolve().parent
     if folder:
@@ -66,6 +69,11 @@ def output_target(path: Path, folder: bool = False) -> Path:
             parent = path
     elif path.is_dir():
         raise VaccbenchError("is a folder: give a file name (e.g. one inside it)", path)
+    if parents:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise VaccbenchError(f"cannot write here: {parent} is a file, not a folder", path)
     if not parent.is_dir():
         what = "is not a folder" if parent.exists() else "does not exist"
         raise VaccbenchError(f"cannot write here: the folder {parent} {what}; create it first, "

@@ -12,10 +12,12 @@ strict: true                     # a skip of any of its tests fails (as --vaccbe
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .baselines import BaselineError, Family, ModelEntry, load_families, read_yaml
 
@@ -78,3 +80,22 @@ def select_models(suite: Suite, baselines_dir: Path | None = None) -> list[Model
     families: list[Family] = load_families(baselines_dir or suite.baselines, suite.families)
     return [entry for family in families for entry in family.models.values()
             if any(fnmatch.fnmatchcase(entry.key, pattern) for pattern in suite.models)]
+
+
+KEYWORD_WORDS = frozenset({"and", "or", "not"})
+
+
+def closest_models(expression: str, entries: Iterable[ModelEntry], n: int = 3) -> list[ModelEntry]:
+    """The models whose key (or family, or a part of the key) is nearest to the names in a
+    `-k` expression that selected none of them, best first."""
+    words = [w for w in re.findall(r"[\w.+-]+", expression) if w.lower() not in KEYWORD_WORDS]
+    scored: dict[str, tuple[float, ModelEntry]] = {}
+    for entry in entries:
+        names = {entry.key, entry.family, *re.split(r"[-_]", entry.key), entry.key.split("-", 1)[-1]}
+        score = max((difflib.SequenceMatcher(None, w.lower(), name.lower()).ratio()
+                     for w in words for name in names if name), default=0.0)
+        if score >= 0.6 and score > scored.get(entry.test_name, (0.0,))[0]:
+            scored[entry.test_name] = (score, entry)
+    ranked = sorted(scored.values(), key=lambda item: (-item[0], item[1].test_name))
+    return [entry for _, entry in ranked[:n]]
+

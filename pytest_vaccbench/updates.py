@@ -3,9 +3,12 @@
 One plain function, `apply_updates`, serves `pytest --update-baselines` (results from this
 session's test reports) and `vaccbench update-baselines --from REPORT.json` (results kept in
 a `--vaccbench-json` report, e.g. a nightly run merged from shards), so both refuse the same
-things: results of tests that errored or crashed, and BROKEN BUILDs unless accepted
-deliberately (`--accept-broken`). Files are written by `baselines.update_file` (locked,
-atomic), or only diffed with `dry_run`.
+things (`refusal`): results of tests that errored or crashed; BROKEN BUILDs unless accepted
+deliberately (`--accept-broken`); and results that would weaken the entry they replace, one
+measured on fewer images or on other images (`--accept-other-images`), judged on what the
+file holds under its lock. Files are written by `baselines.update_file` (locked, atomic; an
+entry whose numbers, n and fingerprint are unchanged is left as it is), or only diffed with
+`dry_run`.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
-from .baselines import update_diff, update_file
+from .baselines import Lookup, update_diff, update_file
+from .dataset import Dataset, limit
 from .errors import VaccbenchError
 from .gate import BROKEN_KINDS
 from .report_schema import read_report
 from .run import Result
 
 RECORDABLE_OUTCOMES = ("passed", "failed")  # a failed gate still measured; errors did not
+ACCEPT_OTHER_IMAGES = "--accept-other-images"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class UpdateReport:
 
     lines: list[str] = field(default_factory=list)
     written: set[str] = field(default_factory=set)  # nodeids
+    unchanged: set[str] = field(default_factory=set)  # nodeids: same numbers, n and images
     refused: list[str] = field(default_factory=list)  # nodeids
     failed_files: list[str] = field(default_factory=list)
 
@@ -57,58 +63,116 @@ class UpdateReport:
         return not self.refused and not self.failed_files
 
 
-def refusal(recording: Recording, accept_broken: bool) -> str | None:
-    """Why this result must not become a baseline, or None."""
+def weakening(old: Mapping[str, Any] | None, result: Result) -> str | None:
+    """Why `result` must not replace the baseline entry `old` without --accept-other-images,
+    or None: the entry was measured on more images (a baseline of fewer images makes every
+    later run's sampling allowance wider: the gate would see only larger drops), or on
+    other images (its numbers and the new ones describe different sets). Images that
+    include the entry's (`Result.covers`: it was a --limit draw of them) are not other images.
+    """
+    if not old or not old.get("n"):
+        return None
+    old_n, old_fp = int(old["n"]), old.get("fingerprint")
+    was = f"n={old_n}" + (f", fingerprint {old_fp}" if old_fp else "")
+    now = f"n={result.n}, fingerprint {result.fingerprint}"
+    if result.n < old_n:
+        return (f"it would replace an entry measured on more images ({was}) with one measured "
+                f"on fewer ({now}): every later run would be held to a baseline that cannot see "
+                f"as small a drop. Measure at least {old_n} images, or pass {ACCEPT_OTHER_IMAGES} "
+                "to record it deliberately")
+    if old_fp and str(old_fp) != result.fingerprint and str(old_fp) not in result.covers:
+        return (f"it was measured on other images than the entry it would replace (entry: "
+                f"{was}; this result: {now}): the two numbers are not comparable. Run on the "
+                "entry's images, record these under their own --dataset-name, or pass "
+                f"{ACCEPT_OTHER_IMAGES} to replace it deliberately")
+    return None
+
+
+def covers(old: Mapping[str, Any] | None, measured: Dataset, fingerprint: str) -> dict[str, int]:
+    """{fingerprint: n} of the entry `old` when its images are a `--limit` draw of the
+    `measured` ones (a stratified subset is a prefix of every larger one), so that these
+    images include it; else {}. Computed where the images are, kept in `Result.covers`."""
+    if not old or not old.get("n") or not old.get("fingerprint"):
+        return {}
+    n, old_fp = int(old["n"]), str(old["fingerprint"])
+    if old_fp == fingerprint or n >= len(measured.samples):
+        return {}
+    return {old_fp: n} if limit(measured, n).fingerprint() == old_fp else {}
+
+
+def refusal(recording: Recording, accept_broken: bool, old: Mapping[str, Any] | None = None,
+            accept_other_images: bool = False) -> str | None:
+    """Why this result must not become a baseline (replacing the entry `old`), or None."""
     if recording.outcome not in RECORDABLE_OUTCOMES:
         return f"the test ended as {recording.outcome}: its numbers are void"
     if recording.verdict in BROKEN_KINDS and not accept_broken:
         return ("the gate classifies it as a BROKEN BUILD; recording it would make the gate pass "
                 "this build from now on. Fix the build, or pass --accept-broken to record it "
                 "deliberately")
-    return None
+    return None if accept_other_images else weakening(old, recording.result)
 
 
 def apply_updates(recordings: Iterable[Recording], *, accept_broken: bool = False,
-                  dry_run: bool = False, baselines_dir: Path | None = None) -> UpdateReport:
+                  accept_other_images: bool = False, dry_run: bool = False,
+                  baselines_dir: Path | None = None) -> UpdateReport:
     """Write (or with `dry_run` diff) every recordable result, one locked write per file.
 
-    `baselines_dir` re-roots each result's baseline file by name (a report made on another
-    machine, or in another checkout).
+    What each result would replace is read under the file's lock (`refusal`); refused
+    results are listed and leave their entries as they are. `baselines_dir` re-roots each
+    result's baseline file by name (a report made on another machine, or in another checkout).
     """
     report = UpdateReport()
     by_file: dict[Path, list[Recording]] = defaultdict(list)
     for rec in recordings:
-        why = refusal(rec, accept_broken)
-        if why is not None:
-            if rec.outcome in RECORDABLE_OUTCOMES:  # errors are reported by pytest itself
-                report.refused.append(rec.nodeid)
-                report.lines.append(f"REFUSED {rec.label}: {why}")
-            continue
-        path = Path(rec.result.baseline)
-        by_file[baselines_dir / path.name if baselines_dir else path].append(rec)
+        if rec.outcome in RECORDABLE_OUTCOMES:  # errors are reported by pytest itself
+            path = Path(rec.result.baseline)
+            by_file[baselines_dir / path.name if baselines_dir else path].append(rec)
     for path in list(by_file):
         if path.suffix != ".yaml":
             report.failed_files.append(str(path))
             report.lines.append(f"ERROR: {path}: not a baseline file (*.yaml); nothing written")
             del by_file[path]
     for path, recs in sorted(by_file.items()):
-        entries = [(r.result.model, r.result.dataset, r.run, r.result.baseline_values())
-                   for r in recs]
+        refused: list[tuple[Recording, str]] = []
+
+        def screen(current: Lookup, recs: list[Recording] = recs,
+                   refused: list[tuple[Recording, str]] = refused) -> list[Any]:
+            refused.clear()
+            keep = []
+            for r in recs:
+                why = refusal(r, accept_broken, current(r.result.model, r.result.dataset, r.run),
+                              accept_other_images)
+                if why is None:
+                    keep.append((r.result.model, r.result.dataset, r.run, r.result.baseline_values()))
+                else:
+                    refused.append((r, why))
+            return keep
+
+        entries = [(r.result.model, r.result.dataset, r.run, r.result.baseline_values()) for r in recs]
         try:
             if dry_run:
-                diff = update_diff(path, entries)
-                report.lines.append(f"would update {path.name}:" if diff else
-                                    f"{path.name}: no change")
-                report.lines.extend(diff.splitlines())
-                continue
-            written = update_file(path, entries)
+                diff, changed = update_diff(path, entries, screen)
+            else:
+                changed = update_file(path, entries, screen)
         except (OSError, VaccbenchError) as exc:
             report.failed_files.append(str(path))
             report.lines.append(f"ERROR: {exc} (this file was left as it was)")
             continue
-        report.written.update(r.nodeid for r in recs)
-        report.lines.extend(f"updated {path.name}: {line}" + _accepted(r)
-                            for line, r in zip(written, recs))
+        for r, why in refused:
+            report.refused.append(r.nodeid)
+            report.lines.append(f"REFUSED {r.label}: {why}")
+        kept = [r for r in recs if all(r is not q for q, _ in refused)]
+        if dry_run:
+            report.lines.append(f"would update {path.name}:" if diff else f"{path.name}: no change")
+            report.lines.extend(diff.splitlines())
+        for r in kept:
+            if r.label not in changed:
+                report.unchanged.add(r.nodeid)
+                report.lines.append(f"unchanged {path.name}: {r.label} (same top1, top5, n and "
+                                    "fingerprint)")
+            elif not dry_run:
+                report.written.add(r.nodeid)
+                report.lines.append(f"updated {path.name}: {r.label}" + _accepted(r))
     if dry_run:
         report.lines.append("dry run: no baseline file was changed")
     return report

@@ -21,11 +21,18 @@ BILINEAR_CV = OpenCV bilinear, BILINEAR_PILLOW = Pillow bilinear; mean/std are r
 to fp16 as the hardware stores them, and Mean[i]/Std[i] (older: mean r/g/b = positions
 0/1/2) apply to OUTPUT channel i, after the colour conversion (RGB2BGR and BGR2RGB both swap
 the planes of the RGB input); NormaType says whether pixels are divided by 255 first.
+
+What reaches the fused op depends on the runner. vamp gets the image at its original size
+(image2npz). The VastStreamX script (the `vsx` backend) first resizes an image with an odd
+height or width to the even size below it; `--preprocess=vsx:FILE` emulates that too
+(`host_spec`). Its per-image variant, `crop_resize_ext`, resizes the short side instead of
+stretching (`crop_resize_ext` and `ext_spec` give its geometry).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -198,17 +205,49 @@ def load_vdsp(path: str | Path) -> PreprocessSpec:
     return parse_vdsp(data, path)
 
 
-def variant_name(path: str | Path) -> str:
-    """How results with this file's preprocessing are labelled: `vdsp-<file stem>`."""
+def host_spec(spec: PreprocessSpec) -> PreprocessSpec:
+    """What the fused op computes from the image a VastStreamX host hands it: the host first
+    makes an odd height or width even (OpenCV bilinear), then the device runs `spec`."""
+    return replace(spec, even_size=True)
+
+
+def crop_resize_ext(width: int, height: int, resize: int, size: int) -> tuple[int, int, int, int]:
+    """The vendor samples' per-image fused-op attributes for a short-side resize, as passed
+    to `Stream.run_sync(images, {"crop_resize_ext": [...]})`: the short side of a
+    `width` x `height` image goes to `resize` (the long side floored), then a `size` crop
+    at the centre, offsets rounded up. Returns (crop_x, crop_y, resize_w, resize_h)."""
+    if width > height:
+        resize_w, resize_h = resize * width // height, resize
+    else:
+        resize_w, resize_h = resize, resize * height // width
+    return (resize_w - size + 1) // 2, (resize_h - size + 1) // 2, resize_w, resize_h
+
+
+def ext_spec(spec: PreprocessSpec) -> PreprocessSpec:
+    """The CPU emulation of a VastStreamX run with per-image `crop_resize_ext` attributes:
+    the host's even step, the short side to the file's resize, a centre crop of its output
+    size (offsets as `crop_resize_ext` rounds them), then the file's normalisation."""
+    return replace(host_spec(spec), resize_mode="short-side", crop=spec.output_size,
+                   crop_offset=None, crop_rounding="up")
+
+
+def variant_name(path: str | Path, kind: str = "vdsp") -> str:
+    """How results with this file's preprocessing are labelled: `<kind>-<file stem>`."""
     stem = Path(path).stem
     for suffix in ("-vdsp_params", "_vdsp_params"):
         stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
-    return f"vdsp-{stem}"
+    return f"{kind}-{stem}"
+
+
+PREPROCESS_KINDS = {"vdsp": "the fused op on the image at its size (vamp)",
+                    "vsx": "the fused op after the VastStreamX host's odd-to-even resize"}
 
 
 def preprocess_option(value: str) -> tuple[str, PreprocessSpec]:
-    """`--preprocess=vdsp:FILE` -> (variant name, spec)."""
+    """`--preprocess=vdsp:FILE` or `vsx:FILE` -> (variant name, spec)."""
     kind, _, target = value.partition(":")
-    if kind != "vdsp" or not target:
-        raise VdspError(f"--preprocess={value}: expected vdsp:<vdsp_params JSON file>")
-    return variant_name(target), load_vdsp(target)
+    if kind not in PREPROCESS_KINDS or not target:
+        raise VdspError(f"--preprocess={value}: expected vdsp:<vdsp_params JSON file> (as vamp "
+                        "feeds the device) or vsx:<vdsp_params JSON file> (as VastStreamX does)")
+    spec = load_vdsp(target)
+    return variant_name(target, kind), host_spec(spec) if kind == "vsx" else spec

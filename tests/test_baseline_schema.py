@@ -54,6 +54,14 @@ def _model_error(tmp_path: Path, extra: str) -> str:
      "fam.yaml:12: models.timm-x.expected.val.reference/fp32 has neither top1 nor top5: nothing to gate"),
     ("    expected:\n      val:\n        fp32: {top1: 70}\n",
      "fam.yaml:12: models.timm-x.expected.val.fp32 is not a backend/precision run name"),
+    ("    expected:\n      val:\n        refrence/fp32: {top1: 70}\n",
+     "fam.yaml:12: models.timm-x.expected.val.refrence/fp32 names no run a test can make "
+     "('refrence' is not a backend): did you mean reference/fp32? backends: onnxruntime, "
+     "reference, vamp"),
+    ("    expected:\n      val:\n        onnxruntime/int8-percentil+keep-conv0: {top1: 70}\n",
+     "fam.yaml:12: models.timm-x.expected.val.onnxruntime/int8-percentil+keep-conv0 names no run a "
+     "test can make (backend 'onnxruntime' has no precision 'int8-percentil'): did you mean "
+     "onnxruntime/int8-percentile+keep-conv0?"),
     ("    flavour: sour\n", "fam.yaml:10: models.timm-x.flavour is not a known key"),
     ("    input_sise: 224\n", "fam.yaml:10: models.timm-x.input_sise is not a known key: did you mean `input_size`?"),
 ])

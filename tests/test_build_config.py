@@ -17,7 +17,7 @@ from onnx import numpy_helper  # noqa: E402
 from pytest_vaccbench.backends import RunOptions  # noqa: E402
 from pytest_vaccbench.backends.onnxruntime import (BuildConfigWarning, OnnxRuntimeBackend,  # noqa: E402
                                                    OrtSettings, build_config)
-from pytest_vaccbench.backends.vamp import parse_model_dir  # noqa: E402
+from pytest_vaccbench.backends.compiled import parse_model_dir  # noqa: E402
 from pytest_vaccbench.build_config import read_build_config  # noqa: E402
 from pytest_vaccbench.dataset import resolve  # noqa: E402
 from pytest_vaccbench.errors import BackendError, VaccbenchError  # noqa: E402

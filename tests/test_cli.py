@@ -33,6 +33,24 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert err.startswith("vaccbench dataset: error: ") and "does not exist" in err
 
 
+def test_models_lists_each_models_runs_per_dataset_with_n(capsys: pytest.CaptureFixture[str]) -> None:
+    baselines = str(Path(__file__).parents[1] / "baselines")
+    assert main(["models", "--baselines", baselines, "timm-efficientnet_lite0", "repvgg/*A0"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"efficientnet_lite ({baselines}/efficientnet_lite.yaml)",
+        "  timm-efficientnet_lite0  (published top1 / top5: 75.1 / -)",
+        "    skimage-photos: reference/fp32 (n=5)",
+        "    ilsvrc2012-val-subset: reference/fp32 (n=650), onnxruntime/fp32 (n=650), "
+        "onnxruntime/fp16 (n=650), onnxruntime/int8-percentile (n=500)",
+        "    imagenet-sample: reference/fp32 (n=500), onnxruntime/fp32 (n=500), onnxruntime/fp16 (n=500)",
+        f"repvgg ({baselines}/repvgg.yaml)",
+        "  official-RepVGG-A0  (published top1 / top5: 72.41 / 90.5)",
+        "    imagenet-val: vamp/fp16 (n not recorded), vamp/int8-percentile (n not recorded, broken)"]
+    assert main(["models", "--baselines", baselines, "--dataset", "imagenet-sample", "*mobilenet*"]) == 0
+    out = capsys.readouterr().out
+    assert "ghostnet" not in out and "    imagenet-sample: reference/int8 (n=500)" in out
+
+
 TOP_ROOMS = {"plugin", "docgen.py"}  # the pytest plugin (a package) and doc tools
 
 

@@ -44,8 +44,9 @@ def write_report(folder: Path, runs: dict[str, list[int]], files: list[str] = FI
         c5 = int((top5 == labels[:, None]).any(axis=1).sum())
         tests.append({"nodeid": f"s.yaml::fam/m[onnxruntime-{precision}]", "outcome": "passed",
                       "status": "passed", "family": "fam", "model": "m", "backend": "onnxruntime",
-                      "precision": precision, "dataset": "d", "fingerprint": "f", "n": len(files),
-                      "correct1": c1, "correct5": c5, "seconds": 1.0, "baseline": "fam.yaml",
+                      "precision": precision, "dataset": "d", "fingerprint": f"f{len(files)}",
+                      "n": len(files), "correct1": c1, "correct5": c5, "seconds": 1.0,
+                      "baseline": "fam.yaml",
                       "top1": 100.0 * c1 / len(files), "top5": 100.0 * c5 / len(files),
                       "predictions": f"r.predictions/{precision}.npz",
                       "per_class": class_counts(npz)})
@@ -73,11 +74,12 @@ def test_flips_agreement_and_classes_of_one_report(tmp_path, capsys):
     assert main(["compare", str(report), "--a", "fp32", "--b", "int8-max", "--flips", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "fam/m on d"
-    assert out[1].split() == ["A", "onnxruntime/fp32", "top1", "75.000", "top5", "100.000", "n=8"]
-    assert out[2].split() == ["B", "onnxruntime/int8-max", "top1", "62.500", "top5", "87.500", "n=8"]
-    assert out[3].split() == ["B", "-", "A", "top1", "-12.500", "top5", "-12.500"]
-    assert "top-1 agreement 62.500% (5/8)" in out[4]
-    assert "B lost 2, gained 1" in out[5] and "McNemar p=1" in out[5]
+    # the paired view of the same images first, then each side's totals
+    assert out[1] == "  same 8 images, paired: B - A top1 -12.500  top5 -12.500"
+    assert out[2] == "    B lost 2, gained 1: exact McNemar p=1; top-1 agreement 62.500% (5/8)"
+    assert out[3].split() == ["A", "onnxruntime/fp32", "top1", "75.000", "top5", "100.000", "n=8"]
+    assert out[4].split() == ["B", "onnxruntime/int8-max", "top1", "62.500", "top5", "87.500", "n=8"]
+    assert out[5].split() == ["B", "-", "A", "top1", "-12.500", "top5", "-12.500"]
     assert out[7].split()[:2] == ["lost", "img7.JPEG"] and "label 'goldfish'" not in out[7]
     assert "... 1 more" in out[9]
     assert max(map(len, out)) <= 80
@@ -95,13 +97,38 @@ def test_two_reports_pair_by_file_name_and_report_partial_overlap(tmp_path, caps
     assert "the folder" in capsys.readouterr().err and not html.parent.exists()
     html.parent.mkdir()
     assert main(["compare", str(a), str(b), "--html", str(html)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    # on the 6 shared images int8 lost images 3 and 7 and gained 5: -1/6 top1; the totals
+    # (6 of 8 right vs 4 of 6) differ by half as much over other images: labelled, second
+    assert out[1] == "  same 6 images (of 8 and 6), paired: B - A top1 -16.667  top5 -16.667"
+    assert out[5].split() == ["B", "-", "A,", "other", "images", "top1", "-8.333", "top5",
+                              "-16.667", "(not", "like", "for", "like)"]
     page = html.read_text()
-    assert page.count("<tr>") == 2 + 4 + 4  # summary, flips, classes (each with its header)
+    # the summary leads with the paired difference, a loss on the same images
+    assert '<td rowspan="2" class="num ">same 6</td><td rowspan="2" class="num neg">-16.667</td>' in page
+    assert page.count("<tr>") == 3 + 4 + 4  # summary (A and B rows), flips, classes, with headers
     for outside in ("http:", "https:", "<script", "src=", "url("):
         assert outside not in page
     capsys.readouterr()
     assert main(["compare", str(a), str(b), "--b", "int8-max"]) == 1  # B has no int8-max run
     assert "no model was measured on the same dataset by both sides" in capsys.readouterr().out
+
+
+def test_a_difference_over_other_images_is_labelled_and_never_coloured_as_a_loss() -> None:
+    from pytest_vaccbench.compare import Pair, Record, compare_html, compare_lines
+
+    a = Record("fam", "m", "reference", "fp32", "d", "aaaa", 650, 82.769, 95.692, "passed", None)
+    b = Record("fam", "m", "reference", "fp32", "d", "bbbb", 50, 92.0, 100.0, "passed", None)
+    pair = Pair(a, b, note="no predictions file for reference/fp32: totals only")
+    lines = compare_lines([pair])
+    assert lines[3].split() == ["B", "-", "A,", "other", "images", "top1", "+9.231", "top5", "+4.308",
+                                "(not", "like", "for", "like)"]
+    page = compare_html([pair], "t")
+    assert ('<td rowspan="2" class="num ">other images (650 and 50)</td>'
+            '<td rowspan="2" class="num ">+9.231</td>') in page  # no pos/neg colour
+    same = Pair(a, Record("fam", "m", "reference", "int8", "d", "aaaa", 650, 80.0, 95.0, "passed", None))
+    assert '<td rowspan="2" class="num neg">-2.769</td>' in compare_html([same], "t")
+    assert compare_lines([same])[3].split()[:4] == ["B", "-", "A", "top1"]
 
 
 def test_bad_reports_name_the_file(tmp_path, capsys):

@@ -197,5 +197,6 @@ def test_payload_keeps_its_existing_keys(project: pytest.Pytester) -> None:
     payload = json.loads(dict(report.user_properties)["vaccbench"])
     assert set(payload) == {"result", "expected", "gate"}
     assert payload["expected"] == {"top1": 94.0, "top5": 100.0, "tol1": 0.5, "tol5": 0.5,
-                                   "origin": "fake.yaml: fake-subset.expected.photos.fake/fp32"}
+                                   "origin": "fake.yaml: fake-subset.expected.photos.fake/fp32",
+                                   "run": "fake/fp32"}
     assert Path(payload["result"]["predictions"]).is_file()

@@ -26,6 +26,7 @@ from PIL import Image
 
 from hostile_project import (TRACEBACK, Hostile, assert_clean, jpeg_claiming, model, png_header,
                              small_fs, snapshot)
+from pytest_vaccbench.errors import VaccbenchError
 from pytest_vaccbench.preprocess import MAX_PIXELS, PreprocessSpec, load_crop, resize_crop
 
 
@@ -147,7 +148,7 @@ def test_label_file_that_is_not_utf8_is_named_with_its_line(project: Hostile) ->
     project.labels.write_bytes(b"img0.png 1\nimg1.png 2\n# caf\xe9\n")
     result = project.run()
     text = assert_clean(result)
-    result.assert_outcomes(failed=1)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # found at startup, not in every test
     assert f"{project.labels}:3: label file is not UTF-8 text" in text
 
 
@@ -237,6 +238,43 @@ def test_locked_history_database_is_an_error_and_the_summary_still_prints(projec
         assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 1  # the first run is kept
 
 
+@pytest.mark.parametrize("option", ["--vaccbench-json", "--vaccbench-html", "--vaccbench-history"])
+def test_a_report_option_naming_a_folder_is_a_usage_error_at_startup(project: Hostile, tmp_path: Path,
+                                                                     option: str) -> None:
+    """The output rule of the `vaccbench` commands, checked before anything is collected."""
+    result = project.run(f"{option}={tmp_path}")
+    text = assert_clean(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "collected" not in text
+    assert f"{option}: {tmp_path}: is a folder: give a file name" in text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_junitxml_under_a_file_is_a_usage_error_at_startup(project: Hostile, tmp_path: Path) -> None:
+    """pytest refuses a folder as --junitxml itself, but a file where its folder would go
+    fails only as the session ends, after every test ran: checked at startup too."""
+    (tmp_path / "taken").write_text("a file where a folder would go")
+    result = project.run(f"--junitxml={tmp_path / 'taken' / 'j.xml'}")
+    text = assert_clean(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "collected" not in text
+    assert f"--junitxml: {tmp_path / 'taken' / 'j.xml'}: cannot write here: {tmp_path / 'taken'} " \
+           "is a file, not a folder" in text
+
+
+@pytest.mark.parametrize("name", ["vaccbench_json", "vaccbench_html", "vaccbench_history", "xmlpath"])
+def test_a_report_under_a_file_is_refused_and_missing_folders_are_allowed(tmp_path: Path, name: str) -> None:
+    """As pytest makes the folder of --junitxml, missing folders of a report are made; a file
+    where one of them would go is refused, with the file named."""
+    from pytest_vaccbench.options import REPORT_FILES, check_options
+
+    (tmp_path / "taken").write_text("a file where a folder would go")
+    with pytest.raises(VaccbenchError) as refused:
+        check_options({name: str(tmp_path / "taken" / "more" / "r.json")})
+    assert str(refused.value) == (f"{REPORT_FILES[name]}: {tmp_path / 'taken' / 'more' / 'r.json'}: "
+                                  f"cannot write here: {tmp_path / 'taken'} is a file, not a folder")
+    check_options({name: str(tmp_path / "new" / "nightly" / "r.json")})  # made as the report is written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 # -- leftovers --------------------------------------------------------------------------------
 
 def _dead_pid() -> int:
@@ -307,8 +345,8 @@ def test_a_dataset_key_written_as_a_number_is_the_dataset_of_that_name(project: 
     result = project.pytester.runpytest("suites", "-p", "no:cacheprovider", f"--dataset={images}",
                                         f"--labels={project.labels}", f"--vaccbench-cache={project.cache}")
     result.assert_outcomes(passed=1)
-    assert ["100.000", "100.000", "+0.000", "0.50", "100.000", "+0.000", "4", "passed"] in \
-        [line.split() for line in result.outlines], result.outlines  # gated: the expected 100.000
+    assert ["test-m", "100.000", "+0.000", "0.500", "4", "passed"] in \
+        [line.split() for line in result.outlines], result.outlines  # gated: +0.000 from 100.000
     result = project.pytester.runpytest("suites", "-p", "no:cacheprovider", f"--dataset={images}",
                                         f"--labels={project.labels}", f"--vaccbench-cache={project.cache}",
                                         "--update-baselines")
@@ -420,13 +458,13 @@ def test_a_cache_folder_that_is_a_link_out_of_the_cache_is_refused(project: Host
 
 
 def test_each_run_records_the_content_of_its_images_and_its_network(project: Hostile) -> None:
-    import hashlib
+    import xxhash
 
     project.run().assert_outcomes(passed=1)
     [saved] = (project.cache / "predictions").rglob("*.npz")
     with np.load(saved) as run:
         files, digests, source = run["files"].tolist(), run["digests"].tolist(), str(run["source"])
-    assert digests == [int(hashlib.sha256((project.images / f).read_bytes()).hexdigest()[:16], 16) for f in files]
+    assert digests == [int(xxhash.xxh3_128_hexdigest((project.images / f).read_bytes())[:16], 16) for f in files]
     assert source == ""  # this backend names no weights file: its network is unknown
 
 

@@ -203,6 +203,63 @@ def test_update_baselines_from_a_report_whose_tests_are_no_list(vaccbench, tmp_p
     assert done.code == 2 and "tests: must be a list, got dict" in done.err
 
 
+def test_update_baselines_from_a_malformed_report_changes_no_baseline(vaccbench, tmp_path: Path) -> None:
+    """The report is read whole, through the reader, before anything is judged or written."""
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    (baselines / "fam.yaml").write_text("family: fam\n")
+    report = write_report(tmp_path, tests=[report_record(baseline=str(baselines / "fam.yaml")),
+                                           report_record(covers={"f00d": "four"})])
+    done = vaccbench("update-baselines", "--from", report, "--baselines", baselines)
+    assert done.code == 2, done.out
+    assert "tests[1].covers.f00d: must be a count (an integer > 0), got 'four'" in done.err
+    assert (baselines / "fam.yaml").read_text() == "family: fam\n"
+
+
+def test_compare_reads_the_images_folder_through_the_report_reader(vaccbench, tmp_path: Path) -> None:
+    a = write_report(tmp_path / "a", images=["not", "a", "folder"])
+    done = vaccbench("compare", a, a, "--html", tmp_path / "c.html")
+    assert done.code == 2 and "session.images: must be a string, got" in done.err
+
+
+# -- score and models ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option", ["--vaccbench-json", "--vaccbench-html", "--junitxml",
+                                    "--vaccbench-history"])
+def test_score_refuses_a_folder_as_a_report_before_reading_anything(vaccbench, tmp_path: Path,
+                                                                      option: str) -> None:
+    """A usage error (exit 4, as pytest's) from the output rule, before the results are read."""
+    done = vaccbench("score", tmp_path / "no-such-result.txt", "--model", "fam/m", "--run",
+                     "vamp/fp16", "--dataset-name", "data", option, tmp_path)
+    assert done.code == 4
+    assert f"argument {option}: {tmp_path}: is a folder: give a file name" in done.err
+    assert "no-such-result" not in done.err and list(tmp_path.iterdir()) == []
+
+
+def test_score_refuses_a_report_under_a_file(vaccbench, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where a folder would go")
+    done = vaccbench("score", tmp_path / "result.txt", "--model", "fam/m", "--run", "vamp/fp16",
+                     "--dataset-name", "data", "--vaccbench-json", tmp_path / "taken" / "r.json")
+    assert done.code == 4 and f"{tmp_path / 'taken'} is a file, not a folder" in done.err
+
+
+def test_models_of_a_broken_baseline_file_is_one_line(vaccbench, tmp_path: Path) -> None:
+    (tmp_path / "fam.yaml").write_text("family: fam\nmodels: [not, a, mapping]\n")
+    done = vaccbench("models", "--baselines", tmp_path)
+    assert done.code == 2 and done.err.startswith(f"vaccbench models: error: {tmp_path / 'fam.yaml'}")
+
+
+def test_models_under_the_boundary_reports_a_bug_as_one(vaccbench, tmp_path: Path, monkeypatch) -> None:
+    from pytest_vaccbench.cli import models
+
+    def broken(*args: object) -> list[str]:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(models, "model_lines", broken)
+    done = vaccbench("models", "--baselines", tmp_path)
+    assert done.code == 3 and done.err.startswith("vaccbench models: internal error: ZeroDivisionError")
+
+
 # -- data tools ----------------------------------------------------------------------------------
 
 @pytest.fixture

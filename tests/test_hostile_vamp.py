@@ -90,22 +90,28 @@ def test_vamp_child_in_its_own_session_is_killed_on_timeout(project: Project,
 
 
 
-def test_a_vamp_output_that_inflates_to_gigabytes_is_refused_from_its_header(tmp_path) -> None:
-    """A deflated output_0 of 20 MB of zeros (20 kB on disk) standing for one of gigabytes: its
-    shape is read from the npy header before anything is inflated or stacked."""
-    import tracemalloc
+def inflating_output(path: Path) -> Path:
+    """A deflated output_0 of 20 MB of zeros (20 kB on disk), standing for one of gigabytes."""
     import zipfile
 
-    from pytest_vaccbench.backends.vamp import VampError, read_outputs
-
-    np.savez(tmp_path / "output_000000.npz", output_0=np.ones((1, 1000), np.float32))
     header = {"descr": "<f4", "fortran_order": False, "shape": (1, 5_000_000)}
-    with zipfile.ZipFile(tmp_path / "output_000001.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         with archive.open("output_0.npy", "w", force_zip64=True) as member:
             np.lib.format.write_array_header_1_0(member, header)
             for _ in range(20):
                 member.write(bytes(1_000_000))
-    assert (tmp_path / "output_000001.npz").stat().st_size < 1_000_000
+    assert path.stat().st_size < 1_000_000
+    return path
+
+
+def test_a_vamp_output_that_inflates_to_gigabytes_is_refused_from_its_header(tmp_path) -> None:
+    """Its shape is read from the npy header before anything is inflated or stacked."""
+    import tracemalloc
+
+    from pytest_vaccbench.backends.vamp import VampError, read_outputs
+
+    np.savez(tmp_path / "output_000000.npz", output_0=np.ones((1, 1000), np.float32))
+    inflating_output(tmp_path / "output_000001.npz")
     tracemalloc.start()
     try:
         with pytest.raises(VampError, match=r"output_000001.npz: output_0 has shape \(1, 5000000\), "
@@ -117,12 +123,33 @@ def test_a_vamp_output_that_inflates_to_gigabytes_is_refused_from_its_header(tmp
     assert peak < 5_000_000, peak  # nothing near the 20 MB it declares
 
 
-def test_the_tail_of_vamps_stderr_is_read_from_its_end(tmp_path) -> None:
-    """75 MB of stderr took 1.9 GB to show its last lines; 8 MB stands for it here."""
+def test_a_scored_vamp_output_that_inflates_to_gigabytes_is_refused_from_its_header(tmp_path) -> None:
+    """`vaccbench score` reads vamp outputs made elsewhere under the same bound."""
     import tracemalloc
 
-    from pytest_vaccbench.backends.vamp import TAIL_LINE, _tail
+    from pytest_vaccbench.resultfiles import ResultsError, _output_scores
 
+    path = inflating_output(tmp_path / "output_000000.npz")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResultsError, match=r"output_0 has shape \(1, 5000000\): one image's scores"):
+            _output_scores(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, peak
+
+
+@pytest.mark.parametrize("runner", ["vamp", "vsx"])
+def test_the_tail_of_a_runners_stderr_is_read_from_its_end(tmp_path, runner: str) -> None:
+    """75 MB of vamp's stderr took 1.9 GB to show its last lines; 8 MB stands for it here.
+    The VastStreamX process's log is shown the same way."""
+    import importlib
+    import tracemalloc
+
+    from pytest_vaccbench.backends.compiled import TAIL_LINE
+
+    _tail = importlib.import_module(f"pytest_vaccbench.backends.{runner}")._tail
     log = tmp_path / "vamp.stderr.log"
     line = "W0101 something is retried " + "x" * 60 + "\n"
     log.write_text(line * (8_000_000 // len(line)) + "last but one\n" + "y" * 10_000 + "\n")

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pytest_vaccbench import backends
-from pytest_vaccbench.backends import RunOptions, iter_batches
+from pytest_vaccbench import backends, image_cache
+from pytest_vaccbench.backends import DecodeAhead, RunOptions, iter_batches, open_entry
 from pytest_vaccbench.dataset import Sample
 from pytest_vaccbench.errors import ImageDecodeError, VaccbenchError
 from pytest_vaccbench.image_cache import CacheEntry, CacheMiss
@@ -225,6 +225,102 @@ def test_same_names_in_another_folder_are_another_file_list(photos: list[Sample]
     copy_entry.read()  # rebuilt for the copies, so stale for the originals now
     with pytest.raises(CacheMiss, match="image files changed"):
         entry.read()
+
+
+# -- checked row by row, as the rows are read -------------------------------------------------
+
+def _counting(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[Path]:
+    """Record the first argument of every call of module.name (a path)."""
+    calls: list[Path] = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda path, *a, **k: calls.append(Path(path)) or real(path, *a, **k))
+    return calls
+
+
+def test_opening_an_entry_reads_no_image_and_each_batch_checks_its_own(photos: list[Sample], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    expected = _all(photos, SPEC, cache)
+    digested = _counting(monkeypatch, image_cache, "content_digest")
+    with CacheEntry(cache, tuple(photos), SPEC).open() as crops:
+        assert digested == []  # nothing read before the first batch
+        crops.read(4, 8)
+    assert digested == [s.path for s in photos[4:8]]
+    digested.clear()
+    batches = iter_batches(photos, SPEC, 4, 2, cache_dir=cache)
+    assert np.array_equal(next(batches), expected[:4])
+    assert set(digested) <= {s.path for s in photos[:4 * (1 + backends.PREFETCH)]}  # this batch, the next ones
+    batches.close()
+
+
+@pytest.mark.parametrize("cache", ["cold", "warm", "off"])
+def test_the_digests_predictions_record_are_those_taken_as_the_images_were_read(
+        photos: list[Sample], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: str) -> None:
+    """run.evaluate records image_digests: the digests the cache took as it wrote or checked
+    each row (or the decoding without it), so the pairing of runs reads no image again; a file
+    written since is read again, and only it."""
+    import xxhash
+
+    cache_dir = None if cache == "off" else tmp_path / "cache"
+    if cache == "warm":
+        _all(photos, SPEC, cache_dir)
+    monkeypatch.setattr(image_cache, "_SEEN", {})  # a new process
+    _all(photos, SPEC, cache_dir)
+    digested = _counting(monkeypatch, image_cache, "content_digest")
+    found = image_cache.image_digests(photos)
+    assert digested == []
+    assert found.tolist() == [int(xxhash.xxh3_128_hexdigest(s.path.read_bytes())[:16], 16) for s in photos]
+    photos[3].path.write_bytes(photos[5].path.read_bytes())
+    assert image_cache.image_digests(photos)[3] == found[5] and digested == [photos[3].path]
+
+
+def test_a_stale_row_is_decoded_again_and_the_entry_rebuilt_around_it(photos: list[Sample], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    _all(photos, SPEC, cache)
+    path = photos[7].path
+    size = path.stat().st_size
+    for quality in (90, 70, 50, 30):  # other content of the same size (a decoder ignores the padding)
+        Image.fromarray(255 - np.asarray(Image.open(path))).save(tmp_path / "new.jpg", quality=quality)
+        if (tmp_path / "new.jpg").stat().st_size <= size:
+            break
+    path.write_bytes((tmp_path / "new.jpg").read_bytes().ljust(size, b"\0"))
+    decoded = _counting(monkeypatch, backends, "load_crop")
+    assert np.array_equal(_all(photos, SPEC, cache, batch_size=4, workers=2), _expected(photos, SPEC))
+    assert path in decoded and len(decoded) == 2  # the chunk of two rows holding it, nothing else
+    decoded.clear()
+    assert np.array_equal(normalize(CacheEntry(cache, tuple(photos), SPEC).read(), SPEC), _expected(photos, SPEC))
+    assert np.array_equal(_all(photos, SPEC, cache), _expected(photos, SPEC)) and decoded == []
+
+
+def test_a_corrupt_row_is_never_served(photos: list[Sample], tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    expected = _all(photos, SPEC, cache)
+    entry = CacheEntry(cache, tuple(photos), SPEC)
+    with entry.open() as crops:
+        offset = crops._offset + 5 * int(np.prod(entry.shape[1:]))
+    with open(entry.data_path, "r+b") as f:  # one row's pixels overwritten, size unchanged
+        f.seek(offset + 1000)
+        f.write(b"\xff" * 3000)
+    with entry.open() as crops, pytest.raises(CacheMiss, match=r"checksum mismatch \(corrupt\) in row 5 \(img05.jpg\)"):
+        crops.read(4, 8)
+    assert np.array_equal(_all(photos, SPEC, cache), expected)
+    entry.read()  # rebuilt
+
+
+def test_decoding_ahead_fills_the_entry_without_a_consumer(photos: list[Sample], tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with open_entry(photos, SPEC, 2, cache) as ahead:
+        assert isinstance(ahead, DecodeAhead)
+        for chunk in ahead._chunks:  # decodes on its own, e.g. while a model is exported
+            chunk.result()
+        batches = iter_batches(photos, SPEC, 4, 2, cache_dir=cache, source=ahead)
+        assert np.array_equal(np.concatenate(list(batches)), _expected(photos, SPEC))
+    with open_entry(photos, SPEC, 2, cache) as published:
+        assert isinstance(published, image_cache.CachedCrops)
+    with open_entry(photos, SPEC, 2, tmp_path / "other"):
+        pass  # closed unread (the export failed): nothing is left behind
+    assert _entry_files(tmp_path / "other") == []
 
 
 # -- atomic publication -----------------------------------------------------------------------

@@ -93,12 +93,30 @@ def test_options_reference_is_up_to_date(project_root):
         assert needed in committed
 
 
+def test_statistics_table_is_what_the_gate_computes(project_root):
+    """docs/statistics.md's table of n against the detectable drop is generated from gate.py
+    (docgen.detectable_table), so it cannot drift from the code."""
+    from pytest_vaccbench import docgen
+
+    committed = (project_root / "docs" / "statistics.md").read_text()
+    assert docgen.TABLE_START in committed and docgen.TABLE_END in committed
+    assert committed == docgen.render_statistics(committed), \
+        "docs/statistics.md's table is out of date: run `python -m pytest_vaccbench.docgen`"
+    assert "| 650 | 0.154 points | 0.50 | 3.83 |" in committed  # what tests/test_gate_power checks
+
+
 def test_docgen_check_says_how_to_regenerate(tmp_path, capsys):
     from pytest_vaccbench import docgen
 
-    stale = tmp_path / "options.md"
+    stale, statistics = tmp_path / "options.md", tmp_path / "statistics.md"
     stale.write_text("# old\n")
-    assert docgen.main(["--check", "--output", str(stale)]) == 1
-    assert "run `python -m pytest_vaccbench.docgen`" in capsys.readouterr().err
-    assert docgen.main(["--output", str(stale)]) == 0
-    assert docgen.main(["--check", "--output", str(stale)]) == 0
+    statistics.write_text(f"# text\n{docgen.TABLE_START}\n| old |\n{docgen.TABLE_END}\nmore text\n")
+    files = ["--output", str(stale), "--statistics", str(statistics)]
+    assert docgen.main(["--check", *files]) == 1
+    err = capsys.readouterr().err
+    assert f"{stale} is out of date: run `python -m pytest_vaccbench.docgen`" in err
+    assert f"{statistics} is out of date" in err
+    assert docgen.main(files) == 0
+    assert docgen.main(["--check", *files]) == 0
+    text = statistics.read_text()
+    assert text.startswith("# text\n") and text.endswith("\nmore text\n") and "| old |" not in text

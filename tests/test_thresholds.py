@@ -65,6 +65,29 @@ def test_streamed_histograms_and_thresholds_match_onnxruntimes_collector(method)
         assert abs(low - want_low) <= REL_TOLERANCE * scale and abs(high - want_high) <= REL_TOLERANCE * scale
 
 
+def test_percentile_from_the_top_of_the_histogram_equals_the_whole_histograms():
+    """Binning one by one only the values above the first batch's top (`top`) gives the
+    same percentile as every value binned, and says when it cannot (the percentile fell
+    below the first batch's top): compute_ranges then bins that tensor whole."""
+    batches = growing_batches()
+    for i in range(3):
+        whole = thresholds.TensorHistogram(True, thresholds.PERCENTILE_BINS)
+        top = thresholds.TensorHistogram(True, thresholds.PERCENTILE_BINS, thresholds.PERCENTILE_TOP)
+        for batch in batches:
+            whole.add(batch[i].copy())
+            top.add(batch[i].copy())
+        assert top.cut > 0 and top.resolves(thresholds.PERCENTILE)
+        np.testing.assert_array_equal(top.counts[top.cut:], whole.counts[top.cut:])  # exact from the cut on
+        assert top.counts.sum() == whole.counts.sum()
+        assert (thresholds.percentile_threshold(top.counts, top.grid(), float(top.low), float(top.high))
+                == thresholds.percentile_threshold(whole.counts, whole.grid(), float(whole.low), float(whole.high)))
+    rng = np.random.default_rng(5)
+    shrinking = thresholds.TensorHistogram(True, thresholds.PERCENTILE_BINS, thresholds.PERCENTILE_TOP)
+    shrinking.add(rng.uniform(0, 10, 10_000).astype(np.float32))  # the first batch's top: ~9.99
+    shrinking.add(rng.uniform(0, 1, 2_000_000).astype(np.float32))  # then 200 times more values below 1
+    assert not shrinking.resolves(thresholds.PERCENTILE)
+
+
 def test_entropy_rule_equals_onnxruntimes_on_the_same_histograms():
     """The vectorised KL search against onnxruntime's loop, on histograms of several widths."""
     rng = np.random.default_rng(3)
@@ -150,6 +173,31 @@ def conv_net(path: Path, size: int = 32) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+@pytest.mark.parametrize("mode, top", [("percentile", "PERCENTILE_TOP"), ("mse", "MSE_TOP")])
+def test_ranges_take_a_second_pass_when_the_top_of_the_first_batch_misses(tmp_path, monkeypatch, mode, top):
+    """percentile and mse bin one by one only the top of the histogram after the first batch;
+    their ranges equal those of every value binned, through a second pass for the tensors
+    whose threshold fell lower."""
+    model = thresholds.calibration_model(conv_net(tmp_path / "net.onnx"))
+    rng = np.random.default_rng(8)
+    # one large image, then 200 small ones: the thresholds fall far below the first batch's top
+    batches = [rng.normal(0, 50, (1, 3, 32, 32)).astype(np.float32)] + \
+              [rng.normal(0, 0.01, (50, 3, 32, 32)).astype(np.float32) for _ in range(4)]
+    passes = []
+    collect = thresholds.collect
+    monkeypatch.setattr(thresholds, "collect", lambda model, tensors, *a, **k: passes.append(tensors) or
+                        collect(model, tensors, *a, **k))
+    ours = thresholds.compute_ranges(model, mode, lambda: iter(batches))
+    assert len(passes) == 2 and 0 < len(passes[1]) <= len(passes[0])  # the tensors it missed, again
+    monkeypatch.setattr(thresholds, top, None)  # every value binned one by one
+    assert ours == thresholds.compute_ranges(model, mode, lambda: iter(batches))
+    assert len(passes) == 3
+    steady = [rng.normal(0, 1, (20, 3, 32, 32)).astype(np.float32) for _ in range(4)]
+    whole = thresholds.compute_ranges(model, mode, lambda: iter(steady))
+    monkeypatch.undo()
+    assert thresholds.compute_ranges(model, mode, lambda: iter(steady)) == whole  # one pass, the same ranges
 
 
 @pytest.mark.parametrize("mode, method", [("max", "MinMax"), ("percentile", "Percentile"),

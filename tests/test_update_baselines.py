@@ -85,16 +85,16 @@ def test_diff_of_a_new_entry_is_inside_that_models_expected_block(tmp_path, sour
     old = path.read_text()
     block = _expected_block(path, key)
 
-    assert update_file(path, [(key, "skimage-photos", "fake/fp32", VALUES)]) == \
-        [f"{key} skimage-photos fake/fp32"]
+    assert update_file(path, [(key, "skimage-photos", "onnxruntime/int8-mse", VALUES)]) == \
+        [f"{key} skimage-photos onnxruntime/int8-mse"]
 
     new = path.read_text()
     removed, added = _changed_lines(old, new)
     assert removed and set(removed) <= set(block), (removed, block)
-    assert any(line.strip().startswith("fake/fp32: {top1: 12.345, top5: 67.891, n: 5,")
+    assert any(line.strip().startswith("onnxruntime/int8-mse: {top1: 12.345, top5: 67.891, n: 5,")
                for line in added), added
     reread = {m.key: m for m in load_family(path).models.values()}
-    assert _plain(reread[key].expected["skimage-photos"]["fake/fp32"]) == VALUES
+    assert _plain(reread[key].expected["skimage-photos"]["onnxruntime/int8-mse"]) == VALUES
     assert _meaning_without(path, key) == _meaning_without(source, key)  # nothing else changed
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_vaccbench.backends.vamp import (VampError, VampSettings, find_compiled, parse_deploy_dir,
-                                            parse_model_dir, read_outputs, run_vamp)
+from pytest_vaccbench.backends.compiled import find_compiled, parse_deploy_dir, parse_model_dir
+from pytest_vaccbench.backends.vamp import VampError, read_outputs, run_vamp
 from pytest_vaccbench.baselines import load_family
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -108,7 +108,7 @@ def test_gate_passes_through_the_stand_in(project: Project) -> None:
     table = summary_table(result.outlines)
     for test in ("stub/stub-colours vamp/int8-percentile", "stub/stub-colours vamp/fp16",
                  "stub/stub-colours1001 vamp/int8-max"):
-        assert table[test] == ["75.000", "75.000", "+0.000", "0.50", "87.500", "+0.000", "8", "passed"]
+        assert table[test] == ["75.000", "+0.000", "0.500", "8", "passed"]  # 80 columns: compact
     result.stdout.fnmatch_lines(["SKIPPED [[]1] baselines/stub.yaml:*: no compiled model for "
                                  "stub/stub-notcompiled: looked in */models for stub-notcompiled-"
                                  "<fp16|int8>-<calibration>-3_<h>_<w>-vacc/stub-notcompiled*"])
@@ -205,7 +205,7 @@ def test_missing_model_or_vdsp_file_fails_when_the_baseline_expects_results(proj
 
 @pytest.mark.parametrize("block, message", [
     ("{modle: legacy/c1001/colours1001}", "`vamp:` of stub-colours1001 must be a mapping (or a list "
-                                          "of them) with `model` and optional vdsp_params, precision, shape"),
+                                          "of them) with `model` and optional vdsp_params, precision, shape, crop_resize_ext"),
     ("{model: legacy/c1001/colours1001}", "`vamp:` of stub-colours1001: no `precision`, and the folder "
                                           "name 'c1001' does not say it*"),
     ("{model: x/y, precision: fp16, shape: [224, 224]}", "`vamp.shape` of stub-colours1001 must be "
@@ -342,13 +342,13 @@ def test_vamp_root_finds_both_layouts(tmp_path: Path) -> None:
     expected = [("fp16", "timm_mobilenetv2_run_stream_fp16/mod"),
                 ("int8-mse", "timm_mobilenetv2_run_stream_int8_mse/mod")]
     for vamp_root in (root, root / "deploy_weights"):  # the workspace, or deploy_weights itself
-        found = find_compiled(entry, VampSettings(command=("vamp",), root=vamp_root))
+        found = find_compiled(entry, vamp_root)
         assert [(m.precision, m.prefix.relative_to(root / "deploy_weights").as_posix())
                 for m in found] == expected
     older = tmp_path / "older" / "mobilenetv2_100-int8-percentile-3_224_224-vacc"
     older.mkdir(parents=True)
     (older / "mobilenetv2_100.so").touch()
-    found = find_compiled(entry, VampSettings(command=("vamp",), root=older.parent))
+    found = find_compiled(entry, older.parent)
     assert [(m.precision, m.prefix, m.input_size) for m in found] == [
         ("int8-percentile", older / "mobilenetv2_100", 224)]
 

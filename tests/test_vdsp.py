@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_vaccbench.preprocess import load_crop, normalize
-from pytest_vaccbench.vdsp import (VdspError, fp16_from_bits, load_vdsp, parse_vdsp,
-                                   preprocess_option)
+from pytest_vaccbench.preprocess import crop_box, load_crop, normalize, resized_size
+from pytest_vaccbench.vdsp import (VdspError, crop_resize_ext, ext_spec, fp16_from_bits, load_vdsp,
+                                   parse_vdsp, preprocess_option)
 
 DATA = Path(__file__).parent / "data" / "vdsp"
 ZOO_MOBILENETV2 = Path(str(resources.files("pytest_vaccbench.data").joinpath(
@@ -197,6 +197,37 @@ def test_invalid_json_and_missing_file(tmp_path: Path) -> None:
 def test_preprocess_option() -> None:
     name, spec = preprocess_option(f"vdsp:{ZOO_MOBILENETV2}")
     assert name == "vdsp-timm-mobilenetv2_100" and spec == load_vdsp(ZOO_MOBILENETV2)
+    name, spec = preprocess_option(f"vsx:{ZOO_MOBILENETV2}")
+    assert name == "vsx-timm-mobilenetv2_100" and spec.even_size and not load_vdsp(ZOO_MOBILENETV2).even_size
     for bad in ("torchvision", "vdsp:", f"json:{ZOO_MOBILENETV2}"):
         with pytest.raises(VdspError, match="expected vdsp:<vdsp_params JSON file>"):
             preprocess_option(bad)
+
+
+def test_vsx_preprocessing_makes_an_odd_image_even_first(tmp_path: Path) -> None:
+    """The zoo's VastStreamX script by hand: imread, odd -> even cv2.resize, BGR -> RGB, then
+    the fused op (square 256, crop at 16, 16)."""
+    import cv2
+
+    path = tmp_path / "odd.png"
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 256, (61, 333, 3), dtype=np.uint8))
+    bgr = cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (332, 60))
+    expected = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (256, 256))[16:240, 16:240]
+    vsx = preprocess_option(f"vsx:{ZOO_MOBILENETV2}")[1]
+    np.testing.assert_array_equal(load_crop(path, vsx), expected)
+    assert not np.array_equal(load_crop(path, load_vdsp(ZOO_MOBILENETV2)), expected)  # vamp's: no even step
+    assert vsx.geometry_key() != load_vdsp(ZOO_MOBILENETV2).geometry_key()  # the image cache tells them apart
+
+
+def test_crop_resize_ext_geometry_is_the_short_side_emulation() -> None:
+    """The vendor's integer formulas (crop_resize_ext) and the CPU emulation's geometry
+    (resized_size + crop_box of ext_spec) agree on every size, odd offsets rounded up."""
+    spec = ext_spec(load_vdsp(ZOO_MOBILENETV2))
+    assert (spec.resize_mode, spec.resize, spec.crop, spec.crop_offset, spec.even_size) == (
+        "short-side", 256, 224, None, True)
+    for width in range(224, 900, 2):
+        for height in (224, 226, 300, 334, 500, 674):
+            x, y, w, h = crop_resize_ext(width, height, 256, 224)
+            assert (w, h) == resized_size(width, height, spec)
+            assert (x, y) == crop_box(w, h, spec)
+    assert crop_resize_ext(1000, 750, 256, 224) == (59, 16, 341, 256)  # 117 / 2: torchvision rounds to 58

@@ -4,7 +4,8 @@ The fake backend reads the images through the shared batch loop (so progress and
 errors behave as with a real backend) and returns scores that are right for a planned
 number of images per model, so every number a report shows is known in advance:
 plan.json maps a model key to {"correct": k} (top-1 right for the first k images, top-5
-right for all), {"raise": "message"}, {"interrupt": true}, {"teardown_error": true},
+right for all; with "int8-max": {"correct": j}, j in that precision), {"raise": "message"},
+{"interrupt": true}, {"teardown_error": true},
 {"remove_from_baseline": true} (renames the model in its baseline file, as an edit during
 the session would), {"sleep": seconds per image}, {"nan": true} (NaN scores for the last two
 images) or {"pidfile": name} (writes its process id there, then waits to be killed).
@@ -43,6 +44,7 @@ class FakeBackend(Backend):
 
     def scores(self, entry, precision, dataset, options):
         plan = json.loads(PLAN.read_text()).get(entry.key, {})
+        plan = {**plan, **plan.get(precision, {})}  # what differs for this precision
         if "raise" in plan:
             raise RuntimeError(plan["raise"])
         if plan.get("interrupt"):
@@ -82,11 +84,11 @@ def pytest_configure(config):
     """Register the fake backend, and log every baseline write with the writing process."""
     real = updates.update_file
 
-    def logged(path, entries):
+    def logged(path, entries, *args, **kwargs):
         with LOG.open("a") as log:
             log.write(json.dumps({"pid": os.getpid(), "worker": os.environ.get("PYTEST_XDIST_WORKER"),
                                   "file": Path(path).name, "entries": len(entries)}) + "\\n")
-        return real(path, entries)
+        return real(path, entries, *args, **kwargs)
 
     backends.BUILTIN["fake"] = "fakebackend:FakeBackend"
     updates.update_file = logged
@@ -155,20 +157,22 @@ class FakeProject:
 
 
 def summary_table(lines: list[str]) -> dict[str, list[str]]:
-    """The terminal table of report.summary_lines, in any width: "family/key run" -> the
-    numbers and the status of that test."""
+    """The terminal table of report.summary_lines, in either layout: "family/key run" -> the
+    numbers and the status of that test (the columns of the header line)."""
     start = next(i for i, line in enumerate(lines) if "vaccbench accuracy" in line)
+    header = next(line for line in lines[start:] if line.startswith("model "))
+    numbers = len(header.split()) - 2 - ("run" in header.split())  # model, [run,] ..., status
     start = next(i for i in range(start, len(lines)) if lines[i].startswith("---")) + 1
     rows: list[list[str]] = []
-    family = ""
+    family = run = ""
     for line in lines[start:]:
-        if line and not line.startswith(" ") and " " not in line:
-            family = line
+        words = line.split()
+        if line and not line.startswith(" ") and (len(words) == 1 or len(words) == 2 and "/" in words[1]):
+            family, run = words[0], words[1] if len(words) == 2 else ""  # compact: run in the heading
         elif line.startswith("  ") and not line.startswith("   "):  # a key, maybe with the rest
-            key, *rest = line.split()
-            rows.append([f"{family}/{key}", *rest])
+            rows.append([f"{family}/{words[0]}", *([run] if run else []), *words[1:]])
         elif line.startswith("   ") and rows:
-            rows[-1].extend(line.split())
+            rows[-1].extend(words)
         else:
             break
-    return {f"{words[0]} {words[1]}": [*words[2:9], " ".join(words[9:])] for words in rows}
+    return {f"{w[0]} {w[1]}": [*w[2:2 + numbers], " ".join(w[2 + numbers:])] for w in rows}

@@ -24,13 +24,14 @@ from ..baselines import ModelEntry
 from ..cache import kind_dir
 from ..dataset import Dataset, Sample
 from ..errors import BackendError, ImageDecodeError, VaccbenchError
-from ..image_cache import CacheEntry, CacheMiss, PendingEntry
+from ..image_cache import DIGEST_BYTES, CacheEntry, CachedCrops, CacheMiss, PendingEntry, content_digest
 from ..preprocess import PreprocessSpec, load_crop, normalize
 
 BUILTIN = {
     "reference": "pytest_vaccbench.backends.reference:ReferenceBackend",
     "onnxruntime": "pytest_vaccbench.backends.onnxruntime:OnnxRuntimeBackend",
     "vamp": "pytest_vaccbench.backends.vamp:VampBackend",
+    "vsx": "pytest_vaccbench.backends.vsx:VsxBackend",
 }
 
 
@@ -151,34 +152,126 @@ def class_scores(scores: np.ndarray, entry: ModelEntry) -> np.ndarray:
     return scores
 
 
-def cached_crops(samples: Sequence[Sample], spec: PreprocessSpec, workers: int, cache_dir: Path) -> np.ndarray:
-    """The uint8 (N, H, W, 3) crops of `samples` from the image cache (memory-mapped),
-    decoded into it first when it does not hold them: what evaluation reads, read once."""
+def cached_crops(samples: Sequence[Sample], spec: PreprocessSpec, workers: int, cache_dir: Path,
+                 rows: Sequence[int]) -> CachedCrops:
+    """The image cache entry of `samples`, open for reading, its `rows` checked: decoded
+    into the cache first when it does not hold them or they are stale (the whole entry is
+    then rebuilt). The caller closes it."""
     entry = CacheEntry(cache_dir, tuple(samples), spec)
     try:
-        return entry.read()
+        crops = entry.open()
     except CacheMiss:
-        for _ in iter_batches(samples, spec, 64, workers, cache_dir=cache_dir):
-            pass
-    return entry.read()
+        pass
+    else:
+        try:
+            for start in range(0, len(rows), CHECK_ROWS):
+                crops.take(rows[start:start + CHECK_ROWS])
+            return crops
+        except CacheMiss:
+            crops.close()
+    for _ in iter_batches(samples, spec, 64, workers, cache_dir=cache_dir):
+        pass
+    return entry.open()
 
 
-PREFETCH = 2  # batches decoded ahead of the consumer: decoding overlaps inference
+PREFETCH = 2  # batches read (or decoded) and normalised ahead of the consumer
 CHUNK = 8  # images per task on the worker threads, at most
+CHECK_ROWS = 64  # rows read at a time to check them
+
+
+def _unreadable(errors: Sequence[ImageDecodeError]) -> ImageDecodeError:
+    listed = "\n  ".join(str(e) for e in errors)
+    return ImageDecodeError(f"{len(errors)} unreadable image(s):\n  {listed}")
+
+
+class DecodeAhead:
+    """Every image of a dataset decoded into a new image cache entry on `workers` threads,
+    as fast as they go, each chunk of rows written in place as it is done; `read` returns
+    rows once they are written, and `commit` publishes the entry. Decoding does not wait
+    for the consumer: started before the model is ready (an ONNX export), it overlaps with
+    that too, and the crops wait on disk (memory stays flat). `close` stops it and removes
+    an unpublished entry."""
+
+    def __init__(self, entry: CacheEntry, workers: int) -> None:
+        self.entry = entry
+        self.pending = entry.create()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vaccbench-decode")
+        n = len(entry.samples)
+        self._chunks = [self._pool.submit(self._decode, lo, min(lo + CHUNK, n)) for lo in range(0, n, CHUNK)]
+
+    def _decode(self, lo: int, hi: int) -> list[tuple[int, ImageDecodeError]]:
+        entry = self.entry
+        crops = np.zeros((hi - lo, *entry.shape[1:]), np.uint8)
+        sources = np.empty((hi - lo, DIGEST_BYTES), np.uint8)
+        errors = []
+        for i in range(lo, hi):
+            path = entry.samples[i].path
+            try:  # the file digested before decoding: a change meanwhile is caught next time
+                sources[i - lo] = np.frombuffer(content_digest(path), np.uint8)
+                load_crop(path, entry.spec, out=crops[i - lo])
+            except ImageDecodeError as exc:
+                errors.append((i, exc))
+        self.pending.write_rows(lo, crops, sources)  # an unreadable image's row is never served
+        return errors
+
+    def read(self, start: int, stop: int, out: np.ndarray) -> list[ImageDecodeError]:
+        """Rows start:stop into `out`, waiting for them; their decode errors instead, when
+        any of their images is unreadable."""
+        errors = [exc for k in range(start // CHUNK, -(-stop // CHUNK))
+                  for row, exc in self._chunks[k].result() if start <= row < stop]
+        if not errors:
+            self.pending.read(start, stop, out)
+        return errors
+
+    def commit(self) -> None:
+        for chunk in self._chunks:
+            chunk.result()
+        self.pending.commit()
+        self.pending = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.pending is not None:
+            self.pending.discard()
+            self.pending = None
+
+    def __enter__(self) -> "DecodeAhead":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_entry(samples: Sequence[Sample], spec: PreprocessSpec, workers: int,
+               cache_dir: Path) -> CachedCrops | DecodeAhead:
+    """What batches of `samples` are read from: the published cache entry, or one being
+    decoded now (`DecodeAhead`). The caller closes it."""
+    entry = CacheEntry(cache_dir, tuple(samples), spec)
+    try:
+        return entry.open()
+    except CacheMiss:
+        return DecodeAhead(entry, workers)
 
 
 def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: int,
-                 workers: int, *, cache_dir: Path | None = None) -> Iterator[np.ndarray]:
+                 workers: int, *, cache_dir: Path | None = None,
+                 source: CachedCrops | DecodeAhead | None = None) -> Iterator[np.ndarray]:
     """Normalised float32 (B, 3, H, W) batches in sample order.
 
-    The uint8 crops come from the on-disk cache in `cache_dir` when it holds this dataset
-    with this geometry (see image_cache). Otherwise they are decoded on `workers` threads
-    (Pillow and OpenCV release the GIL while decoding and resizing; threads measured faster
-    than processes, which must ship every crop back) and, with `cache_dir`, appended batch
-    by batch to a new cache entry that is published when the last image is decoded. Up to
-    PREFETCH batches are decoded and normalised ahead of the consumer, so this work
-    overlaps inference. Every image of a batch is decoded before an error is raised, so
-    the message lists all unreadable files of that batch, not just the first.
+    With `cache_dir`, the uint8 crops come from the on-disk cache (see image_cache), or
+    from `source`, that cache's entry opened by the caller (`open_entry`; the caller closes
+    it). A published entry's rows are read and checked (each crop and its image file
+    against the entry's digests) on the worker threads; rows that fail the check are
+    decoded again, and the entry rebuilt (the rows before the first bad one copied). With
+    no entry yet, `DecodeAhead` decodes every image into a new one on its own threads,
+    ahead of the consumer, and the batches are read back as their rows are written; the
+    entry is published when the last batch is read. Without `cache_dir` the crops are
+    decoded on the worker threads. Pillow and OpenCV release the GIL while decoding and
+    resizing, so threads work in parallel (they measured faster than processes, which must
+    ship every crop back). Up to PREFETCH batches are read or decoded and normalised ahead
+    of the consumer, so this work overlaps inference. Every image of a batch is decoded
+    before an error is raised, so the message lists all unreadable files of that batch,
+    not just the first.
     """
     samples = tuple(samples)
     if batch_size < 1:
@@ -188,57 +281,81 @@ def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: in
                              "short-side resize alone gives images of different sizes")
     if not samples:
         return
+    owned = source is None and cache_dir is not None
+    if owned:
+        source = open_entry(samples, spec, workers, cache_dir)
+    cached = source if isinstance(source, CachedCrops) else None
+    ahead = source if isinstance(source, DecodeAhead) else None
+    pending: PendingEntry | None = None  # the rebuild of a stale or corrupt published entry
     size = spec.output_size
-    cached: np.ndarray | None = None
-    pending: PendingEntry | None = None
-    if cache_dir is not None:
-        entry = CacheEntry(cache_dir, samples, spec)
-        try:
-            cached = entry.read()
-        except CacheMiss:
-            pending = entry.create()
 
-    def fill(start: int, lo: int, hi: int, crops: np.ndarray, out: np.ndarray) -> list[ImageDecodeError]:
-        """Rows lo:hi of the batch at `start`: decode (unless cached), then normalise."""
+    def fill(start: int, lo: int, hi: int, crops: np.ndarray, sources: np.ndarray,
+             out: np.ndarray) -> tuple[list[ImageDecodeError], bool]:
+        """Rows lo:hi of the batch at `start`, normalised into `out`. Returns the decode
+        errors and whether the rows were decoded here (no entry, or stale rows)."""
+        rows = slice(start + lo, start + hi)
+        decode = source is None
+        if ahead is not None:
+            errors = ahead.read(rows.start, rows.stop, crops[lo:hi])
+            if errors:
+                return errors, False
+        elif cached is not None:
+            try:
+                cached.read(rows.start, rows.stop, out=crops[lo:hi])
+                sources[lo:hi] = cached.sources[rows]
+            except CacheMiss:  # stale or corrupt: these rows are decoded, the entry rebuilt
+                decode = True
         errors = []
-        if cached is None:
+        if decode:
             for i in range(lo, hi):
-                try:
-                    load_crop(samples[start + i].path, spec, out=crops[i])
+                path = samples[start + i].path
+                try:  # digested before decoding: a change meanwhile is caught next time; without
+                    # the cache, the digest is what the run's predictions record (image_digests)
+                    sources[i] = np.frombuffer(content_digest(path), np.uint8)
+                    load_crop(path, spec, out=crops[i])
                 except ImageDecodeError as exc:
                     errors.append(exc)
         normalize(crops[lo:hi], spec, out=out[lo:hi])
-        return errors
+        return errors, decode
 
     chunk = max(1, min(CHUNK, -(-batch_size // max(1, workers))))  # every thread gets work
 
-    def submit(start: int) -> tuple[np.ndarray, np.ndarray, list[Future[list[ImageDecodeError]]]]:
-        stop = min(start + batch_size, len(samples))
-        crops = cached[start:stop] if cached is not None else np.empty((stop - start, size, size, 3), np.uint8)
-        out = np.empty((stop - start, 3, size, size), np.float32)
-        return out, crops, [pool.submit(fill, start, lo, min(lo + chunk, stop - start), crops, out)
-                            for lo in range(0, stop - start, chunk)]
+    def submit(start: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, list[Future]]:
+        n = min(start + batch_size, len(samples)) - start
+        crops = np.empty((n, size, size, 3), np.uint8)
+        sources = np.empty((n, DIGEST_BYTES), np.uint8)
+        out = np.empty((n, 3, size, size), np.float32)
+        return start, out, crops, sources, [pool.submit(fill, start, lo, min(lo + chunk, n), crops, sources, out)
+                                            for lo in range(0, n, chunk)]
 
     starts = deque(range(0, len(samples), batch_size))
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vaccbench-decode")
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vaccbench-read")
     try:
         in_flight = deque(submit(starts.popleft()) for _ in range(min(PREFETCH, len(starts))))
         while in_flight:
-            out, crops, futures = in_flight.popleft()
-            errors = [exc for future in futures for exc in future.result()]
+            start, out, crops, sources, futures = in_flight.popleft()
+            results = [future.result() for future in futures]
+            errors = [exc for found, _ in results for exc in found]
             if errors:
-                listed = "\n  ".join(str(e) for e in errors)
-                raise ImageDecodeError(f"{len(errors)} unreadable image(s):\n  {listed}")
+                raise _unreadable(errors)
+            if pending is None and cached is not None and any(decoded for _, decoded in results):
+                pending = cached.entry.create()  # stale or corrupt rows: rebuild the entry
+                pending.copy(cached, start)
             if pending is not None:
-                pending.write(crops)  # batches complete in order: the file grows in order
+                pending.write(crops, sources)  # batches complete in order: the file grows in order
             if starts:
                 in_flight.append(submit(starts.popleft()))
-            elif not in_flight and pending is not None:
-                pending.commit()  # every crop is written: publish before the last batch goes out
-                pending = None
+            elif not in_flight:  # every crop is written: publish before the last batch goes out
+                if pending is not None:
+                    pending.commit()
+                    pending = None
+                if ahead is not None:
+                    ahead.commit()
             yield out
             progress.advance(len(out))  # the consumer asked for more: this batch is done
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if pending is not None:
             pending.discard()
+        if owned and source is not None:
+            source.close()

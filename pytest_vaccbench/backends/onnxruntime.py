@@ -43,13 +43,14 @@ from ..build_config import BuildConfig, read_build_config
 from ..calibration import DEFAULT_CALIBRATION_IMAGES, calibration_set
 from ..dataset import Dataset, Sample
 from ..errors import BackendError
-from ..layers import parse_keep
 from ..cache import kind_dir
 from ..export import DEFAULT_OPSET, cached_export, file_digest, onnx_file_name, writable_dir
+from ..image_cache import CachedCrops, CacheMiss
+from ..layers import parse_keep
 from ..safefiles import inside
 from ..preprocess import PreprocessSpec, normalize
 from ..weights import find_weights
-from . import Backend, RunOptions, cached_crops, class_scores, iter_batches
+from . import Backend, DecodeAhead, RunOptions, cached_crops, class_scores, iter_batches, open_entry
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
              "tensorrt": "TensorrtExecutionProvider"}
@@ -131,13 +132,18 @@ def execution_providers(name: str) -> list[str]:
     return [wanted] + ([PROVIDERS["cpu"]] if wanted != PROVIDERS["cpu"] else [])
 
 
-def open_session(path: Path, entry: ModelEntry, providers: Sequence[str], threads: int) -> Any:
-    """An inference session for `path`, after checking its input against the entry."""
+def open_session(path: Path, entry: ModelEntry, providers: Sequence[str], threads: int,
+                 spinning: bool = True) -> Any:
+    """An inference session for `path`, after checking its input against the entry.
+    `spinning` False: its idle threads yield at once instead of busy-waiting (onnxruntime's
+    default), for when other work (decoding) needs the cores."""
     ort = _ort()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), opts, providers=list(providers))
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types per failure
@@ -256,9 +262,14 @@ def calibration_batches(dataset: Dataset, calibration: Dataset, eval_spec: Prepr
     rows = np.array([where[s] for s in samples])
 
     def batches() -> Iterator[np.ndarray]:  # decodes (into the cache) only when first asked
-        crops = cached_crops(pool, spec, workers, image_cache_dir)
-        for start in range(0, len(rows), batch):
-            yield normalize(crops[rows[start:start + batch]], spec)
+        with cached_crops(pool, spec, workers, image_cache_dir, rows) as crops:
+            for start in range(0, len(rows), batch):
+                try:
+                    chosen = crops.take(rows[start:start + batch])
+                except CacheMiss as exc:  # checked a moment ago: changed while being read
+                    raise BackendError(f"the image cache changed while the calibration read it ({exc}); "
+                                       "run again") from None
+                yield normalize(chosen, spec)
     return batches
 
 
@@ -527,11 +538,25 @@ class OnnxRuntimeBackend(Backend):
 
     def scores(self, entry: ModelEntry, precision: str, dataset: Dataset,
                options: RunOptions) -> np.ndarray:
+        """The graph's scores over the dataset. With the image cache and no entry for these
+        images yet, the session's idle threads yield instead of spinning, leaving the cores
+        to the decoding, which starts before the graph is exported (an export takes seconds).
+        int8 opens the entry after its calibration, which reads (or fills) it first."""
         providers = execution_providers(OrtSettings.from_options(options).provider)
-        path = self.graph(entry, precision, dataset, options)
-        session = open_session(path, entry, providers, options.threads)
-        fixed = fixed_batch(session, entry, path)
-        batch_size = fixed or self.batch_size(entry, options)
-        batches = iter_batches(dataset.samples, entry.preprocess, batch_size, options.workers,
-                               cache_dir=options.image_cache_dir)
-        return class_scores(run_session(session, batches, fixed), entry)
+        with contextlib.ExitStack() as stack:
+            def entry_source() -> CachedCrops | DecodeAhead | None:
+                if options.image_cache_dir is None:
+                    return None
+                return stack.enter_context(open_entry(dataset.samples, entry.preprocess, options.workers,
+                                                      options.image_cache_dir))
+            exported = precision not in CALIBRATION_METHODS and self.given_graph(entry, options)[0] is None
+            source = entry_source() if exported else None
+            path = self.graph(entry, precision, dataset, options)
+            if not exported:
+                source = entry_source()
+            session = open_session(path, entry, providers, options.threads,
+                                   spinning=not isinstance(source, DecodeAhead))
+            fixed = fixed_batch(session, entry, path)
+            batches = iter_batches(dataset.samples, entry.preprocess, fixed or self.batch_size(entry, options),
+                                   options.workers, cache_dir=options.image_cache_dir, source=source)
+            return class_scores(run_session(session, batches, fixed), entry)

@@ -8,35 +8,20 @@ which writes `output_000000.npz`, `output_000001.npz`, ... in datalist order, ea
 `output_0` = the class probabilities of one image ((1, C) or (C,), C = 1000 or 1001).
 Outputs are matched to images by position in the datalist and scored by class INDEX.
 
-Where the compiled models are (first match wins):
-1. a `vamp:` block in the model's baseline entry, one mapping or a list of them:
-   `{model: <prefix>, vdsp_params: <json>, precision: int8-percentile, shape: [3, 224, 224]}`;
-   relative paths are relative to --vamp-root, else to the baseline file's folder; without
-   `precision` it is read from the model folder's name (below).
-2. under --vamp-root, the zoo's naming `<name>-<dtype>-<calibration>-3_<h>_<w>-vacc/<name>`,
-   where <name> is the model key, else its arch, else its README name (so one compiled
-   model can match several entries that share an arch; a `vamp:` block disambiguates).
-   The newer zoo layout, `deploy_weights/<source>_<name>[_run_stream]_<fp16|int8>[_<calibration>]/mod`
-   (under --vamp-root or its `deploy_weights/`), is found the same way; an int8 folder must
-   name its calibration (the zoo's vamc config holds it), else a `vamp:` block gives it.
-   Its vdsp_params JSON: `<key>-vdsp_params.json` in the model folder, in
-   `<vamp-root>/vdsp_params/`, or in <vamp-root>; else `vdsp_params.json` in the model folder.
-The precision is the compiled model's: `fp16` (fp16-none) or `int8-<calibration>`.
+Where the compiled models are: backends/compiled.py (--vamp-root, or a `vamp:` block).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -50,15 +35,9 @@ from ..image_cache import files_digest
 from ..prep import npz_header
 from ..options import split_command
 from ..safefiles import inside, safe_name
-from . import Backend, RunOptions, class_scores
+from . import RunOptions
+from .compiled import CompiledBackend, CompiledModel, tail_lines
 
-CALIBRATIONS = ("percentile", "max", "kl_divergence", "mse")
-PRECISIONS = ("fp16", *(f"int8-{c}" for c in CALIBRATIONS))
-UNCOMPILED = "uncompiled"  # the precision of the one (skipped) test of a model with no compiled model
-MODEL_DIR_RE = re.compile(r"^(?P<name>.+)-(?P<dtype>fp16|int8)-(?P<calib>[A-Za-z0-9_]+)"
-                          r"-(?P<c>\d+)_(?P<h>\d+)_(?P<w>\d+)-vacc$")
-DEPLOY_DIR_RE = re.compile(r"^(?P<name>.+?)(?:_run_?(?:stream|model))?_(?P<dtype>fp16|int8)"
-                           rf"(?:[-_](?P<calib>{'|'.join(CALIBRATIONS)}))?$")
 STDERR_TAIL_LINES = 20
 DEFAULT_TIMEOUT = 3600.0
 
@@ -99,186 +78,29 @@ class VampSettings:
         return shutil.which(self.command[0])
 
 
-@dataclass(frozen=True)
-class CompiledModel:
-    prefix: Path  # the value of -m
-    precision: str
-    vdsp_params: Path | None  # None: not found (looked_for says where)
-    shape: tuple[int, ...] | None  # the baseline's `shape`, passed as -s
-    input_size: int | None  # the compiled input's height = width (folder name or shape), if known
-    origin: str  # where it was found, for messages
-    looked_for: tuple[str, ...] = ()
-
-
-def parse_model_dir(name: str) -> tuple[str, str, int | None] | None:
-    """`mobilenet_v2-int8-percentile-3_224_224-vacc` -> (mobilenet_v2, int8-percentile, 224)."""
-    match = MODEL_DIR_RE.match(name)
-    if not match:
-        return None
-    precision = "fp16" if match["dtype"] == "fp16" else f"int8-{match['calib']}"
-    return match["name"], precision, int(match["h"]) if match["h"] == match["w"] else None
-
-
-def parse_deploy_dir(name: str) -> tuple[str, str] | None:
-    """`timm_mobilenetv2_run_stream_int8_kl_divergence` -> (timm_mobilenetv2, int8-kl_divergence);
-    None for an int8 folder that does not name its calibration."""
-    match = DEPLOY_DIR_RE.match(name)
-    if not match or (match["dtype"] == "int8" and not match["calib"]):
-        return None
-    return match["name"], "fp16" if match["dtype"] == "fp16" else f"int8-{match['calib']}"
-
-
-def _line(entry: ModelEntry, node: Any) -> int:
-    """The baseline line of a `vamp:` block (ruamel keeps it), else the model's."""
-    line = getattr(getattr(node, "lc", None), "line", None)
-    return line + 1 if line is not None else entry.line
-
-
-def _blocks(entry: ModelEntry) -> list[Mapping[str, Any]]:
-    raw = entry.vamp
-    if raw is None:
-        return []
-    blocks = list(raw) if isinstance(raw, list) else [raw]
-    for block in blocks:
-        if not isinstance(block, Mapping) or "model" not in block or \
-                set(block) - {"model", "vdsp_params", "precision", "shape"}:
-            raise VaccbenchError(f"`vamp:` of {entry.key} must be a mapping (or a list of them) with "
-                                 "`model` and optional vdsp_params, precision, shape",
-                                 entry.baseline_path, _line(entry, block))
-    return blocks
-
-
-def _from_block(entry: ModelEntry, block: Mapping[str, Any], root: Path | None) -> CompiledModel:
-    base = root or entry.baseline_path.parent
-    line = _line(entry, block)
-    origin = f"{entry.baseline_path.name}:{line}"
-    prefix = (base / str(block["model"])).resolve()
-    parsed = parse_model_dir(prefix.parent.name)
-    precision = block.get("precision") or (parsed[1] if parsed else None)
-    if precision is None:
-        raise VaccbenchError(f"`vamp:` of {entry.key}: no `precision`, and the folder name "
-                             f"{prefix.parent.name!r} does not say it (<name>-int8-percentile-3_224_224-vacc)",
-                             entry.baseline_path, line)
-    shape = block.get("shape")
-    if shape is not None and (not isinstance(shape, list) or len(shape) != 3
-                              or not all(isinstance(d, int) for d in shape)):
-        raise VaccbenchError(f"`vamp.shape` of {entry.key} must be [channels, height, width]",
-                             entry.baseline_path, line)
-    shape = tuple(shape) if shape else None
-    size = shape[1] if shape and shape[1] == shape[2] else (parsed[2] if parsed else None)
-    if block.get("vdsp_params"):
-        vdsp = (base / str(block["vdsp_params"])).resolve()
-        return CompiledModel(prefix, str(precision), vdsp if vdsp.is_file() else None, shape, size,
-                             origin, (str(vdsp),))
-    return replace(_with_vdsp(entry, prefix, str(precision), size, root, origin), shape=shape)
-
-
-def _with_vdsp(entry: ModelEntry, prefix: Path, precision: str, input_size: int | None,
-               root: Path | None, origin: str) -> CompiledModel:
-    name = f"{entry.key}-vdsp_params.json"
-    candidates = [prefix.parent / name]
-    if root:
-        candidates += [root / "vdsp_params" / name, root / name]
-    candidates.append(prefix.parent / "vdsp_params.json")
-    found = next((c for c in candidates if c.is_file()), None)
-    return CompiledModel(prefix, precision, found, None, input_size, origin,
-                         tuple(map(str, candidates)))
-
-
-def _names(entry: ModelEntry) -> list[str]:
-    return list(dict.fromkeys(n for n in (entry.key, entry.arch, entry.name) if n))
-
-
-def find_compiled(entry: ModelEntry, settings: VampSettings) -> list[CompiledModel]:
-    """Every compiled model of this entry: the baseline's `vamp:` blocks, else --vamp-root."""
-    blocks = _blocks(entry)
-    if blocks:
-        return [_from_block(entry, block, settings.root) for block in blocks]
-    if settings.root is None or not settings.root.is_dir():
-        return []
-    folders = [(d, parse_model_dir(d.name)) for d in sorted(settings.root.iterdir()) if d.is_dir()]
-    deployed = [(d, parse_deploy_dir(d.name)) for base in (settings.root, settings.root / "deploy_weights")
-                if base.is_dir() for d in sorted(base.iterdir()) if any(d.glob("mod.*"))]
-    for name in _names(entry):
-        found = [_with_vdsp(entry, folder / name, parsed[1], parsed[2], settings.root, str(folder))
-                 for folder, parsed in folders if parsed and parsed[0] == name]
-        found += [_with_vdsp(entry, folder / "mod", parsed[1], None, settings.root, str(folder))
-                  for folder, parsed in deployed if parsed and parsed[0] in _deploy_names(name, entry)]
-        if found:
-            return found
-    return []
-
-
-def _deploy_names(name: str, entry: ModelEntry) -> set[str]:
-    """The newer zoo's folder names are `<source>_<name>`: key, arch or README name, with or
-    without the source, '-' read as '_'."""
-    plain = name.replace("-", "_")
-    return {plain, f"{entry.sources[0]}_{plain}" if entry.sources else plain}
-
-
-def _where_looked(entry: ModelEntry, settings: VampSettings) -> str:
-    if settings.root is None:
-        return (f"no --vamp-root given and no `vamp:` block for {entry.key} in "
-                f"{entry.baseline_path}:{entry.line}")
-    pattern = " or ".join(f"{n}-<fp16|int8>-<calibration>-3_<h>_<w>-vacc/{n}" for n in _names(entry))
-    pattern += " or [deploy_weights/]<source>_<name>[_run_stream]_<fp16|int8_<calibration>>/mod"
-    return f"looked in {settings.root} for {pattern}"
-
-
-def expects_vamp(entry: ModelEntry, precision: str) -> bool:
-    """Whether the baseline records vamp results at this precision (for any dataset)."""
-    return any(f"vamp/{precision}" in (runs or {}) for runs in entry.expected.values())
-
-
-class VampBackend(Backend):
+class VampBackend(CompiledBackend):
     name = "vamp"
-    precisions = (*PRECISIONS, UNCOMPILED)
     option_keys = ("vamp_instances", "vamp_processes", "vamp_batch", "vamp_args")
-    preprocesses_on_device = True  # the vdsp_params JSON, on the accelerator
+    root_option = "--vamp-root"
+    error = VampError
 
-    def precisions_for(self, entry: ModelEntry, requested: tuple[str, ...] | None,
-                       options: RunOptions) -> tuple[str, ...] | None:
-        """Without --precision: the precisions compiled for this model, and those its baseline
-        expects (so that a compiled model that went missing fails instead of vanishing)."""
-        if requested:
-            return requested
-        settings = VampSettings.from_options(options.extra)
-        found = {m.precision for m in find_compiled(entry, settings)}
-        found |= {run.split("/", 1)[1] for runs in entry.expected.values()
-                  for run in (runs or {}) if run.startswith("vamp/")}
-        return tuple(sorted(found)) or (UNCOMPILED,)
+    def root(self, options: RunOptions) -> Path | None:
+        return VampSettings.from_options(options.extra).root
 
-    def skip_reason(self, entry: ModelEntry, precision: str, options: RunOptions) -> str | None:
+    def runtime_missing(self, options: RunOptions) -> str | None:
         settings = VampSettings.from_options(options.extra)
         if settings.executable() is None:
             return (f"vamp binary not found: {settings.command[0]!r} is not an executable on PATH; "
                     "run on a machine with a VastAI accelerator and its SDK, or pass --vamp-bin")
-        if precision == UNCOMPILED:
-            return f"no compiled model for {entry.test_name}: {_where_looked(entry, settings)}"
-        compiled = find_compiled(entry, settings)
-        if any(m.precision == precision for m in compiled) or expects_vamp(entry, precision):
-            return None  # a baseline that expects it makes a missing model a failure, not a skip
-        have = ", ".join(f"{m.precision} ({m.prefix})" for m in compiled) or "none"
-        return (f"no {precision} compiled model for {entry.test_name} (compiled: {have}); "
-                f"{_where_looked(entry, settings)}")
+        return None
 
     def scores(self, entry: ModelEntry, precision: str, dataset: Dataset,
                options: RunOptions) -> np.ndarray:
         from ..prep import write_datalist, write_npz
-        from ..vdsp import load_vdsp
 
         settings = VampSettings.from_options(options.extra)
-        model = next((m for m in find_compiled(entry, settings) if m.precision == precision), None)
-        if model is None:
-            raise VampError(f"{entry.baseline_path.name} expects vamp/{precision} results for "
-                            f"{entry.key}, but there is no {precision} compiled model: "
-                            f"{_where_looked(entry, settings)}")
-        check_model_files(model)
-        spec = load_vdsp(model.vdsp_params)  # type: ignore[arg-type]  # a broken file fails here
-        if model.input_size and spec.output_size != model.input_size:
-            raise VampError(f"{model.vdsp_params} makes {spec.output_size}x{spec.output_size} "
-                            f"inputs, but the compiled model {model.prefix} takes "
-                            f"{model.input_size}x{model.input_size}")
+        model = self.compiled_model(entry, precision, options)
+        self.vdsp_spec(model)  # a broken file, or one for another input size, fails here
         # keyed by the images' content, as the image cache is: a changed image is a new folder
         npz_root = kind_dir(options.cache_dir, "vamp-npz")
         inputs = inside(npz_root, npz_root / f"{safe_name(dataset.name)}-"
@@ -286,31 +108,13 @@ class VampBackend(Backend):
         npz = write_npz([s.path for s in dataset.samples], inputs, options.workers)
         datalist = inputs / "npz_datalist.txt"
         write_datalist(npz.paths, datalist)
-        runs = kind_dir(options.cache_dir, "vamp-runs")
-        runs.mkdir(parents=True, exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"{safe_name(f'{entry.key}-{precision}')}-", dir=runs))
+        run_dir = self.run_dir(entry, precision, options)
         output = run_dir / "output"
         output.mkdir()
         command = vamp_command(settings, model, datalist, output)
         run_vamp(command, settings.timeout, run_dir)
         probabilities = read_outputs(output, len(npz.paths), run_dir)
-        try:
-            scores = class_scores(probabilities, entry)
-        except BackendError as exc:
-            raise VampError(f"{exc}; vamp's outputs are in {output}") from None
-        shutil.rmtree(run_dir, ignore_errors=True)  # kept when anything failed, for a look
-        return scores
-
-
-def check_model_files(model: CompiledModel) -> None:
-    """The compiled model (prefix.so/.json/.params, or any prefix.*) and its vdsp JSON exist."""
-    prefix = model.prefix
-    if not prefix.parent.is_dir() or not (prefix.exists() or any(prefix.parent.glob(f"{prefix.name}.*"))):
-        raise VampError(f"compiled model not found: no {prefix.name}.* files in {prefix.parent} "
-                        f"(from {model.origin})", prefix)
-    if model.vdsp_params is None or not model.vdsp_params.is_file():
-        raise VampError(f"vdsp_params JSON not found for {prefix}: looked for "
-                        f"{', '.join(model.looked_for)}")
+        return self.finish(probabilities, entry, run_dir, f"vamp's outputs are in {output}")
 
 
 def vamp_command(settings: VampSettings, model: CompiledModel, datalist: Path,
@@ -327,30 +131,18 @@ def vamp_command(settings: VampSettings, model: CompiledModel, datalist: Path,
             *settings.extra_args]
 
 
-TAIL_BYTES = 1 << 16  # read from the end of vamp's stderr for its last lines
-TAIL_LINE = 400  # characters of one stderr line shown
-
-
 def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
-    """The last `lines` lines of a log of any size, from its last TAIL_BYTES."""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - TAIL_BYTES))
-            data = handle.read(TAIL_BYTES)
-    except OSError:
+    """The last `lines` lines of vamp's stderr, however large it grew."""
+    shown = tail_lines(path, lines)
+    if shown is None:
         return "  (no output)"
-    text = data.decode(errors="replace").rstrip().splitlines()
-    if size > TAIL_BYTES:
-        text = text[1:]  # the first line is cut
-    shown = [line if len(line) <= TAIL_LINE else line[:TAIL_LINE] + " ..." for line in text[-lines:]]
     return "\n".join(f"  | {line}" for line in shown) or "  (empty)"
 
 
 POLL_SECONDS = 0.2  # how often the descendants of a running vamp are listed
 
 
-class _Tree:
+class ProcessTree:
     """vamp and every process it started, listed while it runs: a child that left vamp's
     process group (setsid) or whose parent exited is still known, and killed with the rest."""
 
@@ -391,7 +183,7 @@ class _Tree:
         proc.wait()
 
 
-def _wait(proc: subprocess.Popen, tree: _Tree, timeout: float) -> int:
+def _wait(proc: subprocess.Popen, tree: ProcessTree, timeout: float) -> int:
     """proc's exit code, listing its descendants every POLL_SECONDS; TimeoutExpired after
     `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -414,7 +206,7 @@ def run_vamp(command: Sequence[str], timeout: float, run_dir: Path) -> None:
                                     start_new_session=True)
         except OSError as exc:
             raise VampError(f"cannot start vamp ({shlex.join(command[:1])}): {exc.strerror}") from None
-        tree = _Tree(proc.pid)
+        tree = ProcessTree(proc.pid)
         try:
             code = _wait(proc, tree, timeout)
         except subprocess.TimeoutExpired:

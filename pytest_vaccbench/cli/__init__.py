@@ -9,7 +9,8 @@ Two rules hold for every subcommand, as plain pieces a new one reuses:
 - outputs are declared with `type=output_file` or `type=output_folder` (and counts with
   `type=count`): argparse checks them while it parses, before any work starts, with
   safefiles.output_target's rule (no folder where a file goes, no file where a folder goes,
-  an existing parent);
+  an existing parent); report options named as pytest's (`score`) use `type=report_file`,
+  which makes missing folders as pytest does;
 - `guarded` is the error boundary: a VaccbenchError or an OSError is one line naming the file
   (exit 2), Ctrl-C is exit 130, and anything else is a bug: one line that says so (exit 3),
   its traceback shown only with `--traceback`.
@@ -45,20 +46,27 @@ def command(name: str, help: str, configure: Configure | None = None) -> Callabl
     return register
 
 
-def output_file(text: str) -> Path:
-    """argparse type of an option that names a file to write (see safefiles.output_target)."""
+def _target(text: str, **rule: bool) -> Path:
     try:
-        return output_target(Path(text))
+        return output_target(Path(text), **rule)
     except VaccbenchError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def output_file(text: str) -> Path:
+    """argparse type of an option that names a file to write (see safefiles.output_target)."""
+    return _target(text)
 
 
 def output_folder(text: str) -> Path:
     """argparse type of an option that names a folder to write into (made when absent)."""
-    try:
-        return output_target(Path(text), folder=True)
-    except VaccbenchError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _target(text, folder=True)
+
+
+def report_file(text: str) -> Path:
+    """argparse type of a report option named as pytest's (--vaccbench-json, --junitxml, ...):
+    as `output_file`, but missing folders are made, as pytest makes them."""
+    return _target(text, parents=True)
 
 
 def count(text: str) -> int:

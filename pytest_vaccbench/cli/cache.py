@@ -13,7 +13,7 @@ def _cache_args(parser: argparse.ArgumentParser) -> None:
                              "$XDG_CACHE_HOME/vaccbench, else ~/.cache/vaccbench)")
     parser.add_argument("--clear", nargs="?", const="all", default=None, metavar="KIND",
                         help="remove KIND (images, predictions, onnx, vamp-npz, vamp-runs, "
-                             "digests.json), or every kind when KIND is left out")
+                             "vsx-runs, digests.json), or every kind when KIND is left out")
 
 
 def _files(count: int) -> str:

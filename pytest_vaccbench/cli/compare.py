@@ -22,13 +22,17 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
                         help="classes that lost most, listed per model (default 5)")
     parser.add_argument("--html", type=output_file, default=None, metavar="OUT",
                         help="also write the comparison as one self-contained HTML page")
+    parser.add_argument("--images", type=Path, default=None, metavar="DIR",
+                        help="the dataset's images, for thumbnails of the flipped ones in --html "
+                             "(default: the folder the report's session measured, when it is here)")
 
 
 @command("compare", "compare two result sets: accuracy, agreement, flipped images, per-class losses",
          _compare_args)
 def _compare(args: argparse.Namespace) -> int:
-    from ..compare import compare_files, compare_html, compare_lines
+    from ..compare import compare_files, compare_html, compare_lines, images_folder
     from ..safefiles import atomic_write
+    from ..thumbnails import files_in
 
     pairs = compare_files(args.a, args.b, args.select_a, args.select_b)
     if not pairs:
@@ -40,6 +44,8 @@ def _compare(args: argparse.Namespace) -> int:
     if args.html:
         title = f"A: {args.a}{f' ({args.select_a})' if args.select_a else ''}, " \
                 f"B: {args.b or args.a}{f' ({args.select_b})' if args.select_b else ''}"
-        atomic_write(args.html, compare_html(pairs, title))
+        folder = args.images or images_folder(args.a) or (images_folder(args.b) if args.b else None)
+        images = files_in(folder) if folder else None
+        atomic_write(args.html, compare_html(pairs, title, images))
         print(f"HTML: {args.html}")
     return 0

@@ -48,7 +48,7 @@ def _merge_args(parser: argparse.ArgumentParser) -> None:
 def _merge(args: argparse.Namespace) -> int:
     from ..history import append_run
     from ..merge import junit_xml, load_shard, merge, summary, write_merged_json
-    from ..report import write_html
+    from ..report_html import write_html
 
     shards = [load_shard(path) for path in args.shards]
     options = [(flag, value) for flag, value in (("-o", args.output), ("--html", args.html),

@@ -2,7 +2,8 @@
 
 A nightly run (or its shards, merged) writes a `--vaccbench-json` report; this applies its
 results to the baseline files through `updates.apply_updates`, the function behind
-`pytest --update-baselines`, with the same refusals, locking and --dry-run.
+`pytest --update-baselines`, with the same refusals (a BROKEN BUILD, an entry measured on more
+or other images), locking and --dry-run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the diff of every baseline file it would change, write nothing")
     parser.add_argument("--accept-broken", action="store_true",
                         help="record results the gate classified as a BROKEN BUILD too")
+    parser.add_argument("--accept-other-images", action="store_true",
+                        help="replace entries measured on more images, or on other images, than "
+                             "the result (refused by default: it weakens the gate)")
 
 
 @command("update-baselines", "record the results of a --vaccbench-json report in the baseline files",
@@ -34,7 +38,8 @@ def update_baselines(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise VaccbenchError("baselines folder does not exist (pass --baselines DIR)", folder)
     recordings = recordings_from_json(Path(args.report))
-    done = apply_updates(recordings, accept_broken=args.accept_broken, dry_run=args.dry_run,
+    done = apply_updates(recordings, accept_broken=args.accept_broken,
+                         accept_other_images=args.accept_other_images, dry_run=args.dry_run,
                          baselines_dir=folder)
     for line in done.lines:
         print(line)

@@ -17,7 +17,7 @@ import pytest
 from ..suite import is_suite_file
 from . import ini
 from .collect import RUNNER, SuiteFile
-from .options import add_options, check_config
+from .options import add_options, check_config, check_dataset
 from .results import ResultsCollector
 from .running import CaseRunner
 from .shard_record import ShardRecorder
@@ -32,7 +32,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vaccbench: an accuracy test generated from a suite file")
     ini.resolve(config)
     check_config(config)
-    config.pluginmanager.register(CaseRunner(config), RUNNER)
+    runner = CaseRunner(config)
+    config.pluginmanager.register(runner, RUNNER)  # first: its unconfigure releases a device
+    if not runner.is_worker:  # the controller has read it; a worker would fail less clearly
+        check_dataset(config.getoption, runner.dataset)
     config.pluginmanager.register(ResultsCollector(config), "vaccbench-results")
     config.pluginmanager.register(ShardRecorder(config), "vaccbench-shards")
 

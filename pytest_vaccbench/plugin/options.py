@@ -16,10 +16,12 @@ import pytest
 
 from .. import triage
 from ..backends import RunOptions
+from ..dataset import Dataset
 from ..devices import DevicePool, check_workers
 from ..errors import VaccbenchError
+from ..gate import WEAK_LIMIT, WeakLimit
 from ..layers import parse_keep
-from ..options import check_options, parse_devices
+from ..options import check_options, parse_devices, split_names
 from . import ini
 
 Getter = Callable[[str], Any]  # config.getoption, or a dict's get in tests
@@ -29,7 +31,7 @@ def add_options(parser: pytest.Parser) -> None:
     """Declare the `vaccbench` option group (docgen writes docs/options.md from it)."""
     group = parser.getgroup("vaccbench", "accuracy gates for image classifiers (pytest-vaccbench)")
     group.addoption("--backend", action="append", default=None, metavar="NAME",
-                    help="backend(s) to run: reference, onnxruntime, vamp (repeat or comma-separate; "
+                    help="backend(s) to run: reference, onnxruntime, vamp, vsx (repeat or comma-separate; "
                          "default: the suite file's `backends`)")
     group.addoption("--precision", action="append", default=None, metavar="P",
                     help="precision(s): fp32 (default), fp16, int8-<calibration> ...")
@@ -86,9 +88,23 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--vamp-batch", type=int, default=1, metavar="N", help="vamp -b (default 1)")
     group.addoption("--vamp-args", default=None, metavar="ARGS",
                     help="more vamp arguments, e.g. '--hwconfig hw.json'")
+    group.addoption("--vsx-python", default=None, metavar="CMD",
+                    help="the Python that imports vaststreamx, a path or command line (default: "
+                         "this one); without the SDK every vsx test is skipped, saying so")
+    group.addoption("--vsx-root", default=None, metavar="DIR",
+                    help="compiled models for --backend=vsx, laid out as for --vamp-root "
+                         "(default: --vamp-root)")
+    group.addoption("--vsx-mode", default="sync", choices=("sync", "async"), metavar="MODE",
+                    help="vsx: stream.run_sync per batch (default), or run_async with a consumer thread")
+    group.addoption("--vsx-batch", type=int, default=1, metavar="N",
+                    help="vsx: the batch size the compiled model is loaded with (default 1)")
+    group.addoption("--vsx-timeout", type=float, default=300.0, metavar="S",
+                    help="vsx: seconds the stream may stay silent (a call that does not return) "
+                         "before its process is killed and the test fails (default: 300)")
     group.addoption("--devices", default=None, metavar="IDS",
-                    help="accelerator ids for vamp -d, e.g. 0,1,2,3: each xdist worker (or the one "
-                         "pytest process) holds a free one for the session, through a file lock")
+                    help="accelerator ids for vamp -d and vsx.set_device, e.g. 0,1,2,3: each xdist "
+                         "worker (or the one pytest process) holds a free one for the session, "
+                         "through a file lock")
     group.addoption("--device-locks", default=None, metavar="DIR",
                     help="folder of the --devices lock files, shared by every session that uses "
                          "the same cards (default: <vaccbench-cache>/device-locks)")
@@ -112,12 +128,28 @@ def add_options(parser: pytest.Parser) -> None:
                          "(default 1000); they are left out of the accuracy count")
     group.addoption("--calib-include", action="store_true", default=False,
                     help="int8: count the calibration images too")
+    group.addoption("--results", default=None, metavar="DIR",
+                    help="gate result files made elsewhere instead of running the backend: the test "
+                         "<family>/<key>[<backend>-<precision>] scores DIR/<family>/<key>/<backend>-"
+                         "<precision>/ (the zoo's result.txt, a vamp output folder and its datalist, "
+                         "or this tool's predictions .npz); ground truth from --labels or the "
+                         "images' class folders; needs --dataset-name (see docs/score.md)")
+    group.addoption("--results-subset", action="store_true", default=False,
+                    help="--results: the files cover part of the --labels images on purpose; score "
+                         "them as a sample of it (the gate adds the sampling allowance)")
     group.addoption("--vaccbench-strict", action="store_true", default=False,
                     help="a gate for CI: every skip of a selected accuracy test (no weights, no "
                          "compiled model, no vamp binary, no baseline) fails with its reason")
     group.addoption("--accept-broken", action="store_true", default=False,
                     help="--update-baselines: record results the gate classifies as a BROKEN "
                          "BUILD too (refused by default)")
+    group.addoption("--accept-other-images", action="store_true", default=False,
+                    help="--update-baselines: replace entries measured on more images, or on other "
+                         "images, than the result (refused by default: it weakens the gate)")
+    group.addoption("--max-allowed", default=str(WEAK_LIMIT), metavar="LIMIT",
+                    help="a gate that cannot see a drop of this many points (or this multiple "
+                         f"of the tolerance, e.g. {WEAK_LIMIT}) is weak: its status says so, and "
+                         f"--vaccbench-strict fails it (default {WEAK_LIMIT})")
     group.addoption("--dry-run", action="store_true", default=False,
                     help="--update-baselines: print the diff of every baseline file it would "
                          "change, write nothing")
@@ -136,9 +168,9 @@ def add_options(parser: pytest.Parser) -> None:
 # Options the printed update command leaves out: it sets these itself, or they do not
 # change what is measured (reports, gating modes). Every other option given is repeated.
 NOT_IN_UPDATE_COMMAND = {"backend", "precision", "update_baselines", "dry_run", "accept_broken",
-                         "allow_improvement", "vaccbench_json", "vaccbench_html",
-                         "vaccbench_history", "vaccbench_strict", "confidence", "no_triage",
-                         "triage_budget"}
+                         "accept_other_images", "allow_improvement", "vaccbench_json",
+                         "vaccbench_html", "vaccbench_history", "vaccbench_strict", "max_allowed",
+                         "confidence", "no_triage", "triage_budget"}
 UPDATE_COMMAND_OPTIONS: list[Any] = []  # pytest's Argument objects, filled by add_options
 
 
@@ -164,6 +196,7 @@ def update_command(nodeid: str, backend: str, precision: str, opt: Getter,
 
 VAMP_OPTIONS = ("vamp_bin", "vamp_root", "vamp_timeout", "vamp_instances", "vamp_processes",
                 "vamp_batch", "vamp_args")
+VSX_OPTIONS = ("vsx_python", "vsx_root", "vsx_mode", "vsx_batch", "vsx_timeout")
 BACKEND_OPTIONS = ("ort_provider", "onnx_dir", "opset", "int8_per_tensor", "vamc_config",
                    "ort_calibrator", "calib_images", "calib_include", "int8_keep_fp32")
 
@@ -179,7 +212,8 @@ def run_options(opt: Getter, cache: Path, device: str | None = None,
     threads = opt("threads") or max(1, (cpus or os.cpu_count() or 1) // workers)
     return RunOptions(weights_dir=Path(weights).expanduser().resolve(), cache_dir=cache,
                       batch_size=opt("batch_size"), threads=threads, workers=threads,
-                      extra={**{name: opt(name) for name in VAMP_OPTIONS}, "device": device,
+                      extra={**{name: opt(name) for name in (*VAMP_OPTIONS, *VSX_OPTIONS)},
+                             "device": device,
                              **{name: opt(name) for name in BACKEND_OPTIONS}},
                       image_cache=not opt("no_image_cache"))
 
@@ -192,7 +226,7 @@ def check_config(config: pytest.Config) -> None:
         check_options(vars(config.option))
     except VaccbenchError as exc:
         raise pytest.UsageError(str(exc)) from None
-    for name in ("dry_run", "accept_broken"):
+    for name in ("dry_run", "accept_broken", "accept_other_images"):
         if opt(name) and not opt("update_baselines"):
             raise pytest.UsageError(f"--{name.replace('_', '-')} applies to --update-baselines only")
     _check_int8_options(config)
@@ -208,9 +242,59 @@ def check_config(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "--update-baselines with --limit would record a subset's figures under the whole "
             "dataset's name; add --dataset-name NAME to record the subset under its own name")
+    _check_results_options(opt)
     confidence = float(opt("confidence"))
     if not 0 < confidence < 1:
         raise pytest.UsageError(f"--confidence must be between 0 and 1, got {confidence}")
+    weak_limit(opt)
+
+
+def weak_limit(opt: Getter) -> WeakLimit:
+    """--max-allowed as a WeakLimit (a usage error when it is neither points nor a multiple)."""
+    try:
+        return WeakLimit.parse(opt("max_allowed"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--max-allowed={opt('max_allowed')}: {exc}") from None
+
+
+def check_dataset(opt: Getter, dataset: Callable[[], Dataset]) -> None:
+    """Usage errors found by reading a --dataset at startup, instead of one failure per test:
+    a folder that is not a dataset (no labels, unknown layout, missing images), and an int8
+    calibration set (--calib-images, for onnxruntime's int8 precisions) that would take
+    every image, leaving none to count."""
+    if opt("dataset") is None:
+        return  # the built-in photos: read when a test needs them
+    try:
+        data = dataset()
+    except VaccbenchError as exc:
+        raise pytest.UsageError(f"--dataset: {exc}") from None
+    int8 = [p for p in split_names(opt("precision")) if p.startswith("int8")]
+    if not int8 or "onnxruntime" not in split_names(opt("backend")) or opt("calib_include") \
+            or opt("vamc_config"):
+        return
+    count = opt("calib_images")
+    if count >= len(data.samples):
+        raise pytest.UsageError(
+            f"--calib-images={count}: the int8 calibration set would take all "
+            f"{len(data.samples)} images of {data.name}, leaving none to count; pass "
+            f"--calib-images below {len(data.samples)} (e.g. {max(1, len(data.samples) // 4)}), "
+            "or --calib-include to count the calibration images too")
+
+
+def _check_results_options(opt: Getter) -> None:
+    """--results scores files whose images and run are fixed: it needs the dataset's name
+    and takes no --dataset or --limit."""
+    if opt("results_subset") and not opt("results"):
+        raise pytest.UsageError("--results-subset applies to --results only")
+    if not opt("results"):
+        return
+    if not opt("dataset_name"):
+        raise pytest.UsageError("--results needs --dataset-name NAME: the key of these images in "
+                                "the baselines (e.g. imagenet-val)")
+    for name in ("dataset", "limit"):
+        if opt(name) is not None:
+            raise pytest.UsageError(f"--{name} does not apply to --results: the result files name "
+                                    "their images (ground truth: --labels FILE, or their class folders)")
 
 
 def _check_int8_options(config: pytest.Config) -> None:

@@ -21,15 +21,15 @@ from .. import progress, triage
 from ..backends import RunOptions, get_backend
 from ..cache import cache_dir
 from ..errors import VaccbenchError
-from ..gate import Expectation, Images, Verdict, expectation_for, judge, needs_paired, recording_target
-from ..metrics import Accuracy
+from ..gate import Expectation, Verdict, expectation_for, run_key
 from ..preprocess import PreprocessSpec
 from ..report import PROPERTY, STRICT
-from ..run import Case, evaluate, paired_with_fp32
-from ..updates import Recording, refusal
+from ..resultfiles import results_folder, score_case
+from ..run import Case, Result, evaluate, judged, no_baseline
+from ..updates import Recording, covers, refusal
 from ..vdsp import preprocess_option
 from .collect import AccuracyItem, GateFailure
-from .options import Getter, device_pool, run_options, update_command
+from .options import Getter, device_pool, run_options, update_command, weak_limit
 
 
 def report_reason(report: pytest.TestReport) -> str:
@@ -66,17 +66,18 @@ def payload_of(result: Any, expected: Expectation | None, verdict: Verdict) -> d
     return {"result": json.loads(result.to_json()),
             "expected": None if expected is None else
             {"top1": expected.top1, "top5": expected.top5, "origin": expected.origin,
-             "tol1": expected.tolerance.top1, "tol5": expected.tolerance.top5},
+             "tol1": expected.tolerance.top1, "tol5": expected.tolerance.top5,
+             "run": expected.run},
             "gate": {**verdict.details, "message": verdict.message}}
 
 
 def triage_note(case: Case, kind: str, result: Any, paired: Any, opt: Getter, options: RunOptions,
                 dataset: Callable[[], dataset_mod.Dataset]) -> str:
     """For a failing int8 test: its layers ranked (onnxruntime), or the command that ranks
-    them on the CPU emulation (vamp: the accelerator's layer outputs are not available)."""
+    them on the CPU emulation (vamp, vsx: the accelerator's layer outputs are not available)."""
     if kind not in ("regression", "broken") or not case.precision.startswith("int8") or opt("no_triage"):
         return ""
-    if case.backend == "vamp":
+    if case.backend in ("vamp", "vsx"):
         return "\n" + triage.cpu_command(case.entry, case.precision, opt("dataset") or
                                           dataset_mod.BUILTIN_SKIMAGE, {
             "--labels": opt("labels"), "--limit": opt("limit"), "--baselines": opt("baselines"),
@@ -102,7 +103,9 @@ class CaseRunner:
         opt = config.getoption
         self.update = bool(opt("update_baselines"))
         self.confidence = float(opt("confidence"))
+        self.weak_limit = weak_limit(opt)
         self.baselines_dir = Path(opt("baselines")).resolve() if opt("baselines") else None
+        self.results = Path(opt("results")).resolve() if opt("results") else None
         cache = cache_dir(opt("vaccbench_cache"))
         self.devices = device_pool(config, cache)
         self.options = run_options(opt, cache, self.devices.device if self.devices else None)
@@ -120,6 +123,8 @@ class CaseRunner:
 
     def dataset(self) -> dataset_mod.Dataset:
         """The session's images, resolved once (an error is kept and raised in every test)."""
+        if self.results is not None:
+            raise VaccbenchError("--results: each test's images are those of its result files")
         if self._dataset is None:
             opt = self.config.getoption
             try:
@@ -140,41 +145,61 @@ class CaseRunner:
         if self.devices and self.devices.problem:
             raise VaccbenchError(self.devices.problem)
         case = item.case
-        reason = backend_skip_reason(case, self.options)
-        if reason:
-            _skip(reason)
-        data = self.dataset()
-        expected = expectation_for(case.entry, data, case.backend, case.run_precision)
-        if expected is None and not self.update:
-            _skip(f"no baseline for {case.entry.key} on dataset {data.name!r} with "
-                  f"{case.backend}/{case.run_precision} in {case.entry.baseline_path.name}; "
-                  f"record one with: {self.update_command(item)}")
-        result = evaluate(case, data, self.options)
-        paired = (paired_with_fp32(result, case, self.options.cache_dir)
-                  if needs_paired(case.backend, case.run_precision) else None)
-        measured = Accuracy(result.n, result.correct1, result.correct5)
-        # recording: judged only to refuse a broken build (regressions are what updates record)
-        target = (recording_target(case.entry, data, case.backend, case.run_precision, measured,
-                                   paired) if self.update else expected)
-        verdict = judge(measured, target,
-                        Images(data.name, result.n, data.total, result.fingerprint),
-                        self.update_command(item), paired=paired,
-                        build=f"{case.backend}/{case.run_precision}", confidence=self.confidence,
-                        allow_improvement=self.config.getoption("allow_improvement"))
-        item.user_properties.append((PROPERTY, json.dumps(payload_of(result, expected, verdict))))
+        if self.results is not None:
+            data, result, notes = self.scored(item)
+        else:
+            reason = backend_skip_reason(case, self.options)
+            if reason:
+                _skip(reason)
+            data = self.dataset()
+            if expectation_for(case.entry, data, case.backend, case.run_precision) is None \
+                    and not self.update:
+                _skip(no_baseline(case, data.name, self.update_command(item)))
+            result, notes = evaluate(case, data, self.options), ""
+        opt = self.config.getoption
+        entry_now = (case.entry.expected.get(data.name) or {}).get(  # what a record replaces
+            run_key(case.backend, case.run_precision))
+        if not result.excluded:  # these are the dataset's images: the entry's may be among them
+            result.covers = covers(entry_now, data, result.fingerprint)
+        done = judged(case, data, result, self.options.cache_dir, self.update_command(item),
+                      update=self.update, confidence=self.confidence,
+                      allow_improvement=opt("allow_improvement"), weak_limit=self.weak_limit)
+        verdict = done.verdict
+        item.user_properties.append((PROPERTY, json.dumps(payload_of(result, done.expected, verdict))))
+        headline, _, rest = verdict.message.partition("\n")  # the files read, under the headline
+        message = "\n".join(filter(None, [headline, notes, rest]))
         if self.update:
             why = refusal(Recording(item.nodeid, "passed", result, verdict.kind),
-                          self.config.getoption("accept_broken"))
+                          opt("accept_broken"), entry_now, opt("accept_other_images"))
             if why:
-                raise GateFailure(f"not recorded: {verdict.message}\n--update-baselines refuses "
-                                  f"this result: {why}")
+                raise GateFailure(f"not recorded: {message}\n--update-baselines refuses this "
+                                  f"result: {why}")
             return
         if not verdict.passed:
-            raise GateFailure(verdict.message + triage_note(case, verdict.kind, result, paired,
-                                                            self.config.getoption, self.options,
-                                                            self.dataset))
-        if verdict.message:  # shown for passed tests with -rP
-            item.add_report_section("call", "vaccbench gate", verdict.message)
+            triage = "" if self.results else triage_note(case, verdict.kind, result, done.paired,
+                                                         opt, self.options, self.dataset)
+            raise GateFailure(message + triage)
+        weak = verdict.details.get("weak")
+        if weak and item.strict:
+            raise GateFailure(f"{STRICT} (--vaccbench-strict): weak gate: {weak}\n{message}")
+        if message:  # shown for passed tests with -rP
+            item.add_report_section("call", "vaccbench gate", message)
+
+    def scored(self, item: AccuracyItem) -> tuple[dataset_mod.Dataset, Result, str]:
+        """--results: the test's result files, read as its run (skipped when there are none,
+        or when its run has no baseline), and what a person should read about them."""
+        case, opt = item.case, self.config.getoption
+        assert self.results is not None
+        folder = results_folder(self.results, case)
+        if not folder.exists():
+            _skip(f"no result files for {case.entry.test_name} {case.backend}/{case.run_precision}: "
+                  f"{folder} does not exist")
+        data, result, scored = score_case(case, [folder], opt("labels"), opt("results_subset"),
+                                          opt("dataset_name"), self.options.cache_dir)
+        if expectation_for(case.entry, data, case.backend, case.run_precision) is None \
+                and not self.update:
+            _skip(no_baseline(case, data.name, self.update_command(item), result))
+        return data, result, "\n".join(scored.lines())
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:
