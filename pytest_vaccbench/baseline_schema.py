@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Union
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import BaselineError, control_characters, printable
+from .store import DIGEST_RE
 
 Check = Callable[[Any], Union[str, None]]  # None when the value is fine, else what is wrong
 
@@ -113,6 +114,11 @@ def integer(v: Any) -> str | None:
     return None if isinstance(v, int) and not isinstance(v, bool) else "must be an integer"
 
 
+def digest(v: Any) -> str | None:
+    """A predictions store digest: 32 lowercase hex digits (it becomes a file name)."""
+    return None if isinstance(v, str) and DIGEST_RE.match(v) else "must be 32 hex digits (a predictions digest)"
+
+
 def boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
@@ -147,7 +153,8 @@ RUN_FIELDS: dict[str, Spec] = {
     "top1": optional(percent), "top5": optional(percent), "n": positive_int,
     "fingerprint": string, "date": string, "versions": string, "machine": string,
     "options": Fields(values=anything), "source": string, "broken": boolean,
-    "tolerance": TOLERANCE, "calibration_excluded": non_negative_int, "note": string}
+    "tolerance": TOLERANCE, "calibration_excluded": non_negative_int, "note": string,
+    "predictions": digest}
 RUN = Fields(RUN_FIELDS, what="{top1, top5, ...}")
 WEIGHTS = AnyOf((string, Fields({"file": optional(string), "package": optional(string),
                                  "key_map": one_of("names", "by-order")})),

@@ -267,12 +267,16 @@ def load_families(directory: str | Path, names: Iterable[str] | None = None) -> 
 # Keys of an `expected` entry that describe one measurement: an update replaces them all.
 # Any other key (a per-entry `tolerance`, gate settings, notes) is kept as the user wrote it.
 MEASUREMENT_KEYS = ("top1", "top5", "n", "fingerprint", "date", "versions", "machine", "options",
-                    "source", "broken", "calibration_excluded")
+                    "source", "broken", "calibration_excluded", "predictions")
 
 
 # An update that would change none of these leaves the entry as it is, byte for byte: a new
 # date or version string alone is not a new measurement (no churn in `git diff`).
 QUIET_KEYS = ("top1", "top5", "n", "fingerprint")
+# ...nor any of these that it carries: a reference to stored predictions (`--vaccbench-store`)
+# the entry does not name is new information, and the entry is then written whole, so that
+# its provenance describes the run it names; an update without one leaves the entry's alone.
+REFERENCE_KEYS = ("predictions",)
 
 LOCK_TIMEOUT = 600.0  # seconds an update waits for another session's update of the same file
 Results = Iterable[Tuple[str, str, str, Mapping[str, Any]]]
@@ -296,12 +300,12 @@ def update_file(path: Path, results: Results, screen: Screen | None = None) -> l
     given, is shown those entries under the lock and returns the results to write instead
     (what may replace an entry is decided on what the file holds, not on an older read).
     Only those entries change, and only when a number, n or the fingerprint does
-    (QUIET_KEYS): the text of every other line is kept byte for byte (comments, key order,
-    `null` spellings, number formats), so `git diff` shows the changed entries and nothing
-    else; a file with nothing to change is not rewritten. The new text goes to a temporary
-    file in the same folder, which then replaces the old one: a reader, a crash or a kill -9
-    sees the old file or the new one, never half. Returns "model dataset backend/precision"
-    for each entry changed.
+    (QUIET_KEYS), or the stored predictions they name (REFERENCE_KEYS): the text of every
+    other line is kept byte for byte (comments, key order, `null` spellings, number
+    formats), so `git diff` shows the changed entries and nothing else; a file with nothing
+    to change is not rewritten. The new text goes to a temporary file in the same folder,
+    which then replaces the old one: a reader, a crash or a kill -9 sees the old file or the
+    new one, never half. Returns "model dataset backend/precision" for each entry changed.
     """
     try:
         with FileLock(lock_path(path), timeout=LOCK_TIMEOUT):
@@ -341,13 +345,15 @@ def _lookup(data: Any, path: Path) -> Lookup:
 
 
 def _unchanged(old: Mapping[str, Any] | None, values: Mapping[str, Any]) -> bool:
-    return old is not None and all(_plain(old.get(k)) == values.get(k) for k in QUIET_KEYS)
+    return old is not None and all(_plain(old.get(k)) == values.get(k) for k in QUIET_KEYS) \
+        and all(_plain(old.get(k)) == values[k] for k in REFERENCE_KEYS if k in values)
 
 
 def updated_text(path: Path, old_text: str, results: Results,
                  screen: Screen | None = None) -> tuple[str, list[str]]:
     """`old_text` (of `path`) with the results written in (those `screen` keeps, when given,
-    and only those that change a number, n or the fingerprint), and what changed."""
+    and only those that change a number, n, the fingerprint or a predictions digest), and
+    what changed."""
     data = parse_yaml(old_text, path)
     current = _lookup(data, path)
     results = [r for r in (screen(current) if screen else results)

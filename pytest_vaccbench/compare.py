@@ -309,6 +309,10 @@ def classes_table(classes: Sequence[ClassChange]) -> str:
                   for c in classes])
 
 
+# Eleven columns fit a narrow window: closer cells, and "same 50000" may break at its space.
+SUMMARY_STYLE = "#summary th,#summary td{padding:3px 4px}#summary td.wrap{white-space:normal}"
+
+
 def _summary(pairs: Sequence[Pair]) -> str:
     """One pair in two rows, side A's and side B's, with what compares them beside both: the
     difference on the images both sides saw (paired) when there are such images; otherwise
@@ -326,7 +330,7 @@ def _summary(pairs: Sequence[Pair]) -> str:
             images = f"same {p.a.n}" if p.same_images else f"{OTHER_IMAGES} ({p.a.n} and {p.b.n})"
             deltas = [f"{p.top1_delta:+.3f}", f"{p.top5_delta:+.3f}"]
         sound = g is not None or p.same_images
-        cells = [(images, ""), *((d, signed_class(d) if sound else "") for d in deltas),
+        cells = [(images, "wrap"), *((d, signed_class(d) if sound else "") for d in deltas),
                  (f"{g.percent:.3f}%" if g else "-", ""), (f"{g.mcnemar_p:.3g}" if g else "-", "")]
         shared = "".join(f'<td rowspan="2" class="num {cls}">{esc(v)}</td>' for v, cls in cells)
         for side, r in (("A", p.a), ("B", p.b)):
@@ -363,4 +367,4 @@ def compare_html(pairs: Sequence[Pair], title: str, images: Mapping[str, Path] |
                         f'<div class="classes">{classes_table(p.classes)}</div>')
     body = (f'<h1>vaccbench compare</h1><p>{esc(title)}</p><div id="summary">{_summary(pairs)}</div>'
             + "\n".join(sections))
-    return page("vaccbench compare", body)
+    return page("vaccbench compare", body, SUMMARY_STYLE)

@@ -103,14 +103,19 @@ class Row:
         value = ((self.gate or {}).get("allowed") or {}).get(metric)
         return self.tolerance(metric) if value is None else float(value)
 
-    def measured(self, metric: str) -> float | None:
+    def value(self, metric: str) -> float | None:
+        """The measured top1/top5; for a sequential run that stopped early, its estimate over
+        the whole set (the stored run's figure plus the paired difference measured)."""
+        estimate = (((self.gate or {}).get("sequential") or {}).get("estimate") or {}).get(metric)
+        if estimate is not None and (self.gate or {})["sequential"].get("early"):
+            return float(estimate)
         return None if self.result is None else float(getattr(self.result, metric))
 
     def delta(self, metric: str) -> float | None:
-        want = self.expected_value(metric)
-        if self.result is None or want is None:
+        want, got = self.expected_value(metric), self.value(metric)
+        if got is None or want is None:
             return None
-        return getattr(self.result, metric) - want
+        return got - want
 
 
 class Results:
@@ -222,14 +227,14 @@ class Column:
 
 
 COLUMNS = (
-    Column("top1", 7, ".3f", lambda row: row.measured("top1"), terminal="compact"),
+    Column("top1", 7, ".3f", lambda row: row.value("top1"), terminal="compact"),
     Column("expect", 7, ".3f", lambda row: row.expected_value("top1"), "expected"),
     Column("delta", 7, "+.3f", lambda row: row.delta("top1"), "Δ top1", "compact"),
     # the difference the gate allowed: the tolerance, plus the sampling allowance when the run
     # measured other images than the baseline (the detail panel of the HTML report splits it)
     Column("allowed", 7, ".3f", lambda row: row.allowed("top1") if row.delta("top1") is not None
            else None, terminal="compact"),
-    Column("top5", 7, ".3f", lambda row: row.measured("top5")),
+    Column("top5", 7, ".3f", lambda row: row.value("top5")),
     Column("delta5", 7, "+.3f", lambda row: row.delta("top5"), "Δ top5"),
     Column("n", 6, "d", lambda row: row.result.n if row.result else None, terminal="compact"),
 )

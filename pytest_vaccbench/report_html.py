@@ -25,6 +25,7 @@ from .history import Point, SeriesKey, series_key
 from .pages import breakable, esc, page, signed_class, table
 from .report import COLUMNS, EXIT_MEANINGS, FAILING, Group, Row, headline, reason_groups, title
 from .safefiles import atomic_write
+from .sequential import Decision, points, stop_line, stop_reason, stored_line
 from .thumbnails import PER_TEST, Thumbnails
 
 SHOWN_FLIPS = 50  # flipped images listed by name in a test's panel (compare --html lists all)
@@ -69,7 +70,7 @@ def html_report(rows: Sequence[Row], session: dict[str, Any],
     meta = (f'<p class="meta">{when} &middot; pytest-vaccbench {esc(__version__)}'
             + (f"<br><code>{esc(command)}</code>" if command else "") + "</p>")
     body = [f"<h1>{esc(heading)}</h1>", meta, verdict_banner(rows, session),
-            groups_section(rows), results_table(rows, context)]
+            groups_section(rows), sequential_section(rows), results_table(rows, context)]
     return page(heading, "\n".join(body), STYLE, SCRIPT)
 
 
@@ -147,6 +148,25 @@ def groups_section(rows: Sequence[Row]) -> str:
     head = '<thead><tr><th class="num">tests</th><th>status</th><th>reason (click for its tests)</th></tr></thead>'
     return (f'<section id="reasons"><h2>Why tests did not pass</h2><table class="groups">{head}<tbody>'
             f'{_group_rows(failed, "g", ids)}{_group_rows(skipped, "s", ids)}</tbody></table></section>')
+
+
+def sequential_section(rows: Sequence[Row]) -> str:
+    """The tests run with --vaccbench-sequential: the images each used, and where and why it
+    stopped (each test's panel has its bounds)."""
+    ids = _ids(rows)
+    runs = [(row, Decision.from_json(info)) for row in rows if (info := (row.gate or {}).get("sequential"))]
+    if not runs:
+        return ""
+    used, total = sum(d.images for _, d in runs), sum(d.total for _, d in runs)
+    early = sum(d.early for _, d in runs)
+    listed = table(["test", "stopped", "why", "images", "of", "share"],
+                   [(f'<a href="#{ids[row.nodeid]}">{breakable(f"{row.model} {row.run}")}</a>',
+                     f"early: {d.kind}" if d.early else "after every image", stop_reason(d),
+                     d.images, d.total, f"{100 * d.images / max(1, d.total):.1f}%") for row, d in runs],
+                   text_columns=3, raw=(0,))
+    return (f'<section id="sequential"><h2>Sequential runs</h2><p>{_count(len(runs), "test")} '
+            f"used {used} of {total} images ({100 * used / max(1, total):.1f}%): {early} stopped "
+            f"early, {len(runs) - early} ran every image.</p>{listed}</section>")
 
 
 def _ids(rows: Sequence[Row]) -> dict[str, str]:
@@ -351,6 +371,39 @@ def _paired(row: Row, context: Context) -> str:
             f"p={found.get('mcnemar_p'):.3g}</p>")
 
 
+def _sequential(row: Row, context: Context) -> str:
+    info = (row.gate or {}).get("sequential")
+    if not info:
+        return ""
+    decision = Decision.from_json(info)
+    bounds = table(["metric", "estimate for the whole set",
+                    f"{decision.confidence:.0%} anytime bound on the difference", "allowed"],
+                   [(metric, f"{decision.estimate[metric]:.3f}", points(*bound),
+                     f"±{decision.allowed[metric]:.3f}") for metric, bound in decision.bounds.items()])
+    return f"<p>{esc(stop_line(decision).removeprefix('sequential: '))}</p>" + (bounds if decision.bounds else "")
+
+
+def _stored(row: Row, context: Context) -> str:
+    found = (row.gate or {}).get("stored")
+    if not found:
+        return ""
+    if "missing" in found:
+        return f"<p>not paired with the stored run: {esc(found['missing'])}</p>"
+    classes = found["classes"]
+    listed = table(["class", "before", "now", "lost", "gained", "p", "BH-adjusted"],
+                   [(c["name"], f"{c['before']}/{c['images']}", f"{c['after']}/{c['images']}",
+                     c["lost"], c["gained"], f"{c['p']:.3g}", f"{c['adjusted']:.3g}") for c in classes])
+    figures = []
+    for c, flip in ((c, flip) for c in classes for flip in c["flipped"]):
+        what = "lost" if flip["lost"] else "gained"
+        img = context.thumbnails.img(flip["file"], flip["file"]) if len(figures) < PER_TEST else ""
+        if img:
+            figures.append(f'<figure class="{what}">{img}<figcaption>{what}: {esc(c["name"])}'
+                           "</figcaption></figure>")
+    thumbs = f'<div class="thumbs">{"".join(figures)}</div>' if figures else ""
+    return f"<p>{esc(stored_line(found).strip())}</p>" + (listed + thumbs if classes else "")
+
+
 def flip_figures(pair: Pair, thumbnails: Thumbnails, limit: int = PER_TEST) -> str:
     """Thumbnails of the first flipped images of a pair (lost first), those found locally."""
     figures = []
@@ -442,6 +495,8 @@ SECTIONS: list[tuple[str, str, Section]] = [
     ("message", "message", _gate_message),
     ("allowance", "allowed difference", _allowance),
     ("paired", "paired with fp32, image by image", _paired),
+    ("sequential", "sequential run: where and why it stopped", _sequential),
+    ("stored", "paired with the stored run of the baseline", _stored),
     ("flips", "flipped images", _flips),
     ("classes", "classes that lost most", _classes),
     ("more", "after the gate's message", _after_gate),

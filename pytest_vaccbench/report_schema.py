@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .baseline_schema import (Fields, ListOf, SchemaError, anything, check, integer, key_text, name,
-                              non_negative, non_negative_int, number, one_of, optional, percent,
-                              string)
+from .baseline_schema import (Fields, ListOf, SchemaError, anything, boolean, check, integer, key_text,
+                              name, non_negative, non_negative_int, number, one_of, optional,
+                              percent, string)
 from .errors import VaccbenchError
 
 OUTCOMES = ("passed", "failed", "error", "skipped", "crashed", "not run")
@@ -63,9 +63,20 @@ RESULT_REQUIRED = ("family", "model", "backend", "precision", "dataset", "finger
                    "correct1", "correct5", "seconds", "baseline", "top1", "top5")
 EXPECTED = Fields({"top1": optional(number), "top5": optional(number), "tol1": optional(number),
                    "tol5": optional(number), "origin": string}, open=True, what="{top1, top5, ...}")
+METRICS = ("top1", "top5")
+# where and why a sequential run stopped (sequential.Decision.to_json)
+SEQUENTIAL = Fields({
+    "kind": string, "images": non_negative_int, "total": non_negative_int, "looks": non_negative_int,
+    "rounds": non_negative_int, "why": string, "confidence": number, "early": boolean,
+    "bounds": Fields({m: ListOf(number, 2) for m in METRICS}, what="metric -> [lower, upper]"),
+    "estimate": Fields({m: number for m in METRICS}, what="metric -> points"),
+    "allowed": Fields({m: number for m in METRICS}, what="metric -> points"),
+    "stored": string, "fingerprint": string},
+    required=("kind", "images", "total"), open=True, what="mapping of the sequential decision")
 GATE = Fields({"verdict": string, "message": string,
                "allowed": optional(Fields({"top1": optional(number), "top5": optional(number)},
-                                          open=True))}, open=True, what="mapping of the gate's details")
+                                          open=True)),
+               "sequential": optional(SEQUENTIAL)}, open=True, what="mapping of the gate's details")
 RECORD = Fields({"nodeid": string, "outcome": one_of(*OUTCOMES), "status": string, "reason": string,
                  "expected": optional(EXPECTED), "gate": optional(GATE), **RESULT_FIELDS},
                 required=("nodeid", "outcome"), open=True, what="test record")
@@ -80,6 +91,11 @@ def has_result(record: Mapping[str, Any]) -> bool:
 
 def _check_record(record: Mapping[str, Any], where: str) -> None:
     """What the field specs cannot say: a result is whole, and its numbers agree."""
+    decision = (record.get("gate") or {}).get("sequential") or {}
+    for metric in decision.get("bounds") or {}:
+        if not all(metric in (decision.get(k) or {}) for k in ("estimate", "allowed")):
+            raise SchemaError(f"{where}.gate.sequential", f"has bounds of {metric} without its "
+                                                          "estimate and allowed difference")
     if not has_result(record):
         return
     missing = [k for k in RESULT_REQUIRED if record.get(k) is None]

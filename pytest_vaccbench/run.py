@@ -322,8 +322,16 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
         keep = [i for i, s in enumerate(dataset.samples) if s not in excluded]
         scores = scores[keep]
         dataset = replace(dataset, samples=tuple(dataset.samples[i] for i in keep))
+    return keep_result(case, dataset, topk(scores, 5), seconds, options, backend, len(excluded))
+
+
+def keep_result(case: Case, dataset: Dataset, preds: np.ndarray, seconds: float,
+                options: RunOptions, backend: Backend, excluded: int) -> Result:
+    """The result of `preds`, the (N, 5) top-5 of `dataset`'s samples (the images counted):
+    its counts and provenance, with the predictions kept in the cache (`kept_predictions`)
+    beside the content digests of its images and of its weights or graph."""
     acc, fingerprint, out = kept_predictions(
-        case, dataset, topk(scores, 5), options.cache_dir, image_digests(dataset.samples),
+        case, dataset, preds, options.cache_dir, image_digests(dataset.samples),
         backend.source(case.entry, case.precision, options))
     return Result(case.entry.family, case.entry.key, case.backend, case.run_precision, dataset.name,
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
@@ -331,4 +339,4 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
                   versions=library_versions(backend, options), machine=machine(),
                   options={**run_options(case.entry, options, backend),
                            **backend.provenance(case.entry, case.precision, options)},
-                  excluded=len(excluded), device=options.extra.get("device"))
+                  excluded=excluded, device=options.extra.get("device"))

@@ -6,9 +6,11 @@ a `--vaccbench-json` report, e.g. a nightly run merged from shards), so both ref
 things (`refusal`): results of tests that errored or crashed; BROKEN BUILDs unless accepted
 deliberately (`--accept-broken`); and results that would weaken the entry they replace, one
 measured on fewer images or on other images (`--accept-other-images`), judged on what the
-file holds under its lock. Files are written by `baselines.update_file` (locked, atomic; an
-entry whose numbers, n and fingerprint are unchanged is left as it is), or only diffed with
-`dry_run`.
+file holds under its lock; and results of sequential runs that stopped early (not the whole
+set's numbers). Files are written by `baselines.update_file` (locked, atomic; an entry whose
+numbers, n and fingerprint are unchanged is left as it is, unless the update brings stored
+predictions it does not name), or only diffed with `dry_run`. With a predictions store
+(`store`), each recorded result's per-image predictions are kept there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .errors import VaccbenchError
 from .gate import BROKEN_KINDS
 from .report_schema import read_report
 from .run import Result
+from .store import PredictionsStore, StoreError
 
 RECORDABLE_OUTCOMES = ("passed", "failed")  # a failed gate still measured; errors did not
 ACCEPT_OTHER_IMAGES = "--accept-other-images"
@@ -37,6 +40,7 @@ class Recording:
     outcome: str  # passed | failed | error | crashed
     result: Result
     verdict: str  # gate.Verdict.kind: passed | regression | stale | broken | ...
+    partial: bool = False  # a sequential run that stopped before the last image
 
     @property
     def run(self) -> str:
@@ -57,10 +61,11 @@ class UpdateReport:
     unchanged: set[str] = field(default_factory=set)  # nodeids: same numbers, n and images
     refused: list[str] = field(default_factory=list)  # nodeids
     failed_files: list[str] = field(default_factory=list)
+    unstored: list[str] = field(default_factory=list)  # nodeids whose predictions were not kept
 
     @property
     def ok(self) -> bool:
-        return not self.refused and not self.failed_files
+        return not self.refused and not self.failed_files and not self.unstored
 
 
 def weakening(old: Mapping[str, Any] | None, result: Result) -> str | None:
@@ -105,6 +110,9 @@ def refusal(recording: Recording, accept_broken: bool, old: Mapping[str, Any] | 
     """Why this result must not become a baseline (replacing the entry `old`), or None."""
     if recording.outcome not in RECORDABLE_OUTCOMES:
         return f"the test ended as {recording.outcome}: its numbers are void"
+    if recording.partial:
+        return (f"a sequential run measured {recording.result.n} images and stopped: its numbers "
+                "are not the whole set's; record a full run (without --vaccbench-sequential)")
     if recording.verdict in BROKEN_KINDS and not accept_broken:
         return ("the gate classifies it as a BROKEN BUILD; recording it would make the gate pass "
                 "this build from now on. Fix the build, or pass --accept-broken to record it "
@@ -114,12 +122,16 @@ def refusal(recording: Recording, accept_broken: bool, old: Mapping[str, Any] | 
 
 def apply_updates(recordings: Iterable[Recording], *, accept_broken: bool = False,
                   accept_other_images: bool = False, dry_run: bool = False,
-                  baselines_dir: Path | None = None) -> UpdateReport:
+                  baselines_dir: Path | None = None,
+                  store: PredictionsStore | None = None) -> UpdateReport:
     """Write (or with `dry_run` diff) every recordable result, one locked write per file.
 
     What each result would replace is read under the file's lock (`refusal`); refused
     results are listed and leave their entries as they are. `baselines_dir` re-roots each
     result's baseline file by name (a report made on another machine, or in another checkout).
+    With a `store`, each recorded result's per-image predictions are kept there and its entry
+    names them (`predictions: <digest>`: a digest the entry does not name yet changes it, even
+    when its numbers do not); one that cannot be kept is recorded without, and said so.
     """
     report = UpdateReport()
     by_file: dict[Path, list[Recording]] = defaultdict(list)
@@ -134,16 +146,20 @@ def apply_updates(recordings: Iterable[Recording], *, accept_broken: bool = Fals
             del by_file[path]
     for path, recs in sorted(by_file.items()):
         refused: list[tuple[Recording, str]] = []
+        values: dict[str, dict[str, Any]] = {}  # by nodeid: predictions kept once
 
         def screen(current: Lookup, recs: list[Recording] = recs,
-                   refused: list[tuple[Recording, str]] = refused) -> list[Any]:
+                   refused: list[tuple[Recording, str]] = refused,
+                   values: dict[str, dict[str, Any]] = values) -> list[Any]:
             refused.clear()
             keep = []
             for r in recs:
                 why = refusal(r, accept_broken, current(r.result.model, r.result.dataset, r.run),
                               accept_other_images)
                 if why is None:
-                    keep.append((r.result.model, r.result.dataset, r.run, r.result.baseline_values()))
+                    if r.nodeid not in values:
+                        values[r.nodeid] = _values(r, store, dry_run, report)
+                    keep.append((r.result.model, r.result.dataset, r.run, values[r.nodeid]))
                 else:
                     refused.append((r, why))
             return keep
@@ -168,14 +184,33 @@ def apply_updates(recordings: Iterable[Recording], *, accept_broken: bool = Fals
         for r in kept:
             if r.label not in changed:
                 report.unchanged.add(r.nodeid)
-                report.lines.append(f"unchanged {path.name}: {r.label} (same top1, top5, n and "
-                                    "fingerprint)")
+                same = ("top1, top5, n, fingerprint and predictions"
+                        if "predictions" in values.get(r.nodeid, {}) else "top1, top5, n and fingerprint")
+                report.lines.append(f"unchanged {path.name}: {r.label} (same {same})")
             elif not dry_run:
                 report.written.add(r.nodeid)
                 report.lines.append(f"updated {path.name}: {r.label}" + _accepted(r))
     if dry_run:
         report.lines.append("dry run: no baseline file was changed")
     return report
+
+
+def _values(rec: Recording, store: PredictionsStore | None, dry_run: bool,
+            report: UpdateReport) -> dict[str, Any]:
+    """The entry to write: the result's numbers, and the digest of its kept predictions."""
+    values = rec.result.baseline_values()
+    if store is None:
+        return values
+    try:
+        if not rec.result.predictions:
+            raise StoreError("the result names no predictions file")
+        values["predictions"] = store.put_file(Path(rec.result.predictions), rec.result.fingerprint,
+                                               dry_run)
+    except StoreError as exc:
+        report.unstored.append(rec.nodeid)
+        report.lines.append(f"ERROR: predictions of {rec.label} not kept in the store: {exc}; "
+                            "its entry is recorded without them")
+    return values
 
 
 def _accepted(rec: Recording) -> str:
@@ -187,11 +222,13 @@ def recordings_from_json(path: Path) -> list[Recording]:
     test's outcome and verdict."""
     names = [f.name for f in fields(Result)]
     found = []
-    for _, test in read_report(path).measured():
+    report = read_report(path)
+    for i, test in report.measured():
         result = Result(**{**{k: test[k] for k in names if k in test},
-                           "predictions": test.get("predictions") or ""})
+                           "predictions": str(report.predictions(i) or "")})
         gate = test.get("gate") or {}
-        found.append(Recording(test["nodeid"], test["outcome"], result, str(gate.get("verdict", ""))))
+        found.append(Recording(test["nodeid"], test["outcome"], result, str(gate.get("verdict", "")),
+                               _partial(gate)))
     return found
 
 
@@ -200,4 +237,9 @@ def recording_of(nodeid: str, outcome: str, result: Result | None,
     """A report row as a Recording (None when it measured nothing)."""
     if result is None:
         return None
-    return Recording(nodeid, outcome, result, str((gate or {}).get("verdict", "")))
+    return Recording(nodeid, outcome, result, str((gate or {}).get("verdict", "")), _partial(gate))
+
+
+def _partial(gate: dict[str, Any] | None) -> bool:
+    """Whether a gate's details are those of a sequential run that stopped early."""
+    return bool(((gate or {}).get("sequential") or {}).get("early"))

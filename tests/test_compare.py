@@ -105,7 +105,7 @@ def test_two_reports_pair_by_file_name_and_report_partial_overlap(tmp_path, caps
                               "-16.667", "(not", "like", "for", "like)"]
     page = html.read_text()
     # the summary leads with the paired difference, a loss on the same images
-    assert '<td rowspan="2" class="num ">same 6</td><td rowspan="2" class="num neg">-16.667</td>' in page
+    assert '<td rowspan="2" class="num wrap">same 6</td><td rowspan="2" class="num neg">-16.667</td>' in page
     assert page.count("<tr>") == 3 + 4 + 4  # summary (A and B rows), flips, classes, with headers
     for outside in ("http:", "https:", "<script", "src=", "url("):
         assert outside not in page
@@ -124,7 +124,7 @@ def test_a_difference_over_other_images_is_labelled_and_never_coloured_as_a_loss
     assert lines[3].split() == ["B", "-", "A,", "other", "images", "top1", "+9.231", "top5", "+4.308",
                                 "(not", "like", "for", "like)"]
     page = compare_html([pair], "t")
-    assert ('<td rowspan="2" class="num ">other images (650 and 50)</td>'
+    assert ('<td rowspan="2" class="num wrap">other images (650 and 50)</td>'
             '<td rowspan="2" class="num ">+9.231</td>') in page  # no pos/neg colour
     same = Pair(a, Record("fam", "m", "reference", "int8", "d", "aaaa", 650, 80.0, 95.0, "passed", None))
     assert '<td rowspan="2" class="num neg">-2.769</td>' in compare_html([same], "t")

@@ -98,6 +98,11 @@ def test_merge_refuses_an_output_in_a_missing_folder(vaccbench, tmp_path: Path) 
     ({"splits": "two"}, "session.splits: must be a count (an integer > 0), got 'two'"),
     ({"tests": [report_record(correct1=5)]}, "tests[0]: has impossible counts"),
     ({"tests": [report_record(top1=99.0)]}, "tests[0].top1: 99.0 does not match correct1/n = 75.0"),
+    ({"tests": [report_record(gate={"verdict": "passed", "sequential": "early"})]},
+     "tests[0].gate.sequential: must be a mapping of the sequential decision, got 'early'"),
+    ({"tests": [report_record(gate={"verdict": "passed", "sequential": {
+        "kind": "passed", "images": 10, "total": 20, "early": True, "bounds": {"top1": [-1, 1]}}})]},
+     "tests[0].gate.sequential: has bounds of top1 without its estimate and allowed difference"),
 ])
 def test_merge_names_the_malformed_field_by_its_path(vaccbench, tmp_path: Path, change: dict,
                                                      message: str) -> None:

@@ -221,15 +221,64 @@ def test_thumbnails_are_small_and_capped(tmp_path, monkeypatch):
 
 
 def test_a_section_added_to_the_registry_shows_in_the_panel(monkeypatch):
-    """How a later payload key (a sequential stop, a loss ladder) gets its place."""
+    """How a later payload key (a loss ladder, say) gets its place."""
     rows = _gated_rows()
-    rows[0].gate["sequential"] = {"stopped_at": 320}
-    section = ("sequential", "sequential stop",
-               lambda row, context: f"<p>stopped at {row.gate['sequential']['stopped_at']}</p>"
-               if "sequential" in (row.gate or {}) else "")
+    rows[0].gate["ladder"] = {"steps": 3}
+    section = ("ladder", "loss ladder",
+               lambda row, context: f"<p>{row.gate['ladder']['steps']} steps</p>"
+               if "ladder" in (row.gate or {}) else "")
     monkeypatch.setattr(report_html, "SECTIONS", [*report_html.SECTIONS, section])
     page = html_report(rows, {})
-    assert page.count('<section class="s-sequential"><h3>sequential stop</h3><p>stopped at 320</p>') == 1
+    assert page.count('<section class="s-ladder"><h3>loss ladder</h3><p>3 steps</p>') == 1
+
+
+def _sequential_row(folder: Path, key: str = "seq") -> Row:
+    """A sequential run that stopped early on 2000 of 50,000 images, paired with the stored
+    run: one class (goldfish) changed significantly, two of its flipped photos in `folder`."""
+    from PIL import Image
+
+    from pytest_vaccbench.sequential import Decision
+    from pytest_vaccbench.significance import ClassChange
+
+    for name in ("lost.png", "gained.png"):
+        Image.new("RGB", (300, 200), (30, 100, 200)).save(folder / name)
+    decision = Decision("passed", 2000, 50000, 20, 50, confidence=0.95,
+                        bounds={"top1": [-0.21, 0.3], "top5": [-0.1, 0.12]},
+                        estimate={"top1": 70.1, "top5": 90.0}, allowed={"top1": 0.5, "top5": 0.5})
+    goldfish = {**ClassChange(1, 50, 45, 30, 15, 0, 6e-5, 0.03).to_json(),
+                "flipped": [{"file": "lost.png", "lost": True}, {"file": "gained.png", "lost": False}]}
+    stored = {"predictions": "ab" * 16, "store": "store/ab/" + "ab" * 16, "n": 2000, "agree": 1985,
+              "agreement": 99.25, "lost": 9, "gained": 6, "mcnemar_p": 0.61, "fdr": 0.05,
+              "classes_tested": 1000, "classes": [goldfish]}
+    return Row(f"s.yaml::fam/{key}[onnxruntime-fp32]", "passed", _result(key, correct1=1402, n=2000),
+               dict(EXPECTED), gate={"verdict": "passed", "message": "within", "sequential": decision.to_json(),
+                                     "stored": stored})
+
+
+def test_a_sequential_run_shows_where_it_stopped_and_the_classes_it_changed(tmp_path):
+    row = _sequential_row(tmp_path)
+    page = html_report([*_gated_rows(), row], {}, images={p.name: p for p in tmp_path.glob("*.png")})
+    overview = page[page.index('<section id="sequential">'):page.index('<section id="tests">')]
+    assert "1 test used 2000 of 50000 images (4.0%): 1 stopped early, 0 ran every image." in overview
+    assert '<a href="#t2">fam/<wbr>seq' in overview and "every bound lies within the tolerance" in overview
+    panel = page[page.index('<tr class="detail" id="d2">'):]
+    assert re.findall(r'<section class="s-(\w+)"><h3>', panel)[:3] == ["message", "allowance", "sequential"]
+    assert "stopped after 2000 of 50000 images (4.0%, round 20 of 50): passed" in panel
+    assert '<td class="num">70.100</td><td class="num">[-0.210, +0.300]</td>' in panel
+    stored = panel[panel.index('<section class="s-stored">'):]
+    assert "top-1 agreement 99.250%, lost 9, gained 6" in stored and "<td>goldfish</td>" in stored
+    assert '<figure class="lost"><img src="data:image/jpeg;base64,' in stored
+    assert '<figure class="gained"><img src="data:image/jpeg;base64,' in stored
+    table = page[page.index('<tr class="test'):]
+    assert '<td class="num " data-v="70.1">70.100</td>' in table.split('id="t2"')[1]  # the estimate
+    assert 'id="sequential"' not in html_report(_gated_rows(), {})
+
+
+def test_a_missing_store_entry_is_said_in_the_panel():
+    row = _gated_rows()[0]
+    row.gate["stored"] = {"missing": "no store entry ab12 (recorded with another --vaccbench-store)"}
+    page = html_report([row], {})
+    assert "<p>not paired with the stored run: no store entry ab12" in page
 
 
 def test_an_odd_payload_loses_its_section_not_the_report():
@@ -314,7 +363,7 @@ LONG_KEY = "torchvision-mobilenet_v2_quantized_with_a_very_long_suffix_from_some
 def _stress_rows(folder: Path) -> list[Row]:
     """The widest things a report holds: long keys and runs, a reason that is one long path,
     a traceback, many tests failing for one reason, panels with thumbnails."""
-    rows = [*_strict(43), *_gated_rows(), *_payload_rows(folder)]
+    rows = [*_strict(43), *_gated_rows(), *_payload_rows(folder), _sequential_row(folder, LONG_KEY)]
     for row in rows[:43]:
         row.nodeid = row.nodeid.replace("model-", LONG_KEY + "-").replace("[vamp-fp16]", "[onnxruntime-int8-kl_divergence]")
     rows.append(Row("s.yaml::fam/far[reference-fp32]", "skipped",

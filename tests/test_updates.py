@@ -1,18 +1,22 @@
 """`updates.apply_updates`, the one function behind every recording path, on hand-made results:
 an entry measured on more images, or on other images, is never replaced without
 --accept-other-images (the file byte-identical); images that include the entry's are more of
-the same; the same numbers leave the entry as it is."""
+the same; the same numbers leave the entry as it is, unless it brings stored predictions the
+entry does not name; a sequential run that stopped early is never recorded."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pytest_vaccbench.baselines import read_yaml
 from pytest_vaccbench.dataset import Dataset, Sample, limit
 from pytest_vaccbench.run import Result
+from pytest_vaccbench.store import PredictionsStore
 from pytest_vaccbench.updates import Recording, apply_updates, covers, recordings_from_json
 
 FILE = """\
@@ -101,6 +105,40 @@ def test_the_same_numbers_on_the_same_images_leave_the_file_untouched(baseline: 
     assert baseline.read_bytes() == before and baseline.stat().st_mtime_ns == mtime  # not rewritten
     dry = apply_updates([recording(baseline, 650, 520, "aaaa", correct5=618)], dry_run=True)
     assert dry.lines[:2] == ["fam.yaml: no change", dry.lines[1]] and dry.lines[1].startswith("unchanged")
+
+
+def test_a_store_reference_the_entry_lacks_is_recorded_with_the_same_numbers(baseline: Path,
+                                                                             tmp_path: Path) -> None:
+    """A predictions digest the entry does not name is new: the entry is written whole (its
+    provenance is the run it names); the same digest, or no store, leaves it byte-identical."""
+    labels = np.arange(650) % 1000
+    top5 = (labels[:, None] + np.arange(5)) % 1000
+    saved = tmp_path / "predictions.npz"
+    np.savez(saved, top5=top5, labels=labels)
+    store = PredictionsStore(tmp_path / "store")
+    rec = recording(baseline, 650, 520, "aaaa", correct5=618)  # the entry's numbers
+    rec.result.predictions = str(saved)
+    done = apply_updates([rec], store=store)
+    assert done.ok and done.written == {rec.nodeid}
+    digest = entry(baseline)["predictions"]
+    assert entry(baseline)["date"] == "2030-01-01" and store.get(digest).n == 650
+    before = baseline.read_bytes()
+    again = apply_updates([rec], store=store)
+    assert again.unchanged == {rec.nodeid} and baseline.read_bytes() == before
+    assert again.lines == ["unchanged fam.yaml: m val reference/fp32 (same top1, top5, n, "
+                           "fingerprint and predictions)"]
+    assert apply_updates([rec]).unchanged == {rec.nodeid} and baseline.read_bytes() == before
+    np.savez(saved, top5=np.roll(top5, 1, axis=1), labels=labels)  # other predictions
+    assert apply_updates([rec], store=store).written == {rec.nodeid}
+    assert entry(baseline)["predictions"] not in (None, digest)
+
+
+def test_a_sequential_run_that_stopped_early_is_refused_whatever_is_accepted(baseline: Path) -> None:
+    before = baseline.read_bytes()
+    rec = replace(recording(baseline, 650, 520, "aaaa"), partial=True)
+    done = apply_updates([rec], accept_other_images=True, accept_broken=True)
+    assert done.refused == [rec.nodeid] and "a sequential run measured 650 images and stopped" in done.lines[0]
+    assert baseline.read_bytes() == before
 
 
 def test_results_travel_with_what_they_cover_through_a_json_report(baseline: Path, tmp_path: Path) -> None:

@@ -256,6 +256,24 @@ def odd_photos(shared_data: Path, count: int = 12) -> list[Path]:
     return odd[:count] + sorted((shared_data / "ilsvrc2012-val-subset" / "images").glob("*"))[:2]
 
 
+@pytest.mark.slow
+def test_a_sequential_run_is_one_runner_job_per_chunk(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--vaccbench-sequential through Backend.scorer's default: each chunk of the stratified
+    order is one `scores` call, one VastStreamX job (its own model load) over its images."""
+    select = ("-k", "stub-colours and fp16 and not 1001", "--vaccbench-store=store")
+    run(project, *select, "--update-baselines").assert_outcomes(passed=1)
+    log = project.root / "calls.jsonl"
+    monkeypatch.setenv("VSX_DOUBLE_LOG", str(log))
+    result = run(project, *select, "--vaccbench-sequential", "--vaccbench-json=out.json")
+    result.assert_outcomes(passed=1)
+    (test,) = json.loads((project.root / "out.json").read_text())["tests"]
+    info = test["gate"]["sequential"]
+    # 8 images, one stratum: a round is one image; too few to stop before the last
+    assert (test["n"], info["looks"], info["early"]) == (8, 8, False)
+    assert len([c for c in calls(log) if c["call"] == "Model"]) == 8
+    assert test["gate"]["stored"]["lost"] == test["gate"]["stored"]["gained"] == 0
+
+
 def test_host_side_is_the_zoo_script_and_the_cpu_emulation_sees_the_same_pixels(
         shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On real photos with an odd height or width: the runner hands create_image exactly what

@@ -11,11 +11,11 @@ import os
 from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -116,6 +116,17 @@ class Backend(ABC):
     def scores(self, entry: ModelEntry, precision: str, dataset: Dataset,
                options: RunOptions) -> np.ndarray:
         """(N, classes) scores for the dataset's samples, in dataset order."""
+
+    def scorer(self, entry: ModelEntry, precision: str, dataset: Dataset,
+               options: RunOptions) -> Callable[[Sequence[Sample]], np.ndarray]:
+        """A function that scores some of `dataset`'s samples at a time, in the order given:
+        a sequential run evaluates the dataset in chunks and may stop after any of them.
+
+        The default runs `scores` on a dataset of just those samples (for vamp, one datalist
+        per chunk). A backend whose model depends on the whole dataset (int8 calibration
+        images are drawn from it) or that is slow to set up builds it once here instead."""
+        return lambda samples: self.scores(entry, precision, replace(dataset, samples=tuple(samples)),
+                                           options)
 
 
 def available() -> dict[str, str]:

@@ -538,25 +538,40 @@ class OnnxRuntimeBackend(Backend):
 
     def scores(self, entry: ModelEntry, precision: str, dataset: Dataset,
                options: RunOptions) -> np.ndarray:
-        """The graph's scores over the dataset. With the image cache and no entry for these
+        return self.scorer(entry, precision, dataset, options)(dataset.samples)
+
+    def scorer(self, entry: ModelEntry, precision: str, dataset: Dataset,
+               options: RunOptions) -> Callable[[Sequence[Sample]], np.ndarray]:
+        """One graph (int8: calibrated on the whole dataset) and one session for every chunk,
+        made when the first chunk comes. With the image cache and no entry for that chunk's
         images yet, the session's idle threads yield instead of spinning, leaving the cores
-        to the decoding, which starts before the graph is exported (an export takes seconds).
-        int8 opens the entry after its calibration, which reads (or fills) it first."""
+        to the decoding, which starts before the graph is exported (an export takes seconds);
+        the chunks' order is fixed, so a run whose first chunk is decoded is a cold run. int8
+        opens the entry after its calibration, which reads (or fills) one first."""
         providers = execution_providers(OrtSettings.from_options(options).provider)
-        with contextlib.ExitStack() as stack:
-            def entry_source() -> CachedCrops | DecodeAhead | None:
-                if options.image_cache_dir is None:
-                    return None
-                return stack.enter_context(open_entry(dataset.samples, entry.preprocess, options.workers,
-                                                      options.image_cache_dir))
-            exported = precision not in CALIBRATION_METHODS and self.given_graph(entry, options)[0] is None
-            source = entry_source() if exported else None
-            path = self.graph(entry, precision, dataset, options)
-            if not exported:
-                source = entry_source()
-            session = open_session(path, entry, providers, options.threads,
-                                   spinning=not isinstance(source, DecodeAhead))
-            fixed = fixed_batch(session, entry, path)
-            batches = iter_batches(dataset.samples, entry.preprocess, fixed or self.batch_size(entry, options),
-                                   options.workers, cache_dir=options.image_cache_dir, source=source)
-            return class_scores(run_session(session, batches, fixed), entry)
+        session: Any = None
+        fixed: int | None = None
+
+        def score(samples: Sequence[Sample]) -> np.ndarray:
+            nonlocal session, fixed
+            with contextlib.ExitStack() as stack:
+                def entry_source() -> CachedCrops | DecodeAhead | None:
+                    if options.image_cache_dir is None:
+                        return None
+                    return stack.enter_context(open_entry(samples, entry.preprocess, options.workers,
+                                                          options.image_cache_dir))
+                if session is None:
+                    exported = precision not in CALIBRATION_METHODS and self.given_graph(entry, options)[0] is None
+                    source = entry_source() if exported else None
+                    path = self.graph(entry, precision, dataset, options)
+                    if not exported:
+                        source = entry_source()
+                    session = open_session(path, entry, providers, options.threads,
+                                           spinning=not isinstance(source, DecodeAhead))
+                    fixed = fixed_batch(session, entry, path)
+                else:
+                    source = entry_source()
+                batches = iter_batches(samples, entry.preprocess, fixed or self.batch_size(entry, options),
+                                       options.workers, cache_dir=options.image_cache_dir, source=source)
+                return class_scores(run_session(session, batches, fixed), entry)
+        return score

@@ -9,11 +9,12 @@ backend's job, with a calibration mode.
 from __future__ import annotations
 
 import os
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..baselines import ModelEntry
-from ..dataset import Dataset
+from ..dataset import Dataset, Sample
 from ..errors import BackendError
 from ..weights import find_weights
 from . import Backend, RunOptions, class_scores, iter_batches
@@ -42,6 +43,11 @@ class ReferenceBackend(Backend):
 
     def scores(self, entry: ModelEntry, precision: str, dataset: Dataset,
                options: RunOptions) -> np.ndarray:
+        return self.scorer(entry, precision, dataset, options)(dataset.samples)
+
+    def scorer(self, entry: ModelEntry, precision: str, dataset: Dataset,
+               options: RunOptions) -> Callable[[Sequence[Sample]], np.ndarray]:
+        """The model built once, for every chunk."""
         # OpenMP threads that spin while they wait collapse as soon as another process wants
         # the cores (2 threads ran 2x slower than 1 on a shared 2-core machine); passive ones
         # sleep. Read once, when torch loads libgomp: set here unless the user chose.
@@ -60,12 +66,15 @@ class ReferenceBackend(Backend):
         # TorchScript archives (quantized mobile models) keep the layout they were built for.
         layout = torch.contiguous_format if isinstance(model, torch.jit.ScriptModule) else torch.channels_last
         model = model.to(memory_format=layout)
-        torch.set_num_threads(options.threads)
         batch_size = self.batch_size(entry, options)
-        outputs = []
-        with torch.inference_mode():
-            for batch in iter_batches(dataset.samples, entry.preprocess, batch_size, options.workers,
-                                      cache_dir=options.image_cache_dir):
-                x = torch.from_numpy(batch).contiguous(memory_format=layout)
-                outputs.append(model(x).float().numpy())
-        return class_scores(np.concatenate(outputs), entry)
+
+        def score(samples: Sequence[Sample]) -> np.ndarray:
+            torch.set_num_threads(options.threads)
+            outputs = []
+            with torch.inference_mode():
+                for batch in iter_batches(samples, entry.preprocess, batch_size, options.workers,
+                                          cache_dir=options.image_cache_dir):
+                    x = torch.from_numpy(batch).contiguous(memory_format=layout)
+                    outputs.append(model(x).float().numpy())
+            return class_scores(np.concatenate(outputs), entry)
+        return score

@@ -156,6 +156,14 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--int8-keep-fp32", default=None, metavar="LAYERS",
                     help="onnxruntime int8: leave these layers in fp32, e.g. conv0,conv17,matmul0 "
                          "(ordinals as in vamc's skip_conv_layers); recorded as <precision>+keep-...")
+    group.addoption("--vaccbench-store", default=None, metavar="DIR",
+                    help="predictions store (a shared folder or CI artifact): --update-baselines "
+                         "keeps each recorded run's per-image predictions there, named by digest "
+                         "in the baseline entry; runs are then paired with them image by image")
+    group.addoption("--vaccbench-sequential", action="store_true", default=False,
+                    help="evaluate in a seeded class-stratified order, a chunk at a time, and stop "
+                         "when an anytime-valid bound on the difference from the stored predictions "
+                         "decides (needs --vaccbench-store; see docs/sequential.md)")
     group.addoption("--no-triage", action="store_true", default=False,
                     help="a failing int8 test does not rank its layers (see docs/triage.md)")
     group.addoption("--triage-budget", type=float, default=triage.DEFAULT_BUDGET, metavar="SECONDS",
@@ -170,7 +178,7 @@ def add_options(parser: pytest.Parser) -> None:
 NOT_IN_UPDATE_COMMAND = {"backend", "precision", "update_baselines", "dry_run", "accept_broken",
                          "accept_other_images", "allow_improvement", "vaccbench_json",
                          "vaccbench_html", "vaccbench_history", "vaccbench_strict", "max_allowed",
-                         "confidence", "no_triage", "triage_budget"}
+                         "confidence", "no_triage", "triage_budget", "vaccbench_sequential"}
 UPDATE_COMMAND_OPTIONS: list[Any] = []  # pytest's Argument objects, filled by add_options
 
 
@@ -242,6 +250,7 @@ def check_config(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "--update-baselines with --limit would record a subset's figures under the whole "
             "dataset's name; add --dataset-name NAME to record the subset under its own name")
+    _check_sequential_options(opt)
     _check_results_options(opt)
     confidence = float(opt("confidence"))
     if not 0 < confidence < 1:
@@ -295,6 +304,24 @@ def _check_results_options(opt: Getter) -> None:
         if opt(name) is not None:
             raise pytest.UsageError(f"--{name} does not apply to --results: the result files name "
                                     "their images (ground truth: --labels FILE, or their class folders)")
+
+
+def _check_sequential_options(opt: Getter) -> None:
+    """--vaccbench-sequential stops a backend's run early: it needs the stored predictions,
+    and neither records (full runs only) nor scores result files (every image is in them)."""
+    if not opt("vaccbench_sequential"):
+        return
+    if opt("update_baselines"):
+        raise pytest.UsageError("--vaccbench-sequential stops before the last image; "
+                                "--update-baselines records full runs: drop one of them")
+    if opt("results"):
+        raise pytest.UsageError("--vaccbench-sequential does not apply to --results: the result "
+                                "files hold every image's output already, so stopping early saves "
+                                "no device time; drop it (--vaccbench-store alone still pairs them "
+                                "with the stored run)")
+    if not opt("vaccbench_store"):
+        raise pytest.UsageError("--vaccbench-sequential needs --vaccbench-store DIR: the "
+                                "stored predictions each test is paired with")
 
 
 def _check_int8_options(config: pytest.Config) -> None:

@@ -15,6 +15,8 @@ from ..errors import VaccbenchError
 from ..report import (Results, find_payload, junit_properties, not_measured_line, session_info,
                       skip_groups, summary_lines, title, unread_lines, weak_lines, write_json)
 from ..report_html import write_html
+from ..sequential import summary_line
+from ..store import PredictionsStore
 from ..suite import closest_models, is_suite_file
 from ..updates import apply_updates, recording_of
 from .collect import AccuracyItem, runner_of
@@ -29,8 +31,10 @@ def update_baselines(results: Results, opt: Getter) -> tuple[list[str], bool]:
     False when a result was refused or a file could not be written (it is then left as it was)."""
     recordings = [rec for row in results
                   if (rec := recording_of(row.nodeid, row.outcome, row.result, row.gate))]
+    store = opt("vaccbench_store")
     done = apply_updates(recordings, accept_broken=opt("accept_broken"),
-                         accept_other_images=opt("accept_other_images"), dry_run=opt("dry_run"))
+                         accept_other_images=opt("accept_other_images"), dry_run=opt("dry_run"),
+                         store=PredictionsStore(Path(store)) if store else None)
     for row in results:
         row.updated = row.nodeid in done.written
         row.unchanged = row.nodeid in done.unchanged
@@ -77,6 +81,9 @@ def terminal_lines(results: Results, messages: Iterable[str], width: int) -> lis
     for reason, models in skip_groups(results):
         lines += [(f"skipped ({len(models)}): {reason}", False), (f"  {', '.join(models)}", False)]
     for row in results:
+        stop = summary_line(f"{row.model.partition('/')[2]} {row.run}", row.gate)
+        if stop:
+            lines.append((stop, False))
         if row.result and row.result.excluded:
             r = row.result
             lines.append((f"{r.model} {r.backend}/{r.precision}: {r.excluded} calibration images "

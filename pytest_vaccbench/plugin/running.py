@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pytest
 
 from .. import dataset as dataset_mod
-from .. import progress, triage
+from .. import progress, sequential, triage
 from ..backends import RunOptions, get_backend
 from ..cache import cache_dir
 from ..errors import VaccbenchError
@@ -26,6 +26,7 @@ from ..preprocess import PreprocessSpec
 from ..report import PROPERTY, STRICT
 from ..resultfiles import results_folder, score_case
 from ..run import Case, Result, evaluate, judged, no_baseline
+from ..store import PredictionsStore
 from ..updates import Recording, covers, refusal
 from ..vdsp import preprocess_option
 from .collect import AccuracyItem, GateFailure
@@ -109,6 +110,8 @@ class CaseRunner:
         cache = cache_dir(opt("vaccbench_cache"))
         self.devices = device_pool(config, cache)
         self.options = run_options(opt, cache, self.devices.device if self.devices else None)
+        self.store = PredictionsStore(Path(opt("vaccbench_store"))) if opt("vaccbench_store") else None
+        self.sequential = bool(opt("vaccbench_sequential")) and not self.update
         self._override: tuple[str, PreprocessSpec] | None = None
         self._dataset: dataset_mod.Dataset | VaccbenchError | None = None
         self.is_worker = hasattr(config, "workerinput")
@@ -144,27 +147,39 @@ class CaseRunner:
     def run_case(self, item: AccuracyItem) -> None:
         if self.devices and self.devices.problem:
             raise VaccbenchError(self.devices.problem)
-        case = item.case
+        case, opt = item.case, self.config.getoption
+        decision = None
         if self.results is not None:
             data, result, notes = self.scored(item)
+            pairing = self.pairing(case, data, scored=True)
         else:
             reason = backend_skip_reason(case, self.options)
             if reason:
                 _skip(reason)
             data = self.dataset()
-            if expectation_for(case.entry, data, case.backend, case.run_precision) is None \
-                    and not self.update:
+            expected = expectation_for(case.entry, data, case.backend, case.run_precision)
+            if expected is None and not self.update:
                 _skip(no_baseline(case, data.name, self.update_command(item)))
-            result, notes = evaluate(case, data, self.options), ""
-        opt = self.config.getoption
+            pairing, notes = self.pairing(case, data), ""
+            if self.sequential and pairing is not None:
+                result, decision = sequential.evaluate(case, data, self.options, pairing, expected,
+                                                       self.confidence, opt("allow_improvement"))
+            else:
+                result = evaluate(case, data, self.options)
         entry_now = (case.entry.expected.get(data.name) or {}).get(  # what a record replaces
             run_key(case.backend, case.run_precision))
-        if not result.excluded:  # these are the dataset's images: the entry's may be among them
+        if result.n == len(data.samples):  # the dataset's images: the entry's may be among them
             result.covers = covers(entry_now, data, result.fingerprint)
         done = judged(case, data, result, self.options.cache_dir, self.update_command(item),
                       update=self.update, confidence=self.confidence,
                       allow_improvement=opt("allow_improvement"), weak_limit=self.weak_limit)
         verdict = done.verdict
+        if decision is not None:
+            verdict = sequential.judge_run(decision, done, case, data, result,
+                                           self.update_command(item), self.confidence,
+                                           self.weak_limit)
+        if pairing is not None:
+            verdict = sequential.with_stored(verdict, pairing, result, self.confidence)
         item.user_properties.append((PROPERTY, json.dumps(payload_of(result, done.expected, verdict))))
         headline, _, rest = verdict.message.partition("\n")  # the files read, under the headline
         message = "\n".join(filter(None, [headline, notes, rest]))
@@ -184,6 +199,14 @@ class CaseRunner:
             raise GateFailure(f"{STRICT} (--vaccbench-strict): weak gate: {weak}\n{message}")
         if message:  # shown for passed tests with -rP
             item.add_report_section("call", "vaccbench gate", message)
+
+    def pairing(self, case: Case, data: dataset_mod.Dataset,
+                scored: bool = False) -> sequential.Pairing | None:
+        """The stored predictions the run is paired with (--vaccbench-store), or None when
+        there is no store or the run is recorded."""
+        if self.store is None or self.update:
+            return None
+        return sequential.pairing_for(case, data, self.options, self.store, scored)
 
     def scored(self, item: AccuracyItem) -> tuple[dataset_mod.Dataset, Result, str]:
         """--results: the test's result files, read as its run (skipped when there are none,
