@@ -293,8 +293,10 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def validate(data: Any, path: Path) -> None:
-    """Raise a BaselineError with file:line at the first field of `data` that is not valid."""
+def validate(data: Any, path: Path, registry: bool = True) -> None:
+    """Raise a BaselineError with file:line at the first field of `data` that is not valid;
+    with `registry`, a run a registered backend cannot make is one too (a writer that reads
+    its text back leaves that to the next run, which may register more backends)."""
     try:
         check(data, FAMILY)
         runs_known: dict[str, tuple[str, ...] | None] | None = None
@@ -307,7 +309,7 @@ def validate(data: Any, path: Path) -> None:
                           "(once as a number, once as a string?): keep one", _line(model, "expected", 1))
                 for dataset, runs in (model.get("expected") or {}).items():
                     for run, entry in (runs or {}).items():
-                        runs_known = known_runs() if runs_known is None else runs_known
+                        runs_known = known_runs() if runs_known is None and registry else runs_known
                         _check_run(entry, str(run), f"{section}.{key_text(key)}.expected."
                                    f"{key_text(dataset)}.{key_text(run)}", _line(runs, run, 1),
                                    runs_known)
@@ -330,15 +332,16 @@ def known_runs() -> dict[str, tuple[str, ...] | None]:
 
 
 def _check_run(entry: Mapping[str, Any], run: str, where: str, line: int,
-               known: Mapping[str, tuple[str, ...] | None]) -> None:
+               known: Mapping[str, tuple[str, ...] | None] | None) -> None:
     """A run entry must say what to gate: a registered backend and one of its precisions
-    (with a `+variant`), and top1 or top5 (unless broken)."""
+    (with a `+variant`; not checked without `known`), and top1 or top5 (unless broken)."""
     if run.count("/") != 1:
         _fail(where, "is not a backend/precision run name (e.g. reference/fp32)", line)
     backend, precision = run.split("/")
     base, plus, variant = precision.partition("+")
-    precisions = known.get(backend, ())
-    if backend not in known or (precisions is not None and base not in precisions):
+    precisions = known.get(backend, ()) if known is not None else None
+    if known is not None and (backend not in known or
+                              (precisions is not None and base not in precisions)):
         valid = [f"{b}/{p}" for b, ps in known.items() for p in ps or ()]
         close = difflib.get_close_matches(f"{backend}/{base}", valid, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}{plus}{variant}? " if close else ""

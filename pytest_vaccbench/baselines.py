@@ -204,17 +204,18 @@ def _deep_line(text: str, limit: int = 50) -> int | None:
     return None
 
 
-def parse_family(text: str, path: Path) -> Any:
+def parse_family(text: str, path: Path, registry: bool = True) -> Any:
     """A baseline file's text (read from, or to be written to, `path`) parsed and validated
     field by field (baseline_schema): what load_family reads, and what a writer checks its
-    text against before it replaces a file."""
+    text against before it replaces a file (without `registry`: run names are not checked
+    against the backends registered in this process, which may be fewer than a session's)."""
     too_deep = BaselineError("lists or mappings nested too deeply to be a baseline file (see "
                              "baselines/SCHEMA.md)", path, _deep_line(text))
     if too_deep.line is not None:  # found before the parser recurses into it
         raise too_deep
     try:
         data = parse_yaml(text, path)
-        validate(data, path)
+        validate(data, path, registry)
     except RecursionError:  # nested by indentation
         raise too_deep from None
     return data
@@ -353,7 +354,8 @@ def updated_text(path: Path, old_text: str, results: Results,
                  screen: Screen | None = None) -> tuple[str, list[str]]:
     """`old_text` (of `path`) with the results written in (those `screen` keeps, when given,
     and only those that change a number, n, the fingerprint or a predictions digest), and
-    what changed."""
+    what changed. The new text is read back through the schema (`parse_family`): an update
+    never writes a file the next run refuses."""
     data = parse_yaml(old_text, path)
     current = _lookup(data, path)
     results = [r for r in (screen(current) if screen else results)
@@ -382,7 +384,13 @@ def updated_text(path: Path, old_text: str, results: Results,
         changed.append(f"{key} {dataset} {run}")
     buffer = io.StringIO()
     _yaml().dump(data, buffer)
-    return _splice(old_text, buffer.getvalue(), spans), changed
+    new_text = _splice(old_text, buffer.getvalue(), spans)
+    try:
+        parse_family(new_text, path, registry=False)
+    except BaselineError as exc:
+        raise BaselineError(f"the update would make a file that cannot be read back ({exc})",
+                            path) from None
+    return new_text, changed
 
 
 def _span(doc: Any, keys: tuple[str, ...], text: str) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .backends import available, get_backend
 from .dataset import builtin_root
-from .errors import VaccbenchError
+from .errors import VaccbenchError, control_characters, printable
 from .safefiles import output_target
 
 POSITIVE = ("limit", "threads", "batch_size", "calib_images", "vamp_instances", "vamp_processes",
@@ -81,6 +81,11 @@ def check_options(opt: Mapping[str, Any]) -> None:
     if opt.get("vsx_mode") not in (None, "sync", "async"):  # an ini value skips argparse's choices
         raise VaccbenchError(f"--vsx-mode={opt['vsx_mode']}: must be sync or async")
     _check_paths(opt)
+    dataset_name = opt.get("dataset_name")
+    if dataset_name and control_characters(dataset_name):
+        raise VaccbenchError(f"--dataset-name={printable(dataset_name)}: holds control characters "
+                             "(an escape sequence?), which a baseline key cannot; give a plain "
+                             "name, e.g. imagenet-val")
     for name, option in REPORT_FILES.items():
         if opt.get(name):
             try:
@@ -147,6 +152,11 @@ def _check_paths(opt: Mapping[str, Any]) -> None:
     for name, exists, what in checks:
         value = opt.get(name)
         if value is not None and not exists(Path(value).expanduser()):
+            found = Path(value).expanduser()
+            if found.exists():
+                other = "a folder" if found.is_dir() else "a file" if found.is_file() else \
+                    "a pipe or device"
+                raise VaccbenchError(f"{flag(name)}={value}: is {other}, not a {what}")
             raise _missing(name, value, what)
     dataset = opt.get("dataset")
     if dataset is not None and not Path(dataset).expanduser().exists() and not builtin_root(dataset):

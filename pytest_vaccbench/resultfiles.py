@@ -316,6 +316,9 @@ def _first_line(path: Path) -> bytes:
 def _kind(path: Path) -> str:
     if path.is_dir():
         return "vamp" if any(OUTPUT_NAME.match(p.name) for p in path.iterdir()) else "folder"
+    if not path.is_file():  # reading a pipe would wait for a writer, a device may never end
+        raise ResultsError("not a regular file (a pipe, socket or device?): give result files",
+                           path)
     if path.suffix == ".npz":
         return "predictions"
     first = _first_line(path)

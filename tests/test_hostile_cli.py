@@ -6,6 +6,7 @@ in the format --vaccbench-json writes (test_shards.py merges real ones)."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -246,6 +247,112 @@ def test_score_refuses_a_report_under_a_file(vaccbench, tmp_path: Path) -> None:
     done = vaccbench("score", tmp_path / "result.txt", "--model", "fam/m", "--run", "vamp/fp16",
                      "--dataset-name", "data", "--vaccbench-json", tmp_path / "taken" / "r.json")
     assert done.code == 4 and f"{tmp_path / 'taken'} is a file, not a folder" in done.err
+
+
+SCORED = """\
+family: stub
+preprocess: {resize: 40, resize_mode: square, crop: 32, library: cv2}
+models:
+  stub-a:
+    name: a
+    source: stub
+    library:
+    arch:
+    input_size: 32
+    expected: {val8: {vamp/fp16: {top1: 75.0, top5: 100.0}}}
+"""
+
+
+@pytest.fixture
+def scoring(vaccbench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
+    """`vaccbench score ARGS` of stub/stub-a vamp/fp16 on `val8`, in a project with its
+    baseline and the images' result.txt (ARGS may name another dataset)."""
+    import result_files as rf
+
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "stub.yaml").write_text(SCORED)
+    labels = np.arange(8) * 7
+    rf.result_txt(tmp_path / "result.txt", rf.image_names(8), labels, rf.predictions(labels))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VACCBENCH_CACHE", str(tmp_path / "cache"))
+    return lambda *args: vaccbench("score", "--model", "stub/stub-a", "--run", "vamp/fp16",
+                                   "--dataset-name", "val8", *args)
+
+
+def _fifo(folder: Path) -> Path:
+    os.mkfifo(folder / "result.txt")
+    return folder / "result.txt"
+
+
+def _damaged_vamp_output(folder: Path) -> Path:
+    (folder / "out").mkdir()
+    (folder / "out" / "output_000000.npz").write_bytes(b"PK\x03\x04 cut short")
+    (folder / "datalist.txt").write_text("/data/npz/n01440764/ILSVRC2012_val_00000001.npz\n")
+    return folder
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda d: (d / "result.txt").write_bytes(b"\xb4\x00" * 100) and d / "result.txt",
+     "result.txt:1: not UTF-8 text (byte 0xb4 at column 1); save the file as UTF-8"),
+    (_fifo, "result.txt: not a regular file (a pipe, socket or device?): give result files"),
+    (_damaged_vamp_output, "output_000000.npz: cannot read this vamp output (File is not a zip "
+                           "file): not an npz file as vamp writes them"),
+])
+def test_score_of_results_that_cannot_be_scored_is_a_failed_test(scoring, tmp_path: Path, make,
+                                                                  message: str) -> None:
+    """Exit 1, the test's status: the file (and line) named; a pipe is not read (it would wait)."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    done = scoring(make(folder))
+    assert done.code == 1, done.err
+    assert done.out.startswith(f"cannot score these results: {folder}") and message in done.out
+
+
+def test_score_refuses_a_dataset_name_with_an_escape_sequence(scoring, tmp_path: Path) -> None:
+    """It would become a baseline key and reach the terminal raw: a usage error, escaped."""
+    before = (tmp_path / "baselines" / "stub.yaml").read_text()
+    done = scoring("result.txt", "--update-baselines", "--dataset-name", "\x1b[31mred")
+    assert done.code == 4 and "--dataset-name=\\x1b[31mred: holds control characters" in done.err
+    assert "\x1b" not in done.err + done.out
+    assert (tmp_path / "baselines" / "stub.yaml").read_text() == before
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--labels", ".", "--labels=.: is a folder, not a file"),
+    ("--baselines", "result.txt", "--baselines=result.txt: is a file, not a folder"),
+    ("--baselines", "baseline", "--baselines=baseline: no such folder; did you mean baselines?"),
+])
+def test_score_names_an_input_of_the_wrong_kind(scoring, option: str, value: str, message: str) -> None:
+    done = scoring("result.txt", option, value)
+    assert done.code == 4 and f"vaccbench score: error: {message}" in done.err
+
+
+def test_score_of_a_broken_baseline_file_names_its_line(scoring, tmp_path: Path) -> None:
+    (tmp_path / "baselines" / "stub.yaml").write_text(SCORED.replace("input_size: 32", "input_size: -32"))
+    done = scoring("result.txt")
+    assert done.code == 2
+    assert done.err.startswith("vaccbench score: error: baselines/stub.yaml:9: models.stub-a.input_size")
+
+
+def test_score_reports_a_bug_as_one_line(scoring, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_vaccbench import resultfiles
+
+    def broken(*args: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(resultfiles, "score_case", broken)
+    done = scoring("result.txt")
+    assert done.code == 3 and done.err.startswith("vaccbench score: internal error: ZeroDivisionError")
+
+
+def test_models_of_a_missing_folder_names_the_closest(vaccbench, tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "baselines").mkdir()
+    monkeypatch.chdir(tmp_path)
+    done = vaccbench("models", "--baselines", "baseline")
+    assert done.code == 2
+    assert done.err == "vaccbench models: error: --baselines=baseline: no such folder; did you mean baselines?\n"
+    done = vaccbench("models", "--baselines", tmp_path / "baselines" / ".." / "x" / "..")
+    assert done.code == 2 and "no such folder" in done.err
 
 
 def test_models_of_a_broken_baseline_file_is_one_line(vaccbench, tmp_path: Path) -> None:

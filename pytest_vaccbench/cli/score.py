@@ -84,7 +84,7 @@ def _usage(message: str) -> int:
 
 def _problem(args: argparse.Namespace) -> str | None:
     """The first argument that cannot work, as pytest's startup checks say it."""
-    from ..errors import VaccbenchError
+    from ..errors import VaccbenchError, printable
     from ..options import check_options
 
     backend, slash, precision = args.run.partition("/")
@@ -101,10 +101,10 @@ def _problem(args: argparse.Namespace) -> str | None:
         return f"--confidence must be between 0 and 1, got {args.confidence}"
     missing = [p for p in args.results if not Path(p).exists()]
     if missing:
-        return f"no such file or folder: {', '.join(missing)}"
+        return f"no such file or folder: {', '.join(map(printable, missing))}"
     try:
         check_options({"backend": [backend], "precision": [precision], "labels": args.labels,
-                       "baselines": args.baselines})
+                       "baselines": args.baselines, "dataset_name": args.dataset_name})
     except VaccbenchError as exc:
         return str(exc).replace("--backend=", "--run backend ").replace("--precision=", "--run precision ")
     return None
