@@ -109,6 +109,17 @@ def image_digests(samples: Sequence[Sample]) -> np.ndarray:
     return found
 
 
+def npy_header(handle: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from the npy header at `handle`'s position, read
+    without the array (formats 1.0 and 2.0, those numpy writes); ValueError otherwise."""
+    version = np.lib.format.read_magic(handle)
+    read = {(1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        raise ValueError(f"npy format version {version} is not one numpy writes by default")
+    return read(handle)
+
+
 def files_digest(samples: Sequence[Sample]) -> str:
     """sha256 over (absolute path, content digest) in order: changes when any image file
     changes, even to another of the same size with its time put back."""
@@ -211,12 +222,7 @@ class CacheEntry:
                 raise CacheMiss(f"{self.data_path.name} has {size} bytes, the header says "
                                 f"{header.get('bytes')} (truncated or replaced)")
             try:
-                version = np.lib.format.read_magic(handle)
-                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-                if read_header is None:
-                    raise ValueError(f"format version {version}")
-                shape, fortran, dtype = read_header(handle)
+                shape, fortran, dtype = npy_header(handle)
             except (OSError, ValueError) as exc:
                 raise CacheMiss(f"{self.data_path.name} is not a readable .npy: {exc}") from None
             if tuple(shape) != self.shape or dtype != np.uint8 or fortran:

@@ -27,6 +27,7 @@ import numpy as np
 from .baselines import atomic_write
 from .dataset import IMAGE_SUFFIXES, imagenet_classes, resolve
 from .errors import DatasetError, ImageDecodeError
+from .image_cache import npy_header
 from .preprocess import decode_cv2_rgb
 from .safefiles import write_atomic
 
@@ -46,12 +47,7 @@ def npz_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo(f"{key}.npy")
         with archive.open(info) as member:
-            version = np.lib.format.read_magic(member)
-            read = {(1, 0): np.lib.format.read_array_header_1_0,
-                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read is None:
-                raise ValueError(f"npy format version {version} is not one numpy writes by default")
-            shape, _, dtype = read(member)
+            shape, _, dtype = npy_header(member)
             header = member.tell()
     if dtype.hasobject:
         raise ValueError("it holds Python objects")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import result_files as rf
 from hostile_project import TRACEBACK, NODEID, report_record, write_report
 from pytest_vaccbench.cli import main
 
@@ -249,28 +250,12 @@ def test_score_refuses_a_report_under_a_file(vaccbench, tmp_path: Path) -> None:
     assert done.code == 4 and f"{tmp_path / 'taken'} is a file, not a folder" in done.err
 
 
-SCORED = """\
-family: stub
-preprocess: {resize: 40, resize_mode: square, crop: 32, library: cv2}
-models:
-  stub-a:
-    name: a
-    source: stub
-    library:
-    arch:
-    input_size: 32
-    expected: {val8: {vamp/fp16: {top1: 75.0, top5: 100.0}}}
-"""
-
-
 @pytest.fixture
 def scoring(vaccbench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
     """`vaccbench score ARGS` of stub/stub-a vamp/fp16 on `val8`, in a project with its
     baseline and the images' result.txt (ARGS may name another dataset)."""
-    import result_files as rf
-
     (tmp_path / "baselines").mkdir()
-    (tmp_path / "baselines" / "stub.yaml").write_text(SCORED)
+    (tmp_path / "baselines" / "stub.yaml").write_text(rf.stub_baseline("val8", 75.0, 100.0))
     labels = np.arange(8) * 7
     rf.result_txt(tmp_path / "result.txt", rf.image_names(8), labels, rf.predictions(labels))
     monkeypatch.chdir(tmp_path)
@@ -328,7 +313,8 @@ def test_score_names_an_input_of_the_wrong_kind(scoring, option: str, value: str
 
 
 def test_score_of_a_broken_baseline_file_names_its_line(scoring, tmp_path: Path) -> None:
-    (tmp_path / "baselines" / "stub.yaml").write_text(SCORED.replace("input_size: 32", "input_size: -32"))
+    (tmp_path / "baselines" / "stub.yaml").write_text(
+        rf.stub_baseline("val8", 75.0, 100.0).replace("input_size: 32", "input_size: -32"))
     done = scoring("result.txt")
     assert done.code == 2
     assert done.err.startswith("vaccbench score: error: baselines/stub.yaml:9: models.stub-a.input_size")

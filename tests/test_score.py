@@ -17,20 +17,6 @@ from pytest_vaccbench.baselines import load_family
 from pytest_vaccbench.cli import main
 
 N = 40
-FAMILY = """\
-family: stub
-preprocess: {{resize: 40, resize_mode: square, crop: 32, library: cv2}}
-models:
-  stub-a:
-    name: a
-    source: stub
-    library:
-    arch:
-    input_size: 32
-    expected:
-      val40:
-        vamp/fp16: {{top1: {top1}, top5: {top5}}}
-"""
 
 
 @pytest.fixture
@@ -44,8 +30,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     hits = top5 == labels.reshape(-1, 1)
     top1, top5_rate = 100 * hits[:, 0].mean(), 100 * hits.any(axis=1).mean()
     (tmp_path / "baselines").mkdir()
-    (tmp_path / "baselines" / "stub.yaml").write_text(FAMILY.format(top1=round(top1, 3),
-                                                                    top5=round(top5_rate, 3)))
+    (tmp_path / "baselines" / "stub.yaml").write_text(rf.stub_baseline("val40", round(top1, 3),
+                                                                       round(top5_rate, 3)))
     (tmp_path / "results").mkdir()
     rf.result_txt(tmp_path / "results" / "result.txt", names, labels, top5)
     rf.label_file(tmp_path / "val_label.txt", names, labels)
