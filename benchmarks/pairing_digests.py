@@ -17,8 +17,8 @@ interleaved and repeated, in this process:
 With `--reference CHECKOUT` (another version's source tree, e.g. one made by
 `git archive main | tar -x -C DIR`), it also times whole warm `pytest suites/` runs of
 mobilenetv2_100 on onnxruntime fp32 over the same images, this checkout's and the
-reference's in turn, each with a cache of its own made warm by a first run, and prints their
-ratio.
+reference's in turn, each with a cache of its own made warm by a first run, and prints the
+ratios of their wall and CPU times (on a shared machine the CPU time is the steadier).
 
     python benchmarks/pairing_digests.py --images 1000 --repeat 3 [--reference DIR]
 """
@@ -88,8 +88,9 @@ def in_process(samples: list[Any], cache: Path, repeat: int) -> None:
               "work on its images)")
 
 
-def suite_run(checkout: Path, data: Path, work: Path, weights: Path) -> float:
-    """Seconds of one `pytest suites/` process of `checkout` (its own code and suites)."""
+def suite_run(checkout: Path, data: Path, work: Path, weights: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, its threads and children) of one `pytest suites/`
+    process of `checkout` (its own code and suites)."""
     copy = work / "baselines"
     if not copy.is_dir():
         shutil.copytree(checkout / "baselines", copy)
@@ -98,26 +99,32 @@ def suite_run(checkout: Path, data: Path, work: Path, weights: Path) -> float:
            "--precision", "fp32", "--weights-dir", str(weights), "--vaccbench-cache", str(work / "cache"),
            "--baselines", str(copy), "--update-baselines", "--dataset-name", f"bench-{data.name}"]
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if "1 passed" not in done.stdout:
-        sys.exit(f"the run of {checkout} did not pass:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
-    return seconds
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        output = out.read()
+    if "1 passed" not in output:
+        sys.exit(f"the run of {checkout} did not pass ({status}):\n{output[-3000:]}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def whole_runs(reference: Path, data: Path, work: Path, weights: Path, repeat: int) -> None:
     sides = {"this checkout": ROOT, "reference": reference.resolve()}
     for name, checkout in sides.items():
         suite_run(checkout, data, work / name, weights)  # cold: export, decode, cache write
-    rounds: dict[str, list[float]] = {name: [] for name in sides}
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
     for _ in range(repeat):
         for name, checkout in sides.items():
             rounds[name].append(suite_run(checkout, data, work / name, weights))
     for name, values in rounds.items():
-        print(f"warm pytest run, {name:>13}: {spread(values, '{:.2f}')} s")
-    ratios = [a / b for a, b in zip(rounds["this checkout"], rounds["reference"])]
-    print(f"this checkout / reference, per repetition: {spread(ratios, '{:.3f}')}")
+        print(f"warm pytest run, {name:>13}: wall {spread([w for w, _ in values], '{:.2f}')} s, "
+              f"CPU {spread([c for _, c in values], '{:.2f}')} s")
+    for i, what in ((0, "wall"), (1, "CPU")):
+        ratios = [a[i] / b[i] for a, b in zip(rounds["this checkout"], rounds["reference"])]
+        print(f"this checkout / reference, {what} time per repetition: {spread(ratios, '{:.3f}')}")
 
 
 def main() -> None:
