@@ -5,6 +5,7 @@ their lines) and raises one `BaselineError` with file:line for the first field t
 an unknown key (naming the closest known one), a wrong type, a value out of range. Written by
 hand rather than with jsonschema: every message needs the node's line and the closest valid
 key, which jsonschema's errors carry neither of, and the whole schema is a few tables.
+The same specs and walk (`check`) validate the JSON reports (report_schema.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Callable, Mapping, Union
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from .errors import BaselineError
+from .errors import BaselineError, control_characters, printable
 from .store import DIGEST_RE
 
 Check = Callable[[Any], Union[str, None]]  # None when the value is fine, else what is wrong
@@ -32,6 +33,7 @@ class Fields:
     required: tuple[str, ...] = ()
     values: "Spec | None" = None
     what: str = "mapping"
+    open: bool = False  # keys beyond `fields` are allowed (a report written by a newer version)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,13 @@ def string(v: Any) -> str | None:
     return None if isinstance(v, str) else "must be a string"
 
 
+def name(v: Any) -> str | None:
+    """A name shown on the terminal (family, model, dataset): a string without control characters."""
+    if not isinstance(v, str):
+        return "must be a string"
+    return "must not hold control characters (an escape sequence?)" if control_characters(v) else None
+
+
 def number(v: Any) -> str | None:
     if not _is_number(v):
         return "must be a number"
@@ -99,6 +108,10 @@ def positive_int(v: Any) -> str | None:
 def non_negative_int(v: Any) -> str | None:
     return None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else \
         "must be a non-negative integer"
+
+
+def integer(v: Any) -> str | None:
+    return None if isinstance(v, int) and not isinstance(v, bool) else "must be an integer"
 
 
 def digest(v: Any) -> str | None:
@@ -149,10 +162,10 @@ WEIGHTS = AnyOf((string, Fields({"file": optional(string), "package": optional(s
 VAMP_BLOCK = Fields(values=anything)
 # Every field a model entry may have, in one place (SCHEMA.md documents each).
 MODEL_FIELDS: dict[str, Spec] = {
-    "name": string, "source": AnyOf((string, ListOf(string, min_length=1)),
-                                    "a name or a list of names"),
+    "name": name, "source": AnyOf((name, ListOf(name, min_length=1)),
+                                  "a name or a list of names"),
     "library": optional(one_of(*LIBRARIES)),
-    "arch": optional(string), "input_size": positive_int,
+    "arch": optional(name), "input_size": positive_int,
     "flops": optional(Fields({"value": optional(non_negative),
                              "unit": optional(one_of("K", "M", "G", "B", "T"))})),
     "params_m": optional(positive_number), "published": optional(ACCURACY),
@@ -169,7 +182,7 @@ MODEL_FIELDS: dict[str, Spec] = {
 REQUIRED_MODEL_FIELDS = ("name", "source", "library", "arch", "input_size")
 MODEL = Fields(MODEL_FIELDS, REQUIRED_MODEL_FIELDS, what="mapping of model fields")
 FAMILY = Fields({
-    "family": string, "paper": optional(string), "readme": optional(string),
+    "family": name, "paper": optional(string), "readme": optional(string),
     "preprocess": PREPROCESS, "tolerance": optional(TOLERANCE),
     "deploy": optional(one_of("reparameterize")),
     "models": optional(Fields(values=MODEL, what="model key -> fields")),
@@ -206,54 +219,73 @@ def _top_check(spec: Spec, value: Any) -> str | None:
     return spec(value)
 
 
-def _fail(where: str, problem: str, path: Path, line: int) -> None:
-    raise BaselineError(f"{where or 'the file'} {problem}", path, line)
+class SchemaError(Exception):
+    """The first field that is wrong: where (its dotted path), what is wrong, and its line
+    (1 where the data carries no lines, as JSON does)."""
+
+    def __init__(self, where: str, problem: str, line: int = 1) -> None:
+        super().__init__(f"{where} {problem}" if where else problem)
+        self.where, self.problem, self.line = where, problem, line
 
 
-def _walk(value: Any, spec: Spec, where: str, path: Path, line: int) -> None:
+def _fail(where: str, problem: str, line: int) -> None:
+    raise SchemaError(where, problem, line)
+
+
+def key_text(key: Any) -> str:
+    """A mapping key as it appears in a field's path, its control characters escaped."""
+    return printable(str(key))
+
+
+def check(value: Any, spec: Spec, where: str = "", line: int = 1) -> None:
+    """Walk `value` along `spec`; raise SchemaError at the first field that is not valid."""
     if isinstance(spec, Maybe):
         if value is not None:
-            _walk(value, spec.spec, where, path, line)
+            check(value, spec.spec, where, line)
     elif isinstance(spec, AnyOf):
         chosen = next((o for o in spec.options if _top_check(o, value) is None), None)
         if chosen is None:
-            _fail(where, f"must be {spec.what}", path, line)
-        _walk(value, chosen, where, path, line)
+            _fail(where, f"must be {spec.what}", line)
+        check(value, chosen, where, line)
     elif isinstance(spec, ListOf):
         if not isinstance(value, list):
-            _fail(where, f"must be a list{f' of {spec.length} values' if spec.length else ''}",
-                  path, line)
+            _fail(where, f"must be a list{f' of {spec.length} values' if spec.length else ''}"
+                  f", got {_show(value)}", line)
         if (spec.length is not None and len(value) != spec.length) or len(value) < spec.min_length:
             _fail(where, f"must have {spec.length or f'at least {spec.min_length}'} values, "
-                  f"has {len(value)}", path, line)
+                  f"has {len(value)}", line)
         for i, item in enumerate(value):
-            _walk(item, spec.item, f"{where}[{i}]", path, _line(value, i, line))
+            check(item, spec.item, f"{where}[{i}]", _line(value, i, line))
     elif isinstance(spec, Fields):
         if not isinstance(value, Mapping):
-            _fail(where, f"must be a {spec.what}", path, line)
+            _fail(where, f"must be a {spec.what}, got {_show(value)}", line)
         own = value.lc.line + 1 if isinstance(value, CommentedMap) else line
         missing = [k for k in spec.required if k not in value]
         if missing:
             _fail(where, f"is missing field(s) {', '.join(missing)} (required: "
-                  f"{', '.join(spec.required)})", path, own)
+                  f"{', '.join(spec.required)})", own)
         for key, item in value.items():
             at = _line(value, key, line)
-            name = f"{where}.{key}" if where else str(key)
+            name = f"{where}.{key_text(key)}" if where else key_text(key)
             if spec.values is not None and not spec.fields:
                 if not isinstance(key, (str, int)) or isinstance(key, bool):
-                    _fail(name, "is not a valid key (use a plain name)", path, at)
-                _walk(item, spec.values, name, path, at)
+                    _fail(name, "is not a valid key (use a plain name)", at)
+                if isinstance(key, str) and control_characters(key):
+                    _fail(name, "is not a valid key: it holds control characters (an escape "
+                          "sequence?)", at)
+                check(item, spec.values, name, at)
                 continue
             if key not in spec.fields:
+                if spec.open:
+                    continue
                 close = difflib.get_close_matches(str(key), list(spec.fields), n=1, cutoff=0.5)
                 hint = f"did you mean `{close[0]}`? " if close else ""
-                _fail(name, f"is not a known key: {hint}known keys: {', '.join(spec.fields)}",
-                      path, at)
-            _walk(item, spec.fields[key], name, path, at)
+                _fail(name, f"is not a known key: {hint}known keys: {', '.join(spec.fields)}", at)
+            check(item, spec.fields[key], name, at)
     else:
         problem = spec(value)
         if problem:
-            _fail(where, f"{problem}, got {_show(value)}", path, line)
+            _fail(where, f"{problem}, got {_show(value)}", line)
 
 
 def _show(value: Any) -> str:
@@ -261,17 +293,28 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def validate(data: Any, path: Path) -> None:
-    """Raise a BaselineError with file:line at the first field of `data` that is not valid."""
-    _walk(data, FAMILY, "", path, 1)
-    runs_known: dict[str, tuple[str, ...] | None] | None = None
-    for section in ("models", "extra_models"):
-        for key, model in (data.get(section) or {}).items():
-            for dataset, runs in (model.get("expected") or {}).items():
-                for run, entry in (runs or {}).items():
-                    runs_known = known_runs() if runs_known is None else runs_known
-                    _check_run(entry, str(run), f"{section}.{key}.expected.{dataset}.{run}",
-                               path, _line(runs, run, 1), runs_known)
+def validate(data: Any, path: Path, registry: bool = True) -> None:
+    """Raise a BaselineError with file:line at the first field of `data` that is not valid;
+    with `registry`, a run a registered backend cannot make is one too (a writer that reads
+    its text back leaves that to the next run, which may register more backends)."""
+    try:
+        check(data, FAMILY)
+        runs_known: dict[str, tuple[str, ...] | None] | None = None
+        for section in ("models", "extra_models"):
+            for key, model in (data.get(section) or {}).items():
+                names = [str(d) for d in model.get("expected") or {}]
+                twice = sorted({d for d in names if names.count(d) > 1})
+                if twice:
+                    _fail(f"{section}.{key_text(key)}.expected", f"names dataset {twice[0]!r} twice "
+                          "(once as a number, once as a string?): keep one", _line(model, "expected", 1))
+                for dataset, runs in (model.get("expected") or {}).items():
+                    for run, entry in (runs or {}).items():
+                        runs_known = known_runs() if runs_known is None and registry else runs_known
+                        _check_run(entry, str(run), f"{section}.{key_text(key)}.expected."
+                                   f"{key_text(dataset)}.{key_text(run)}", _line(runs, run, 1),
+                                   runs_known)
+    except SchemaError as exc:
+        raise BaselineError(f"{exc.where or 'the file'} {exc.problem}", path, exc.line) from None
 
 
 def known_runs() -> dict[str, tuple[str, ...] | None]:
@@ -288,22 +331,23 @@ def known_runs() -> dict[str, tuple[str, ...] | None]:
     return found
 
 
-def _check_run(entry: Mapping[str, Any], run: str, where: str, path: Path, line: int,
-               known: Mapping[str, tuple[str, ...] | None]) -> None:
+def _check_run(entry: Mapping[str, Any], run: str, where: str, line: int,
+               known: Mapping[str, tuple[str, ...] | None] | None) -> None:
     """A run entry must say what to gate: a registered backend and one of its precisions
-    (with a `+variant`), and top1 or top5 (unless broken)."""
+    (with a `+variant`; not checked without `known`), and top1 or top5 (unless broken)."""
     if run.count("/") != 1:
-        _fail(where, "is not a backend/precision run name (e.g. reference/fp32)", path, line)
+        _fail(where, "is not a backend/precision run name (e.g. reference/fp32)", line)
     backend, precision = run.split("/")
     base, plus, variant = precision.partition("+")
-    precisions = known.get(backend, ())
-    if backend not in known or (precisions is not None and base not in precisions):
+    precisions = known.get(backend, ()) if known is not None else None
+    if known is not None and (backend not in known or
+                              (precisions is not None and base not in precisions)):
         valid = [f"{b}/{p}" for b, ps in known.items() for p in ps or ()]
         close = difflib.get_close_matches(f"{backend}/{base}", valid, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}{plus}{variant}? " if close else ""
         what = (f"backend {backend!r} has no precision {base!r}" if backend in known else
                 f"{backend!r} is not a backend")
         _fail(where, f"names no run a test can make ({what}): {hint}backends: "
-              f"{', '.join(known)}", path, line)
+              f"{', '.join(known)}", line)
     if entry.get("top1") is None and entry.get("top5") is None and not entry.get("broken"):
-        _fail(where, "has neither top1 nor top5: nothing to gate", path, line)
+        _fail(where, "has neither top1 nor top5: nothing to gate", line)

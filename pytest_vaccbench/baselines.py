@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
@@ -17,9 +18,10 @@ from filelock import FileLock, Timeout
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.reader import ReaderError
 
 from .baseline_schema import validate
-from .errors import BaselineError, VaccbenchError
+from .errors import BaselineError, VaccbenchError, printable
 from .preprocess import PreprocessSpec
 from .safefiles import atomic_write
 
@@ -128,6 +130,10 @@ def parse_yaml(text: str, path: Path) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         raise BaselineError(f"YAML syntax error: {exc.problem or exc.context}", path, line) from None
+    except ReaderError as exc:  # a control character (an escape sequence written raw)
+        raise BaselineError(f"character {printable(chr(exc.character)) if isinstance(exc.character, int) else '?'} "
+                            "is not allowed in YAML text (write it escaped, or leave it out)", path,
+                            text.count("\n", 0, exc.position) + 1) from None
 
 
 def _line(node: Any, key: str | None = None, default: int = 1) -> int:
@@ -168,7 +174,8 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
         raise BaselineError(f"model {key!r}: {exc}", path, _line(raw, "preprocess", line)) from None
     precision = str(raw.get("precision", "fp32"))
     min_agreement = raw.get("min_agreement")
-    expected = raw.get("expected") or {}
+    # dataset names are strings: a hand-written `2012:` is the dataset named "2012"
+    expected = {str(k): v for k, v in (raw.get("expected") or {}).items()}
     return ModelEntry(
         family=family, key=str(key), name=str(raw["name"]), sources=sources, library=library,
         arch=raw["arch"], input_size=int(raw["input_size"]), preprocess=spec,
@@ -185,27 +192,39 @@ def _model(family: str, section: str, key: str, raw: Any, defaults: Mapping[str,
 def _deep_line(text: str, limit: int = 50) -> int | None:
     """The line where flow brackets nest deeper than `limit` (no baseline field nests more
     than a few levels; the YAML parser would recurse once per level)."""
-    depth = 0
-    for number, line in enumerate(text.splitlines(), 1):
-        for char in line:
-            depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
-            if depth > limit:
-                return number
+    depth, number = 0, 1
+    for match in re.finditer(r"[\[\]{}\n]", text):  # a pass over brackets and line ends only
+        char = match.group()
+        if char == "\n":
+            number += 1
+            continue
+        depth += 1 if char in "[{" else -1
+        if depth > limit:
+            return number
     return None
+
+
+def parse_family(text: str, path: Path, registry: bool = True) -> Any:
+    """A baseline file's text (read from, or to be written to, `path`) parsed and validated
+    field by field (baseline_schema): what load_family reads, and what a writer checks its
+    text against before it replaces a file (without `registry`: run names are not checked
+    against the backends registered in this process, which may be fewer than a session's)."""
+    too_deep = BaselineError("lists or mappings nested too deeply to be a baseline file (see "
+                             "baselines/SCHEMA.md)", path, _deep_line(text))
+    if too_deep.line is not None:  # found before the parser recurses into it
+        raise too_deep
+    try:
+        data = parse_yaml(text, path)
+        validate(data, path, registry)
+    except RecursionError:  # nested by indentation
+        raise too_deep from None
+    return data
 
 
 def load_family(path: str | Path) -> Family:
     """A baseline file, validated field by field (baseline_schema) before anything reads it."""
     path = Path(path)
-    too_deep = BaselineError("lists or mappings nested too deeply to be a baseline file (see "
-                             "baselines/SCHEMA.md)", path, _deep_line(_read_text(path)))
-    if too_deep.line is not None:  # found before the parser recurses into it
-        raise too_deep
-    try:
-        data = read_yaml(path)
-        validate(data, path)
-    except RecursionError:  # nested by indentation
-        raise too_deep from None
+    data = parse_family(_read_text(path), path)
     family = str(data["family"])
     try:
         spec = PreprocessSpec.from_mapping(data["preprocess"])
@@ -335,7 +354,8 @@ def updated_text(path: Path, old_text: str, results: Results,
                  screen: Screen | None = None) -> tuple[str, list[str]]:
     """`old_text` (of `path`) with the results written in (those `screen` keeps, when given,
     and only those that change a number, n, the fingerprint or a predictions digest), and
-    what changed."""
+    what changed. The new text is read back through the schema (`parse_family`): an update
+    never writes a file the next run refuses."""
     data = parse_yaml(old_text, path)
     current = _lookup(data, path)
     results = [r for r in (screen(current) if screen else results)
@@ -354,7 +374,8 @@ def updated_text(path: Path, old_text: str, results: Results,
         _, model = _model_node(data, key, path)
         if model.get("expected") is None:
             model["expected"] = CommentedMap()
-        per_dataset = model["expected"].setdefault(dataset, CommentedMap())
+        written = next((k for k in model["expected"] if str(k) == dataset), dataset)  # `2012:` too
+        per_dataset = model["expected"].setdefault(written, CommentedMap())
         old = per_dataset.get(run)
         kept = {k: v for k, v in (old or {}).items() if k not in MEASUREMENT_KEYS}
         entry = CommentedMap({**values, **kept})
@@ -363,7 +384,13 @@ def updated_text(path: Path, old_text: str, results: Results,
         changed.append(f"{key} {dataset} {run}")
     buffer = io.StringIO()
     _yaml().dump(data, buffer)
-    return _splice(old_text, buffer.getvalue(), spans), changed
+    new_text = _splice(old_text, buffer.getvalue(), spans)
+    try:
+        parse_family(new_text, path, registry=False)
+    except BaselineError as exc:
+        raise BaselineError(f"the update would make a file that cannot be read back ({exc})",
+                            path) from None
+    return new_text, changed
 
 
 def _span(doc: Any, keys: tuple[str, ...], text: str) -> tuple[int, int]:

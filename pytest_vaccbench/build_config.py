@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from .baselines import read_yaml
 from .errors import VaccbenchError
-from .preprocess import PreprocessSpec
+from .preprocess import MAX_SIDE, PreprocessSpec
 
 CALIBRATE_MODES = ("percentile", "max", "kl_divergence", "mse")
 
@@ -84,6 +84,13 @@ def _indices(value: Any, where: str, path: Path) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _size(value: Any, where: str, path: Path) -> int:
+    """A resize or crop size in pixels; anything else is a BuildConfigError naming it."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_SIDE:
+        raise BuildConfigError(f"{where} must be a size in pixels (1 to {MAX_SIDE}), got {value!r}", path)
+    return value
+
+
 def _transforms(ops: Any, where: str, path: Path, unmirrored: list[str]) -> dict[str, Any] | None:
     """`transform_ops` / `process_ops` -> PreprocessSpec overrides (a square resize, a centre crop,
     mean/std); ops given as `{type: Resize, size: [...]}`, `{Resize: {size: [...]}}` or `DecodeImage`."""
@@ -108,12 +115,14 @@ def _transforms(ops: Any, where: str, path: Path, unmirrored: list[str]) -> dict
         if name == "Resize" and isinstance(params.get("size"), (list, int)):
             size = params["size"]
             h, w = (size, size) if isinstance(size, int) else (size + size)[:2]
+            _size(h, f"{where} Resize size", path)
             if h != w:
                 unmirrored.append(f"{where} Resize to a non-square {h}x{w}")
             out.update(resize=int(h), resize_mode="square")
         elif name == "CenterCrop" and isinstance(params.get("crop_size"), (list, int)):
             size = params["crop_size"]
-            out["crop"] = int(size if isinstance(size, int) else size[0])
+            out["crop"] = _size(size if isinstance(size, int) else (size or [None])[0],
+                                f"{where} CenterCrop crop_size", path)
         elif name == "Normalize" and "mean" in params and "std" in params:
             out.update(mean=[float(v) for v in params["mean"]], std=[float(v) for v in params["std"]])
             div255 = params.get("div255", True) is not False

@@ -26,6 +26,22 @@ KINDS = {  # entry in the cache folder -> what it holds
 }
 
 
+def kind_dir(root: Path, kind: str) -> Path:
+    """`root / kind`, where the tool writes that kind: refused when it is a link (or leads
+    through one) out of the cache folder, since everything written there would land
+    elsewhere. Paths built below it are checked with safefiles.inside against it."""
+    if kind not in KINDS:
+        raise ValueError(f"no cache kind {kind!r}")
+    path = root / kind
+    resolved, base = path.resolve(), root.resolve()
+    if not resolved.is_relative_to(base) or resolved == base:
+        raise VaccbenchError(f"the cache's {kind} {'folder' if kind != 'digests.json' else 'file'} "
+                             f"is a link to {resolved}, outside the cache {base}: the tool writes "
+                             f"only inside its cache; remove the link, or pass --vaccbench-cache "
+                             "(or set VACCBENCH_CACHE) to a folder where it may write", path)
+    return path
+
+
 def cache_dir(option: str | os.PathLike[str] | None = None) -> Path:
     """The cache folder: `option`, else the environment's choice (see the module doc)."""
     xdg = os.environ.get("XDG_CACHE_HOME")

@@ -10,7 +10,6 @@ when the two sides measured different image sets (never the headline). Plain fun
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from .dataset import class_name
 from .errors import VaccbenchError
 from .metrics import Agreement, agreement, per_class
 from .pages import breakable, esc, page, signed_class, table
+from .report_schema import read_report
 from .thumbnails import PER_TEST, Thumbnails
 
 
@@ -51,50 +51,24 @@ class Record:
         return f"{self.backend}/{self.precision}"
 
 
-REQUIRED = ("family", "model", "backend", "precision", "dataset", "fingerprint", "n", "top1", "top5")
-
-
 def load_report(path: Path) -> list[Record]:
-    """The tests of a --vaccbench-json report that have a result. The predictions file a
-    record names must lie inside the report's folder (a report cannot point elsewhere)."""
-    try:
-        document = json.loads(path.read_text())
-        tests = document["tests"]
-        if not isinstance(tests, list):
-            raise TypeError("`tests` is not a list")
-    except OSError as exc:
-        raise VaccbenchError(f"cannot read the report ({exc.strerror or exc})", path) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise VaccbenchError(f"not a --vaccbench-json report ({exc}); write one with "
-                             "pytest ... --vaccbench-json PATH", path) from None
-    folder = path.resolve().parent
+    """The tests of a --vaccbench-json report that have a result (the report validated by
+    report_schema; the predictions files those inside the report's folder)."""
+    report = read_report(path)
     records = []
-    for i, test in enumerate(tests):
-        if not isinstance(test, dict) or test.get("top1") is None:
-            continue  # a test that raised before measuring
-        missing = [k for k in REQUIRED if k not in test]
-        if missing:
-            raise VaccbenchError(f"test {i} ({test.get('nodeid', '?')}) lacks {', '.join(missing)}", path)
-        predictions = None
-        if test.get("predictions"):
-            candidate = (folder / str(test["predictions"])).resolve()
-            if not candidate.is_relative_to(folder):
-                raise VaccbenchError(f"test {i} names predictions outside the report's folder: "
-                                     f"{test['predictions']!r}", path)
-            predictions = candidate if candidate.is_file() else None
-        counts = {int(k): tuple(int(x) for x in v) for k, v in (test.get("per_class") or {}).items()}
-        records.append(Record(*(str(test[k]) for k in REQUIRED[:6]), int(test["n"]),
-                              float(test["top1"]), float(test["top5"]), str(test.get("status", "")),
-                              predictions, counts))  # type: ignore[arg-type]
+    for i, test in report.measured():
+        counts = {int(k): (v[0], v[1], v[2]) for k, v in (test.get("per_class") or {}).items()
+                  if k.isascii() and k.isdigit()}
+        records.append(Record(test["family"], test["model"], test["backend"], test["precision"],
+                              test["dataset"], test["fingerprint"], test["n"], float(test["top1"]),
+                              float(test["top5"]), str(test.get("status", "")),
+                              report.predictions(i), counts))
     return records
 
 
 def images_folder(path: Path) -> Path | None:
     """The folder of images the report's session measured, when it exists on this machine."""
-    try:
-        folder = json.loads(path.read_text()).get("session", {}).get("images")
-    except (OSError, ValueError, AttributeError):
-        return None
+    folder = (read_report(path).session or {}).get("images")
     return Path(folder) if isinstance(folder, str) and Path(folder).is_dir() else None
 
 
@@ -183,11 +157,32 @@ class Pair:
 
 
 def _load_predictions(path: Path) -> dict[str, np.ndarray]:
+    """top5 (N, 5) class indices, labels (N,) and files (N,) of a predictions file, checked."""
     try:
-        with np.load(path) as saved:
-            return {k: saved[k] for k in ("top5", "labels", "files")}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        with np.load(path, allow_pickle=False) as saved:
+            found = {k: saved[k] for k in ("top5", "labels", "files")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise VaccbenchError(f"cannot read predictions ({exc})", path) from None
+    return checked_predictions(found, path)
+
+
+def checked_predictions(found: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a predictions file if they have the shapes and types run.evaluate writes;
+    else a VaccbenchError naming the file and what is wrong."""
+    top5, labels, files = found["top5"], found["labels"], found["files"]
+    n = len(labels) if labels.ndim == 1 else -1
+    problem = None
+    if top5.ndim != 2 or top5.shape[1] < 1 or not np.issubdtype(top5.dtype, np.integer):
+        problem = f"top5 is {top5.dtype} {top5.shape}, not integer (N, 5)"
+    elif labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        problem = f"labels is {labels.dtype} {labels.shape}, not integer (N,)"
+    elif files.ndim != 1 or files.dtype.kind != "U":
+        problem = f"files is {files.dtype} {files.shape}, not file names (N,)"
+    elif not len(top5) == n == len(files):
+        problem = f"top5, labels and files have {len(top5)}, {n} and {len(files)} rows"
+    if problem:
+        raise VaccbenchError(f"not a predictions file as runs write them: {problem}", path)
+    return found
 
 
 def paired(a: Record, b: Record) -> Pair:

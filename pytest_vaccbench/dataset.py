@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from .errors import DatasetError
@@ -84,8 +84,17 @@ def class_name(index: int) -> str:
     return classes[index][1].split(",")[0] if 0 <= index < len(classes) else f"class {index}"
 
 
+_INDEX = re.compile(r"-?[0-9]+")  # ASCII digits: int() would also read "²" or "٣"
+SHOWN = 80  # characters of a bad line shown in a message
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= SHOWN else text[:SHOWN] + "...")
+
+
 def read_label_file(path: Path) -> dict[str, int]:
-    """`<file name> <class index>` per line; blank lines and `#` comments are skipped."""
+    """`<file name> <class index>` per line; blank lines and `#` comments are skipped. A name
+    is relative to the images' folder: absolute names and names with `..` are refused."""
     labels: dict[str, int] = {}
     try:
         data = path.read_bytes()
@@ -102,13 +111,19 @@ def read_label_file(path: Path) -> dict[str, int]:
         if not line or line.startswith("#"):
             continue
         parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise DatasetError(f"expected `<image file> <class index>`, got {raw!r}", path, lineno)
-        index = int(parts[1])
+        if len(parts) != 2 or not _INDEX.fullmatch(parts[1]):
+            raise DatasetError(f"expected `<image file> <class index>` (digits 0-9), got "
+                               f"{_shown(raw)}", path, lineno)
+        name = PurePosixPath(parts[0].replace("\\", "/"))
+        if name.is_absolute() or ".." in name.parts:
+            raise DatasetError(f"image {_shown(parts[0])} is outside the images' folder: a label "
+                               "file names images relative to it", path, lineno)
+        index = int(parts[1]) if len(parts[1]) <= 5 else -1
         if not 0 <= index < 1000:
-            raise DatasetError(f"class index {index} is outside 0..999", path, lineno)
+            raise DatasetError(f"class index {_shown(parts[1])} is outside 0..999", path, lineno)
         if parts[0] in labels and labels[parts[0]] != index:
-            raise DatasetError(f"{parts[0]} is listed twice with different classes", path, lineno)
+            raise DatasetError(f"{_shown(parts[0])} is listed twice with different classes", path,
+                               lineno)
         labels[parts[0]] = index
     if not labels:
         raise DatasetError("label file has no entries", path)

@@ -48,8 +48,18 @@ ENVIRONMENT = (
 EXIT_CODES = (
     *(("pytest", str(code), text) for code, text in EXIT_MEANINGS.items()),
     ("vaccbench", "0", "done"),
-    ("vaccbench", "1", "nothing matched (`trend`, `compare`)"),
-    ("vaccbench", "2", "bad arguments, or a bad input file (the message names it)"),
+    ("vaccbench", "1", "nothing matched (`trend`, `compare`, `models`)"),
+    ("vaccbench", "1", "a red result: `merge` (a test failed or no shard ran it), `update-baselines` "
+                       "(a result refused or a file not written), `score` (a failed gate, a "
+                       "refused update, results that cannot be scored, a report not written)"),
+    ("vaccbench", "2", "bad arguments, a bad input file or an output that cannot be written "
+                       "(the message names it)"),
+    ("vaccbench", "4", "`score`: a usage error, as pytest's (an unknown backend, precision or "
+                       "model, with the closest name; a missing file; a report path that cannot "
+                       "be written)"),
+    ("vaccbench", "5", "`score`: no baseline for the run (the numbers are printed)"),
+    ("vaccbench", "3", "internal error (a bug): one line; `--traceback` shows where"),
+    ("vaccbench", "130", "interrupted (Ctrl-C)"),
 )
 
 

@@ -5,7 +5,19 @@ The plugin shows these as a one-paragraph message instead of a traceback.
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
+
+
+def control_characters(text: str) -> bool:
+    """Whether `text` holds a control character (an ANSI escape sequence starts with one)."""
+    return any(unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters escaped (ESC as \\x1b): safe to print on a terminal."""
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
 
 
 class VaccbenchError(Exception):

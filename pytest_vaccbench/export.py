@@ -14,24 +14,27 @@ torch parts.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .baselines import DEFAULT_TOLERANCE, ModelEntry, Tolerance, WeightsSpec, atomic_write
+from .cache import kind_dir
 from .errors import BackendError, VaccbenchError
 from .preprocess import PreprocessSpec
-from .safefiles import inside, owner_tag, remove_orphans, safe_name
+from .safefiles import file_identity, inside, owner_tag, remove_orphans, safe_name
 
 DEFAULT_OPSET = 11  # the zoo's export script; every seed architecture exports with it
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[tuple[object, ...], str] = {}
 
 
 @dataclass(frozen=True)
@@ -61,17 +64,19 @@ def writable_dir(path: Path) -> Path:
 
 
 def file_digest(path: Path, cache_dir: Path) -> str:
-    """sha256 of a file's bytes, computed once per (path, mtime, size).
+    """sha256 of a file's bytes: the key of everything derived from a weights file or a
+    graph (exports, fp16 and int8 graphs, calibration ranges).
 
     Weight files and graphs are hundreds of MB: the digest is remembered in memory and in
-    `<cache>/digests.json`, so later runs (and other processes) do not read the file again.
+    `<cache>/digests.json` against the file's `file_identity`, so later runs (and other
+    processes) read the file again only when its content may have changed.
     """
     path = path.resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    identity = file_identity(path.stat())
+    key = (str(path), *identity)
     if key in _DIGESTS:
         return _DIGESTS[key]
-    memo_file = writable_dir(cache_dir) / "digests.json"
+    memo_file = kind_dir(cache_dir, "digests.json")
     try:
         memo = json.loads(memo_file.read_text())
     except (OSError, ValueError):
@@ -79,7 +84,8 @@ def file_digest(path: Path, cache_dir: Path) -> str:
     if not isinstance(memo, dict):  # valid JSON, but not what this function writes
         memo = {}
     record = memo.get(key[0])
-    if isinstance(record, dict) and [record.get("mtime_ns"), record.get("size")] == [key[1], key[2]]:
+    if isinstance(record, dict) and record.get("identity") == identity and \
+            isinstance(record.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", record["sha256"]):
         digest = record["sha256"]
     else:
         h = hashlib.sha256()
@@ -87,8 +93,11 @@ def file_digest(path: Path, cache_dir: Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 h.update(block)
         digest = h.hexdigest()
-        memo[key[0]] = {"mtime_ns": key[1], "size": key[2], "sha256": digest}
-        atomic_write(memo_file, json.dumps(memo, indent=1, sort_keys=True))
+        if file_identity(path.stat()) == identity:  # not changed while it was read
+            memo[key[0]] = {"identity": identity, "sha256": digest}
+            with contextlib.suppress(OSError):  # a read-only cache: remembered in this process only
+                memo_file.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(memo_file, json.dumps(memo, indent=1, sort_keys=True))
     _DIGESTS[key] = digest
     return digest
 
@@ -155,9 +164,9 @@ def cached_export(entry: ModelEntry, weights: Path, cache_dir: Path,
     digest = file_digest(weights, cache_dir)
     model_dir = "-".join(filter(None, [entry.library, entry.arch, entry.deploy,
                                        f"{entry.num_classes}cls", entry.weights.key_map]))
-    root = cache_dir / "onnx"
-    path = inside(root, writable_dir(root / safe_name(model_dir) / f"w{digest[:16]}-opset{opset}-dynamic") /
-                  safe_name(onnx_file_name(entry.arch, entry.input_size)))
+    root = kind_dir(cache_dir, "onnx")
+    folder = inside(root, root / safe_name(model_dir) / f"w{digest[:16]}-opset{opset}-dynamic")
+    path = writable_dir(folder) / safe_name(onnx_file_name(entry.arch, entry.input_size))
     if not path.is_file():
         export_entry(entry, weights, path, ExportOptions(entry.input_size, opset, dynamic_batch=True))
     return path

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import __version__
-from .errors import VaccbenchError
+from .baseline_schema import percent, positive_int, string
+from .errors import VaccbenchError, printable
 from .report import Row
 from .run import Result
 
@@ -142,6 +143,11 @@ def series(path: Path, model: str | None = None, backend: str | None = None,
     finally:
         db.close()
     found: dict[SeriesKey, list[Point]] = defaultdict(list)
+    for number, row in enumerate(rows, 1):
+        problem = _bad_row(row)
+        if problem:
+            raise VaccbenchError(f"not a usable history database: results row {number} "
+                                 f"({printable(str(row[0]))}/{printable(str(row[1]))}): {problem}", path)
     for family, key, back, precision, data, fingerprint, started, top1, top5, n, status in rows:
         if model and not (fnmatch.fnmatchcase(key, model) or fnmatch.fnmatchcase(f"{family}/{key}", model)):
             continue
@@ -150,6 +156,30 @@ def series(path: Path, model: str | None = None, backend: str | None = None,
         found[_key(family, key, back, precision, data, fingerprint, n)].append(
             Point(started, top1, top5, status))
     return dict(sorted(found.items(), key=lambda item: (item[0][:3], item[0][4], item[0][3])))
+
+
+def _bad_row(row: tuple[Any, ...]) -> str | None:
+    """What makes a results row unusable for a trend (a database written by hand, or by
+    another tool), with the schema's leaf checks; None when it is fine."""
+    *names, started, top1, top5, n, status = row
+    checks = [*((what, value, string) for what, value in
+                zip(("family", "model", "backend", "precision", "dataset"), names[:5])),
+              ("fingerprint", names[5], optional_string), ("started", started, string),
+              ("top1", top1, percent), ("top5", top5, percent), ("n", n, positive_int),
+              ("status", status, string)]
+    for what, value, check in checks:
+        problem = check(value)
+        if problem:
+            return f"{what} {problem}, got {value!r}"[:200]
+    try:
+        _dt.datetime.fromisoformat(started)
+    except ValueError:
+        return f"started {started!r} is not an ISO date and time"
+    return None
+
+
+def optional_string(value: Any) -> str | None:
+    return None if value is None else string(value)
 
 
 def series_label(key: SeriesKey) -> str:

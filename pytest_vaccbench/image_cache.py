@@ -46,7 +46,7 @@ import xxhash
 from .dataset import Sample, fingerprint
 from .errors import ImageDecodeError, VaccbenchError
 from .preprocess import PreprocessSpec
-from .safefiles import FILE_MODE, owner_tag, remove_orphans
+from .safefiles import FILE_MODE, file_identity, owner_tag, remove_orphans
 
 FORMAT = 2
 DIGEST_BYTES = 16  # per image file: XXH3-128 of its content
@@ -63,8 +63,15 @@ class CacheWriteError(VaccbenchError):
     """The cache folder cannot be written (read-only, full disk)."""
 
 
+# path -> (file identity, content digest) of the last time this process read the file:
+# what `image_digests` answers from (about 200 bytes per image)
+_SEEN: dict[str, tuple[list[int], bytes]] = {}
+
+
 def content_digest(path: Path) -> bytes:
-    """XXH3-128 of a file's content (16 bytes); an unreadable file is an ImageDecodeError."""
+    """XXH3-128 of a file's content (16 bytes); an unreadable file is an ImageDecodeError.
+    Remembered against the file's identity as it was opened (safefiles.file_identity), for
+    `image_digests`."""
     buffer = getattr(_buffers, "block", None)
     if buffer is None:
         buffer = _buffers.block = bytearray(_READ_BLOCK)
@@ -72,11 +79,45 @@ def content_digest(path: Path) -> bytes:
     h = xxhash.xxh3_128()
     try:
         with open(path, "rb", buffering=0) as handle:
+            identity = file_identity(os.fstat(handle.fileno()))
             while size := handle.readinto(view):
                 h.update(view[:size])
     except OSError as exc:
         raise ImageDecodeError(f"cannot read image file: {exc.strerror}", path) from None
-    return h.digest()
+    digest = h.digest()
+    _SEEN[str(path)] = (identity, digest)
+    return digest
+
+
+def image_digests(samples: Sequence[Sample]) -> np.ndarray:
+    """Each image's content digest (the first 64 bits of its XXH3-128, as uint64), in order:
+    what a run's predictions record, so that runs are paired only on the same images, not on
+    images of the same names. The run took these digests already, as it read the images
+    (the image cache checks or writes each row with its file's digest; the decoding without
+    the cache, and vamp's inputs, take it too): each is reused while the file's identity
+    (inode, size, mtime, ctime: any write changes it) is the one it was read with, so no
+    image is read again for this; a file no run of this process read is read here."""
+    found = np.empty(len(samples), np.uint64)
+    for i, s in enumerate(samples):
+        seen = _SEEN.get(str(s.path))
+        try:
+            current = seen is not None and seen[0] == file_identity(os.stat(s.path))
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read image file: {exc.strerror}", s.path) from None
+        digest = seen[1] if current else content_digest(s.path)  # type: ignore[index]
+        found[i] = int.from_bytes(digest[:8], "big")
+    return found
+
+
+def npy_header(handle: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from the npy header at `handle`'s position, read
+    without the array (formats 1.0 and 2.0, those numpy writes); ValueError otherwise."""
+    version = np.lib.format.read_magic(handle)
+    read = {(1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        raise ValueError(f"npy format version {version} is not one numpy writes by default")
+    return read(handle)
 
 
 def files_digest(samples: Sequence[Sample]) -> str:
@@ -181,12 +222,7 @@ class CacheEntry:
                 raise CacheMiss(f"{self.data_path.name} has {size} bytes, the header says "
                                 f"{header.get('bytes')} (truncated or replaced)")
             try:
-                version = np.lib.format.read_magic(handle)
-                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-                if read_header is None:
-                    raise ValueError(f"format version {version}")
-                shape, fortran, dtype = read_header(handle)
+                shape, fortran, dtype = npy_header(handle)
             except (OSError, ValueError) as exc:
                 raise CacheMiss(f"{self.data_path.name} is not a readable .npy: {exc}") from None
             if tuple(shape) != self.shape or dtype != np.uint8 or fortran:

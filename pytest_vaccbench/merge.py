@@ -24,7 +24,9 @@ from typing import Any, Iterable, Sequence
 
 from . import __version__
 from .errors import VaccbenchError
+from .safefiles import atomic_write
 from .report import FAILING, Row, junit_properties
+from .report_schema import has_result, read_report
 from .run import Result
 
 # session keys that every shard of one nightly run must share
@@ -88,6 +90,7 @@ class Shard:
     path: Path
     session: dict[str, Any]
     records: list[dict[str, Any]]
+    predictions: dict[int, Path] = field(default_factory=dict)  # record index -> its file
 
     @property
     def ran(self) -> dict[str, dict[str, Any]]:
@@ -100,37 +103,30 @@ class Shard:
 
 
 def load_shard(path: Path) -> Shard:
-    """A JSON report written by --vaccbench-json (or by merge), checked for what merging needs."""
-    try:
-        document = json.loads(path.read_text())
-    except OSError as exc:
-        raise VaccbenchError(f"cannot read this report: {exc.strerror}", path) from None
-    except ValueError as exc:
-        raise VaccbenchError(f"not a JSON report ({exc})", path) from None
-    session = document.get("session") if isinstance(document, dict) else None
-    records = document.get("tests") if isinstance(document, dict) else None
-    if not isinstance(session, dict) or not isinstance(records, list):
-        raise VaccbenchError("not a pytest-vaccbench JSON report (no `session` and `tests`); "
+    """A JSON report written by --vaccbench-json (or by merge), validated (report_schema),
+    with what merging needs; its predictions files are those inside its folder."""
+    report = read_report(path)
+    session = report.session
+    if session is None:
+        raise VaccbenchError("not a pytest-vaccbench JSON report of a session (no `session`); "
                              "write shard reports with pytest ... --vaccbench-json PATH", path)
     missing = [k for k in (*AGREE, "session_tests", "ran") if k not in session]
     if missing:
         raise VaccbenchError(f"this report lacks {', '.join(missing)} in its `session`: it was "
                              "written by an older pytest-vaccbench; rerun the shard with this one",
                              path)
-    for record in records:
-        if not isinstance(record, dict) or not isinstance(record.get("nodeid"), str):
-            raise VaccbenchError("a `tests` record without a nodeid", path)
-    return Shard(path, session, records)
+    files = {i: found for i, _ in report.measured() if (found := report.predictions(i)) is not None}
+    return Shard(path, dict(session), report.tests, files)
 
 
-def row_from_record(record: dict[str, Any], folder: Path) -> Row:
-    """The report's Row back from its JSON record; predictions point at the shard's copy."""
+def row_from_record(record: dict[str, Any], predictions: Path | None) -> Row:
+    """The report's Row back from its (validated) JSON record; predictions point at the
+    shard's copy."""
     names = {f.name for f in fields(Result)}
     result = None
-    if "n" in record:
+    if has_result(record):
         values = {k: v for k, v in record.items() if k in names}
-        copy = record.get("predictions")
-        values["predictions"] = str(folder / copy) if copy else ""
+        values["predictions"] = str(predictions) if predictions else ""
         result = Result(**values)
     status, gate = record.get("status"), record.get("gate")
     return Row(record["nodeid"], record["outcome"], result, record.get("expected"),
@@ -146,7 +142,7 @@ def row_from_record(record: dict[str, Any], folder: Path) -> Row:
 @dataclass
 class Merged:
     rows: list[Row]  # for the HTML report, the history and the JUnit properties
-    records: list[tuple[Path, dict[str, Any]]]  # each shard's JSON record, and its folder
+    records: list[tuple[Path | None, dict[str, Any]]]  # each JSON record, and its predictions file
     session: dict[str, Any]
     missing: list[str] = field(default_factory=list)  # selected, but no shard ran them
     problems: list[str] = field(default_factory=list)  # what makes the merge red
@@ -184,9 +180,9 @@ def merge(shards: Sequence[Shard], command: str) -> Merged:
             seen[nodeid] = shard
     first = shards[0].session
     order = {nodeid: i for i, nodeid in enumerate(first["session_tests"])}
-    records = sorted(((s.path.parent, r) for s in shards for r in s.records),
+    records = sorted(((s.predictions.get(i), r) for s in shards for i, r in enumerate(s.records)),
                      key=lambda item: (order.get(item[1]["nodeid"], len(order)), item[1]["nodeid"]))
-    rows = [row_from_record(record, folder) for folder, record in records]
+    rows = [row_from_record(record, predictions) for predictions, record in records]
     missing = [t for t in first["session_tests"] if t not in seen]
     problems = []
     splits = first.get("splits")
@@ -230,12 +226,11 @@ def write_merged_json(merged: Merged, path: Path) -> list[str]:
     Returns the tests whose predictions file was not beside its shard's report."""
     folder = path.with_name(path.stem + ".predictions")
     records, lost = [], []
-    for shard_folder, record in merged.records:
+    for source, record in merged.records:
         record = dict(record)
         if record.get("predictions"):
-            source = shard_folder / record["predictions"]
             record["predictions"] = None
-            if source.is_file():
+            if source is not None:
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, folder / source.name)
                 record["predictions"] = (folder / source.name).relative_to(path.parent).as_posix()
@@ -244,7 +239,7 @@ def write_merged_json(merged: Merged, path: Path) -> list[str]:
         records.append(record)
     document = {"tool": f"pytest-vaccbench {__version__}", "session": merged.session,
                 "tests": records}
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    atomic_write(path, json.dumps(document, indent=2) + "\n")
     return lost
 
 
@@ -291,7 +286,7 @@ def junit_xml(merged: Merged, path: Path) -> Path:
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
-    path.write_text(ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
+    atomic_write(path, ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
     return path
 
 
@@ -302,8 +297,7 @@ def durations_from_report(path: Path) -> dict[str, float]:
     session's recorded time for tests without one (skipped tests, errors)."""
     shard = load_shard(path)
     found = {nodeid: float(r["seconds"]) for nodeid, r in shard.ran.items()}
-    found.update({r["nodeid"]: float(r["seconds"]) for r in shard.records
-                  if isinstance(r.get("seconds"), (int, float))})
+    found.update({r["nodeid"]: float(r["seconds"]) for r in shard.records if has_result(r)})
     return dict(sorted(found.items()))
 
 
@@ -320,7 +314,13 @@ def durations_from_history(path: Path) -> dict[str, float]:
             db.close()
     except sqlite3.DatabaseError as exc:
         raise VaccbenchError(f"not a usable history database: {exc}", path) from None
-    return dict(sorted({nodeid: float(seconds) for nodeid, seconds in rows}.items()))
+    found = {}
+    for nodeid, seconds in rows:
+        if not isinstance(nodeid, str) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise VaccbenchError(f"not a usable history database: the results row of {nodeid!r} "
+                                 f"has seconds {seconds!r}, not a number of seconds", path)
+        found[nodeid] = float(seconds)
+    return dict(sorted(found.items()))
 
 
 def durations(path: Path) -> dict[str, float]:

@@ -2,18 +2,22 @@
 
 `check_options` takes the option values by name (pytest's `dest` names) and raises a
 `VaccbenchError` naming the option, the value and the valid values, with the closest valid
-name for a misspelt backend, precision or calibration. It knows nothing of pytest.
+name for a misspelt backend, precision or calibration; a report file that cannot be written
+(a folder, a file where a folder goes) is refused by the rule every output follows
+(safefiles.output_target). It knows nothing of pytest.
 """
 
 from __future__ import annotations
 
 import difflib
+import shlex
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .backends import available, get_backend
 from .dataset import builtin_root
-from .errors import VaccbenchError
+from .errors import VaccbenchError, control_characters, printable
+from .safefiles import output_target
 
 POSITIVE = ("limit", "threads", "batch_size", "calib_images", "vamp_instances", "vamp_processes",
             "vamp_batch", "vsx_batch", "opset")
@@ -77,8 +81,38 @@ def check_options(opt: Mapping[str, Any]) -> None:
     if opt.get("vsx_mode") not in (None, "sync", "async"):  # an ini value skips argparse's choices
         raise VaccbenchError(f"--vsx-mode={opt['vsx_mode']}: must be sync or async")
     _check_paths(opt)
+    dataset_name = opt.get("dataset_name")
+    if dataset_name and control_characters(dataset_name):
+        raise VaccbenchError(f"--dataset-name={printable(dataset_name)}: holds control characters "
+                             "(an escape sequence?), which a baseline key cannot; give a plain "
+                             "name, e.g. imagenet-val")
+    for name, option in REPORT_FILES.items():
+        if opt.get(name):
+            try:
+                output_target(Path(opt[name]), parents=True)
+            except VaccbenchError as exc:
+                raise VaccbenchError(f"{option}: {exc}") from None
+    for name in COMMAND_LINES:
+        if opt.get(name):
+            split_command(opt[name], flag(name))
     if opt.get("devices") is not None:
         parse_devices(opt["devices"])
+
+
+# report files, by dest -> option (pytest's own --junitxml too: a folder there fails only as
+# the session ends, after every test ran), checked by safefiles.output_target's rule
+REPORT_FILES = {"vaccbench_json": "--vaccbench-json", "vaccbench_html": "--vaccbench-html",
+                "vaccbench_history": "--vaccbench-history", "xmlpath": "--junitxml"}
+COMMAND_LINES = ("vamp_bin", "vamp_args", "vsx_python")  # split like a shell command line
+
+
+def split_command(value: str, what: str) -> list[str]:
+    """`value` split like a shell command line; an unbalanced quote is a VaccbenchError."""
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise VaccbenchError(f"{what}={value}: not a command line ({exc}): close the quote, or "
+                             "escape it with a backslash") from None
 
 
 MAX_NAMES = 5000  # names of a folder compared with a misspelt one (an image folder has 50,000)
@@ -118,6 +152,11 @@ def _check_paths(opt: Mapping[str, Any]) -> None:
     for name, exists, what in checks:
         value = opt.get(name)
         if value is not None and not exists(Path(value).expanduser()):
+            found = Path(value).expanduser()
+            if found.exists():
+                other = "a folder" if found.is_dir() else "a file" if found.is_file() else \
+                    "a pipe or device"
+                raise VaccbenchError(f"{flag(name)}={value}: is {other}, not a {what}")
             raise _missing(name, value, what)
     dataset = opt.get("dataset")
     if dataset is not None and not Path(dataset).expanduser().exists() and not builtin_root(dataset):

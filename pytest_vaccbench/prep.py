@@ -16,6 +16,7 @@ import contextlib
 import filecmp
 import os
 import shutil
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 from .baselines import atomic_write
 from .dataset import IMAGE_SUFFIXES, imagenet_classes, resolve
 from .errors import DatasetError, ImageDecodeError
+from .image_cache import npy_header
 from .preprocess import decode_cv2_rgb
 from .safefiles import write_atomic
 
@@ -35,6 +37,36 @@ NPZ_KEY = "input_0"
 def npz_array(image: str | Path) -> np.ndarray:
     """One image as image2npz stores it: uint8 (3, H, W) RGB at the original size."""
     return np.ascontiguousarray(decode_cv2_rgb(image).transpose(2, 0, 1))
+
+
+def npz_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of array `key` in an npz file, from its npy header, checked against
+    the member's size: nothing is decompressed, so a file that would inflate to gigabytes is
+    refused before it is read. KeyError: no such array; ValueError, OSError, BadZipFile: not
+    an npz file as numpy writes them (truncated, overwritten)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{key}.npy")
+        with archive.open(info) as member:
+            shape, _, dtype = npy_header(member)
+            header = member.tell()
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects")
+    data = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if info.file_size != header + data:
+        raise ValueError(f"{key}.npy holds {info.file_size} bytes, its header declares {header + data}")
+    return tuple(shape), dtype
+
+
+def npz_intact(path: Path) -> bool:
+    """Whether an npz input written earlier is whole: a readable zip whose input_0 is uint8
+    (3, H, W) of the size its header declares. A truncated or overwritten file (a full disk,
+    a copy cut short) is not, and is written again rather than handed to vamp. Reads the
+    zip directory and the npy header only, not the pixels."""
+    try:
+        shape, dtype = npz_header(path, NPZ_KEY)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+    return len(shape) == 3 and shape[0] == 3 and dtype == np.uint8
 
 
 def npz_path(image: Path, target: Path) -> Path:
@@ -61,7 +93,8 @@ class NpzResult:
 
 
 def write_npz(images: Sequence[Path], target: Path, workers: int = 1) -> NpzResult:
-    """image2npz for `images`, in their order; existing npz files are kept (a cache).
+    """image2npz for `images`, in their order; existing npz files are kept (a cache), unless
+    damaged (npz_intact), when they are written again.
 
     Every image is tried before an error is raised, so the message lists all unreadable ones.
     """
@@ -78,7 +111,7 @@ def write_npz(images: Sequence[Path], target: Path, workers: int = 1) -> NpzResu
 
     def convert(job: tuple[Path, Path]) -> ImageDecodeError | bool:
         image, path = job
-        if path.exists():
+        if path.exists() and npz_intact(path):
             return False
         try:
             array = npz_array(image)

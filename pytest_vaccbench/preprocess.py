@@ -28,6 +28,7 @@ from .errors import ImageDecodeError, VaccbenchError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+MAX_SIDE = 8192  # the largest resize or crop a model input may ask for
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 RESIZE_MODES = ("short-side", "square")
 LIBRARIES = ("pil", "cv2")
@@ -55,6 +56,10 @@ class PreprocessSpec:
     crop_rounding: str = "torchvision"  # "up": the vendor's (w - crop + 1) // 2 (crop_resize_ext)
 
     def __post_init__(self) -> None:
+        for what, size in (("resize", self.resize), ("crop", self.crop)):
+            if (size is not None or what == "resize") and not (
+                    isinstance(size, int) and not isinstance(size, bool) and 0 < size <= MAX_SIDE):
+                raise VaccbenchError(f"{what} {size!r} is not a size in pixels (1 to {MAX_SIDE})")
         if self.resize_mode not in RESIZE_MODES:
             raise VaccbenchError(f"resize_mode {self.resize_mode!r} is not one of {RESIZE_MODES}")
         if self.interpolation not in INTERPOLATIONS:
@@ -167,6 +172,9 @@ def _check_pixels(img: Any, path: str | Path) -> None:
     width, height = img.size
     if width * height > MAX_PIXELS:
         raise _too_large(path, f"{width}x{height} = {width * height} pixels")
+    if img.mode == "F":  # Pillow would convert it to black, OpenCV refuses it: one rule, refused
+        raise ImageDecodeError("has floating-point samples (a float TIFF?), not a photo's 8 or 16 "
+                               "bits: convert it to 8-bit", path)
 
 
 @contextlib.contextmanager
@@ -191,14 +199,11 @@ def _opened(path: str | Path) -> Iterator[Any]:
 
 
 def check_pixels(path: str | Path) -> None:
-    """ImageTooLargeError when the image's header declares more than MAX_PIXELS pixels; a
-    file Pillow cannot read is left to the decoder (OpenCV has its own limit)."""
-    try:
-        with _opened(path):
-            pass
-    except ImageTooLargeError:
-        raise
-    except ImageDecodeError:
+    """The check every decoder makes before decoding: Pillow reads the image's header, and an
+    image over MAX_PIXELS (ImageTooLargeError), with floating-point samples, or in a format
+    whose header Pillow cannot read (a Radiance HDR named .png: OpenCV would decode it
+    unchecked) is an ImageDecodeError."""
+    with _opened(path):
         pass
 
 
@@ -221,10 +226,32 @@ def decode_rgb(path: str | Path) -> "Any":
 
 
 _PIL_FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+RESIZE_BOUND = 16  # the whole resized image is made when at most this many times the crop's area
+
+
+def crop_window(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int] | None:
+    """(left, top) of the crop in the resized image when only that window is worth resizing:
+    the resized image would be over RESIZE_BOUND times the crop's area (a 1 x 12000 image,
+    short side to 224, is 224 x 2,688,000 pixels before its centre crop). None: resize it whole."""
+    size = resized_size(width, height, spec)
+    if not spec.crop or size[0] * size[1] <= RESIZE_BOUND * spec.crop ** 2:
+        return None
+    left, top = crop_box(*size, spec)
+    if left < 0 or top < 0 or left + spec.crop > size[0] or top + spec.crop > size[1]:
+        raise VaccbenchError(f"crop {spec.crop} at ({left}, {top}) does not fit an image of "
+                             f"{size[0]}x{size[1]}")
+    return left, top
 
 
 def _resize_crop_pil(img: Any, spec: PreprocessSpec) -> np.ndarray:
     size = resized_size(img.width, img.height, spec)
+    window = crop_window(img.width, img.height, spec)
+    if window is not None:  # resize only the crop's window: Pillow's box, the same pixels
+        (left, top), crop = window, spec.crop
+        sx, sy = img.width / size[0], img.height / size[1]
+        box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
+        return np.asarray(img.resize((crop, crop), _PIL_FILTERS[spec.interpolation], box=box),
+                          dtype=np.uint8)
     if size != (img.width, img.height):
         img = img.resize(size, _PIL_FILTERS[spec.interpolation])
     return _crop(np.asarray(img, dtype=np.uint8), spec)
@@ -265,12 +292,42 @@ def _resize_crop_cv2(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
     height, width = arr.shape[:2]
     size = resized_size(width, height, spec)
+    flags = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR,
+             "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4,
+             "box": cv2.INTER_AREA, "hamming": cv2.INTER_AREA}
+    window = crop_window(width, height, spec)
+    if window is not None:
+        return _window_cv2(arr, size, window, spec.crop or 0, flags[spec.interpolation])
     if size != (width, height):
-        flags = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR,
-                 "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4,
-                 "box": cv2.INTER_AREA, "hamming": cv2.INTER_AREA}
         arr = cv2.resize(arr, size, interpolation=flags[spec.interpolation])
     return _crop(arr, spec)
+
+
+def _window_cv2(arr: np.ndarray, size: tuple[int, int], window: tuple[int, int], crop: int,
+                flag: int) -> np.ndarray:
+    """The crop of an image too long to resize whole (crop_window), with OpenCV: the source
+    rows and columns under the crop, with a margin for the filter, resized at the same scale.
+    OpenCV has no resize of a box: the window starts where its resized pixels fall closest
+    to the whole image's (on the grid: the same pixels; else within a fraction of a pixel)."""
+    import cv2
+
+    height, width = arr.shape[:2]
+    scale = (width / size[0], height / size[1])
+    start, stop = [], []
+    for axis, (offset, extent) in enumerate(zip(window, (width, height))):
+        margin = int(np.ceil(4 * max(scale[axis], 1.0))) + 1  # Lanczos4 reaches 4 pixels out
+        last = max(0, int(np.floor(offset * scale[axis])) - margin)
+        candidates = np.arange(max(0, last - 64 * margin), last + 1)
+        off_grid = np.abs((candidates / scale[axis] + 0.5) % 1 - 0.5)
+        start.append(int(candidates[::-1][np.argmin(off_grid[::-1])]))
+        stop.append(min(extent, int(np.ceil((offset + crop) * scale[axis])) + margin))
+    part = arr[start[1]:stop[1], start[0]:stop[0]]
+    resized = cv2.resize(part, None, fx=1 / scale[0], fy=1 / scale[1], interpolation=flag)
+    x, y = (int(round(window[axis] - start[axis] / scale[axis])) for axis in (0, 1))
+    out = resized[y:y + crop, x:x + crop]
+    if out.shape[:2] != (crop, crop):  # the window's rounding at an edge: pad like a crop would
+        out = np.pad(out, ((0, crop - out.shape[0]), (0, crop - out.shape[1]), (0, 0)), mode="edge")
+    return out
 
 
 def _crop(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

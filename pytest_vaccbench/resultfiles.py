@@ -39,6 +39,7 @@ from . import __version__
 from .dataset import Dataset, Sample, imagenet_classes, read_label_file, wnid_index
 from .errors import VaccbenchError
 from .metrics import topk
+from .prep import npz_header
 from .run import Case, Result, kept_predictions
 from .safefiles import inside, safe_name
 from .zoo_scorer import (GROUP, Decoded, Line, Reason, Stopped, ZooScore, ZooScorer, compare,
@@ -315,6 +316,9 @@ def _first_line(path: Path) -> bytes:
 def _kind(path: Path) -> str:
     if path.is_dir():
         return "vamp" if any(OUTPUT_NAME.match(p.name) for p in path.iterdir()) else "folder"
+    if not path.is_file():  # reading a pipe would wait for a writer, a device may never end
+        raise ResultsError("not a regular file (a pipe, socket or device?): give result files",
+                           path)
     if path.suffix == ".npz":
         return "predictions"
     first = _first_line(path)
@@ -474,20 +478,23 @@ def _datalist(path: Path, digest: Any) -> list[str]:
 
 
 def _output_scores(path: Path) -> np.ndarray:
-    """`output_0` of one vamp output file as float32 (classes,)."""
+    """`output_0` of one vamp output file as float32 (classes,). Its shape and type are
+    checked from the npy header first (prep.npz_header): an output that would inflate to
+    gigabytes is refused before it is read."""
     try:
         with np.load(path, allow_pickle=False) as data:
             if "output_0" not in data.files:
                 raise ResultsError(f"no `output_0` in this vamp output (keys: {data.files})", path)
-            scores = np.asarray(data["output_0"], dtype=np.float32)
+            shape, dtype = npz_header(path, "output_0")
+            if shape[-1:] not in ((1000,), (1001,)) or shape[:-1] not in ((), (1,)):
+                raise ResultsError(f"output_0 has shape {shape}: one image's scores over 1000 "
+                                   "classes (or 1001, background first) per output file", path)
+            if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+                raise ResultsError(f"output_0 holds {dtype}, not class scores (numbers)", path)
+            scores = np.asarray(data["output_0"], dtype=np.float32).reshape(-1)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ResultsError(f"cannot read this vamp output ({exc or 'empty file'}): not an npz "
                            "file as vamp writes them", path) from None
-    if scores.ndim == 2 and scores.shape[0] == 1:
-        scores = scores[0]
-    if scores.ndim != 1 or scores.shape[0] not in (1000, 1001):
-        raise ResultsError(f"output_0 has shape {scores.shape}: one image's scores over 1000 "
-                           "classes (or 1001, background first) per output file", path)
     if not np.isfinite(scores).all():
         raise ResultsError("output_0 holds NaN or infinite scores: the model or runtime is broken",
                            path)

@@ -20,8 +20,10 @@ import numpy as np
 from . import __version__, progress
 from .backends import Backend, RunOptions, get_backend
 from .baselines import ModelEntry
+from .cache import kind_dir
 from .dataset import Dataset
 from .errors import BackendError, VaccbenchError
+from .image_cache import image_digests
 from .gate import (WEAK_LIMIT, Expectation, Images, Paired, Verdict, WeakLimit, expectation_for,
                    judge, needs_paired, recording_target)
 from .metrics import Accuracy, accuracy, agreement, topk
@@ -126,7 +128,7 @@ def machine() -> str:
 
 def _model_dir(cache_dir: Path, family: str, key: str) -> Path:
     """Names from a baseline file become safe file names: `../x` or `/etc` stay in the cache."""
-    root = cache_dir / "predictions"
+    root = kind_dir(cache_dir, "predictions")
     return inside(root, root / safe_name(family) / safe_name(key))
 
 
@@ -143,19 +145,36 @@ def predictions_path(cache_dir: Path, case: Case, dataset: Dataset, fingerprint:
                              dataset.name, fingerprint)
 
 
-def _fp32_rows(path: Path, run: Any) -> np.ndarray | None:
-    """Rows of the fp32 predictions at `path` for the run's images, in the run's order; None
-    when that run did not see all of them. Matching is by file name, so a run that left
-    images out (int8 calibration images) pairs with the fp32 run of the whole set."""
-    with np.load(path) as ref:
-        ref_files = ref["files"]
-        if np.array_equal(ref_files, run["files"]):
-            rows = np.arange(len(ref_files))
+STALE = "stale"  # _fp32_rows: the fp32 run is of another network (weights or graph changed since)
+
+
+def _fp32_rows(path: Path, run: Any, same_network: bool = True) -> np.ndarray | str | None:
+    """Rows (top-1, label) of the fp32 predictions at `path` for the run's images, in the
+    run's order; None when that run did not see all of them, STALE when it ran another
+    network. Images are matched by file name and content digest, so a run that left images
+    out (int8 calibration images) pairs with the fp32 run of the whole set, and never with a
+    run on other images of the same names; results scored from files made elsewhere know
+    their images by name only (no `digests`), and are matched by name. With `same_network`
+    (the fp32 run of the same entry) both runs must record the same source (run.evaluate:
+    the weights' or graph's digest), unless the run's is unknown: an fp32 run of older
+    weights is not its twin."""
+    with np.load(path, allow_pickle=False) as ref:
+        if "source" not in ref.files or "source" not in run.files:
+            return None  # written by an older version: its images cannot be told apart
+        source = str(run["source"])
+        if same_network and source and str(ref["source"]) != source:
+            return STALE
+        by_content = "digests" in ref.files and "digests" in run.files
+        ref_images, run_images = ([list(zip(side["files"].tolist(), side["digests"].tolist()))
+                                   for side in (ref, run)] if by_content else
+                                  [side["files"].tolist() for side in (ref, run)])
+        if ref_images == run_images:
+            rows = np.arange(len(ref_images))
         else:
-            index = {name: i for i, name in enumerate(ref_files.tolist())}
-            if not all(name in index for name in run["files"].tolist()):
+            index = {image: i for i, image in enumerate(ref_images)}
+            if not all(image in index for image in run_images):
                 return None
-            rows = np.array([index[name] for name in run["files"].tolist()], dtype=np.int64)
+            rows = np.array([index[image] for image in run_images], dtype=np.int64)
         return np.stack([ref["top5"][rows, 0], ref["labels"][rows]])
 
 
@@ -172,6 +191,7 @@ def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
     key = e.float_model or e.key
     root = _model_dir(cache_dir, e.family, key)
     backends = [case.backend, "reference", *sorted(p.name[:-len("-fp32")] for p in root.glob("*-fp32"))]
+    stale: list[Path] = []
     for backend in dict.fromkeys(backends):
         if key == e.key and (backend, "fp32") == (case.backend, case.run_precision):
             continue
@@ -183,8 +203,11 @@ def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
             if not path.is_file():
                 continue
             try:
-                with np.load(result.predictions) as run:
-                    ref = _fp32_rows(path, run)
+                with np.load(result.predictions, allow_pickle=False) as run:
+                    ref = _fp32_rows(path, run, same_network=key == e.key)
+                    if isinstance(ref, str):
+                        stale.append(path)
+                        continue
                     if ref is None:
                         continue
                     if not np.array_equal(ref[1], run["labels"]):
@@ -195,6 +218,10 @@ def paired_with_fp32(result: Result, case: Case, cache_dir: Path) -> Paired:
                 return Paired(None, note=f"cannot read the fp32 predictions {path} ({exc}): not compared")
             name = f"{backend}/fp32" + ("" if key == e.key else f" of {key}")
             return Paired(compared, name, str(path))
+    if stale:
+        return Paired(None, note=f"the fp32 predictions {stale[0]} are of other weights or another "
+                                 "graph than this run's (changed since): paired comparison "
+                                 "skipped; run the same images with --precision=fp32 again")
     return Paired(None, note=f"no fp32 predictions of {e.family}/{key} on {result.dataset} "
                              f"(fingerprint {result.fingerprint}, n={result.n}) in {root}: paired "
                              "comparison skipped; run the same images with --precision=fp32 first")
@@ -222,15 +249,19 @@ def check_finite(scores: np.ndarray, dataset: Dataset, what: str) -> None:
                            "(an exported graph, a quantization or the runtime is broken)")
 
 
-def kept_predictions(case: Case, dataset: Dataset, preds: np.ndarray,
-                     cache_dir: Path) -> tuple[Accuracy, str, Path]:
+def kept_predictions(case: Case, dataset: Dataset, preds: np.ndarray, cache_dir: Path,
+                     digests: np.ndarray | None = None, source: str = "") -> tuple[Accuracy, str, Path]:
     """Count (N, 5) predictions in dataset order and keep them in the cache, where paired
-    comparisons and reports find them: the counts, the dataset fingerprint, the file."""
+    comparisons and reports find them: the counts, the dataset fingerprint, the file. What
+    the numbers derive from is kept beside them, for the pairing of runs (_fp32_rows): each
+    image's content digest (`digests`, uint64; None: the images are known by name only, as
+    those of result files scored here) and the digest of the weights or graph (`source`)."""
     acc = accuracy(preds, dataset.labels)
     fingerprint = dataset.fingerprint()
     out = predictions_path(cache_dir, case, dataset, fingerprint)
     arrays = {"top5": preds.astype(np.int16), "labels": np.asarray(dataset.labels, dtype=np.int16),
-              "files": np.asarray([s.path.name for s in dataset.samples])}
+              "files": np.asarray([s.path.name for s in dataset.samples]), "source": np.asarray(source),
+              **({} if digests is None else {"digests": np.asarray(digests, dtype=np.uint64)})}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, lambda handle: np.savez(handle, **arrays))
@@ -288,9 +319,13 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
     with progress.task(len(dataset.samples), case.id):
         scores = backend.scores(case.entry, case.precision, dataset, options)
     seconds = time.perf_counter() - start
-    if scores.shape[0] != len(dataset.samples):
-        raise RuntimeError(f"backend {case.backend} returned {scores.shape[0]} score rows for "
-                           f"{len(dataset.samples)} images")
+    rows = scores.shape[0] if getattr(scores, "ndim", 0) == 2 else None
+    if rows != len(dataset.samples):
+        got = f"{rows} score rows" if rows is not None else \
+            f"scores of shape {getattr(scores, 'shape', type(scores).__name__)}"
+        raise BackendError(f"{case.id}: the {case.backend} backend returned {got} for "
+                           f"{len(dataset.samples)} images; every image needs one row of class "
+                           "scores, in dataset order (a bug in that backend, or outputs lost)")
     check_finite(scores, dataset, case.id)
     if excluded:
         keep = [i for i, s in enumerate(dataset.samples) if s not in excluded]
@@ -302,8 +337,11 @@ def evaluate(case: Case, dataset: Dataset, options: RunOptions) -> Result:
 def keep_result(case: Case, dataset: Dataset, preds: np.ndarray, seconds: float,
                 options: RunOptions, backend: Backend, excluded: int) -> Result:
     """The result of `preds`, the (N, 5) top-5 of `dataset`'s samples (the images counted):
-    its counts and provenance, with the predictions kept in the cache (`kept_predictions`)."""
-    acc, fingerprint, out = kept_predictions(case, dataset, preds, options.cache_dir)
+    its counts and provenance, with the predictions kept in the cache (`kept_predictions`)
+    beside the content digests of its images and of its weights or graph."""
+    acc, fingerprint, out = kept_predictions(
+        case, dataset, preds, options.cache_dir, image_digests(dataset.samples),
+        backend.source(case.entry, case.precision, options))
     return Result(case.entry.family, case.entry.key, case.backend, case.run_precision, dataset.name,
                   fingerprint, acc.n, acc.correct1, acc.correct5, round(seconds, 3), str(out),
                   str(case.entry.baseline_path), date=_dt.date.today().isoformat(),

@@ -43,6 +43,46 @@ def inside(root: Path, path: Path) -> Path:
     return path
 
 
+def file_identity(stat: os.stat_result) -> list[int]:
+    """What changes whenever a file's content may have: its device and inode, size, mtime
+    and ctime. The kernel sets the ctime on every write, rename into place and utime, and it
+    cannot be set back: a file replaced by another of the same size with its mtime restored
+    has another ctime (size and mtime alone cannot tell). Caches that remember a digest of
+    a file's content remember it against this."""
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+def output_target(path: Path, folder: bool = False, parents: bool = False) -> Path:
+    """`path` when a command may write there: a file (or, with `folder`, a folder, made when
+    absent) whose parent folder exists and is writable. A file target that is a folder, a
+    folder target that is a file, and a missing parent are VaccbenchErrors that say what to
+    do. With `parents` (pytest's report options, which make missing folders as pytest's
+    --junitxml does) a missing parent is allowed when the nearest folder that exists above
+    it is writable and no file stands in the way. Commands check every output this way
+    before they start any work."""
+    path = Path(path).expanduser()
+    parent = path.resolve().parent
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise VaccbenchError("is a file, not a folder: give a folder (it is made when absent)", path)
+        if path.is_dir():
+            parent = path
+    elif path.is_dir():
+        raise VaccbenchError("is a folder: give a file name (e.g. one inside it)", path)
+    if parents:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise VaccbenchError(f"cannot write here: {parent} is a file, not a folder", path)
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise VaccbenchError(f"cannot write here: the folder {parent} {what}; create it first, "
+                             "or give a path in an existing folder", path)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VaccbenchError(f"cannot write here: the folder {parent} is not writable", path)
+    return path
+
+
 def write_atomic(path: Path, write: Callable[[BinaryIO], None], durable: bool = False) -> None:
     """Write through a temporary file in the same folder, then rename over `path`: a
     reader, a crash or a full disk sees the old file (or none) or the new one, never half,

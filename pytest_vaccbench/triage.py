@@ -9,14 +9,21 @@ For every quantized layer (Conv, MatMul, Gemm; named as in layers.py), on a few 
   error carried to this layer;
 both as SQNR in dB (onnxruntime.quantization.qdq_loss_debug's definition, over all the
 images' values at once) and cosine similarity; then, for the IMPACT_LAYERS worst by single
-error, the top-1 agreement with fp32 when only that layer is kept in fp32 (fp32 weights and
-arithmetic, its input still the int8 activation: what `nodes_to_exclude` builds); and the
-smallest K <= TOP_K layers kept in fp32 (grown greedily) that recovers at least half of the
-top-1 lost, measured on images not used for the triage.
+error, what keeping only that layer in fp32 gives back (fp32 weights and arithmetic, its
+input still the int8 activation: what `nodes_to_exclude` builds): the network output's KL
+divergence from fp32's, and its top-1 agreement with fp32.
 
-The images are those whose top-1 flipped between fp32 and int8 (the paired comparison's
-discordant images), filled up to MIN_IMAGES from the others when too few flipped.
-Plain functions, no pytest: the plugin and `vaccbench triage` call `triage_case`.
+The set of layers to keep in fp32 is grown greedily on a continuous measure: at each step
+the candidate that lowers the mean KL divergence of the output from fp32's most, over all
+the triage images (flips alone are few and discrete: a pick made on them is noisy). Each
+added layer is confirmed on held-out images, images used neither for calibration nor for
+the triage: it must lower their KL too, else the next candidate is tried, and the set
+stops growing when none is confirmed. The held-out top-1 after each step is the curve
+shown; K is the smallest confirmed set that recovers at least half of the top-1 lost there.
+
+The triage images are one half of the run's counted images, the discordant ones (top-1
+flipped between fp32 and int8) first, at most TRIAGE_IMAGES; the held-out images are the
+other half. Plain functions, no pytest: the plugin and `vaccbench triage` call `triage_case`.
 """
 
 from __future__ import annotations
@@ -37,11 +44,12 @@ from .dataset import Dataset
 from .errors import VaccbenchError
 from .layers import Layer, parse_keep, quantizable_layers
 
-IMPACT_LAYERS = 10  # layers whose keep-in-fp32 agreement is measured (worst by single error)
+IMPACT_LAYERS = 10  # layers whose keep-in-fp32 effect is measured (worst by single error)
 TOP_K = 5  # at most this many layers kept in fp32 to recover the loss
+GREEDY_WIDTH = 6  # candidates tried together with those kept, from the best kept alone
+CONFIRM_TRIES = 2  # candidates tried on the held-out images per step before the set stops
 SHOWN = 5  # layers listed in a failing test's message
-MIN_IMAGES = 32  # triage images: the discordant ones, filled up to this many
-MAX_IMAGES = 64  # ... and at most this many
+TRIAGE_IMAGES = 128  # triage images: the discordant ones first, then the others, at most this many
 DEFAULT_BUDGET = 120.0  # seconds a failing test may spend on triage (mobilenetv2, 2 cores: ~40)
 SINGLE = "/vaccbench_single"  # suffix of the tensors the single-error copies write
 
@@ -280,12 +288,34 @@ def keep_fp32(qdq: Any, fp32: Any, nodes: Iterable[str]) -> Any:
     return model
 
 
-def top1(model: Any, images: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Top-1 index of the first output for each image."""
+def outputs(model: Any, images: np.ndarray, threads: int = 1) -> np.ndarray:
+    """The first output (class scores) for each image."""
     sess = session(model, threads)
     feed = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {feed: x})[0].argmax(axis=1)
-                           for x in _batches(images, fixed_batch(model))])
+    return np.concatenate([sess.run(None, {feed: x})[0] for x in _batches(images, fixed_batch(model))])
+
+
+def top1(model: Any, images: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Top-1 index of the first output for each image."""
+    return outputs(model, images, threads).argmax(axis=1)
+
+
+def log_probabilities(scores: np.ndarray) -> np.ndarray:
+    """log softmax of each row of class scores (float64); a graph that ends in a softmax
+    already gives probabilities: their log."""
+    x = np.asarray(scores, dtype=np.float64)
+    if x.min() >= 0 and np.allclose(x.sum(axis=1), 1.0, atol=1e-3):
+        return np.log(np.maximum(x, 1e-12))
+    x = x - x.max(axis=1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
+def kl_divergence(reference: np.ndarray, scores: np.ndarray) -> float:
+    """Mean over images of KL(p_reference || p_scores) of the softmaxed outputs, in nats:
+    0 when the build answers exactly as fp32 does, growing with every shift of its
+    probabilities, not only with the flips of its top-1."""
+    log_p, log_q = log_probabilities(reference), log_probabilities(scores)
+    return float((np.exp(log_p) * (log_p - log_q)).sum(axis=1).mean())
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -294,18 +324,24 @@ class LayerRow:
     layer: Layer
     errors: LayerErrors
     kept_agreement: float | None = None  # % top-1 agreement with fp32, this layer kept in fp32
+    kept_kl: float | None = None  # KL from fp32 of the output, this layer kept in fp32
 
 
 @dataclass
 class Recovery:
-    """top-1 on images used neither for calibration nor triage, K layers kept in fp32."""
+    """The held-out images (used neither for calibration nor triage): top-1 and KL from
+    fp32 with the first K layers of `order` kept in fp32, each confirmed there."""
 
     n: int
     fp32: float
     int8: float
+    int8_kl: float | None  # KL from fp32 of the int8 build's output on these images (None: not run)
     kept: dict[int, float]  # K -> top-1 with the first K of `order` kept
     order: list[Layer]
-    together: dict[int, float] = field(default_factory=dict)  # K -> agreement on the triage images
+    kl: dict[int, float] = field(default_factory=dict)  # K -> held-out KL from fp32
+    together: dict[int, float] = field(default_factory=dict)  # K -> KL on the triage images
+    rejected: list[str] = field(default_factory=list)  # candidates the held-out images refused
+    stopped: str = ""  # why the set stopped growing before TOP_K
 
     @property
     def lost(self) -> float:
@@ -315,6 +351,12 @@ class Recovery:
     def k(self) -> int | None:
         """The smallest K measured that recovers at least half of the lost top-1."""
         return next((k for k, v in sorted(self.kept.items()) if v - self.int8 >= self.lost / 2), None)
+
+    @property
+    def best(self) -> int | None:
+        """The K whose held-out top-1 is highest (the smallest of equals), if above int8's."""
+        found = max(sorted(self.kept), key=lambda k: self.kept[k], default=None)
+        return found if found is not None and self.kept[found] > self.int8 else None
 
 
 @dataclass
@@ -326,17 +368,20 @@ class Triage:
     recovery: Recovery | None = None
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    int8_kl: float = 0.0  # KL from fp32 of the int8 build's output on the triage images
 
     def helpful(self) -> list[LayerRow]:
-        """The layers by agreement recovered when kept in fp32, then by single error."""
-        return sorted(self.rows, key=lambda r: (-(r.kept_agreement if r.kept_agreement is not None
-                                                  else -1.0), r.errors.single_sqnr))
+        """The layers by what keeping them in fp32 gives back (the output's KL from fp32,
+        lowest first; measured before unmeasured), then by single error."""
+        return sorted(self.rows, key=lambda r: (r.kept_kl is None, r.kept_kl or 0.0,
+                                                r.errors.single_sqnr))
 
     def message(self, shown: int = SHOWN) -> str:
         """What a failing test's message ends with."""
         lines = [f"layer triage ({self.images} images, {self.discordant} of them flipped by int8; "
-                 f"{self.seconds:.0f}s): int8 agrees with fp32 on {self.int8_agreement:.1f}%",
-                 *table(self.helpful()[:shown], self.int8_agreement)]
+                 f"{self.seconds:.0f}s): int8 agrees with fp32 on {self.int8_agreement:.1f}%, "
+                 f"KL from fp32 {self.int8_kl:.4f}",
+                 *table(self.helpful()[:shown], self.int8_agreement, self.int8_kl)]
         lines.extend(self.recovery_lines())
         lines.extend(f"skipped: {s}" for s in self.skipped)
         return "\n".join(lines)
@@ -345,38 +390,49 @@ class Triage:
         r = self.recovery
         if r is None:
             return []
-        head = (f"top-1 on {r.n} images not used for calibration or triage: fp32 {r.fp32:.2f}, "
-                f"int8 {r.int8:.2f}")
+        head = (f"held-out: top-1 on {r.n} images not used for calibration or triage: fp32 "
+                f"{r.fp32:.2f}, int8 {r.int8:.2f}"
+                + (f" (KL from fp32 {r.int8_kl:.4f})" if r.int8_kl is not None else ""))
         if r.lost <= 0:
             return [head + ": nothing lost, no layer to keep"]
-        tried = [f"{k} kept {v:.2f}" for k, v in sorted(r.kept.items())]
+        curve = "; ".join(f"{k} kept {r.kept[k]:.2f} (KL {r.kl[k]:.4f})" for k in sorted(r.kept))
+        lines = [head, f"held-out curve, each layer confirmed there: {curve or 'no layer confirmed'}"]
+        lines += [f"not confirmed: {', '.join(r.rejected)}"] if r.rejected else []
+        lines += [f"stopped: {r.stopped}"] if r.stopped else []
         k = r.k
+        if k is not None:
+            lines.append(f"keeping {k} in fp32 recovers {r.kept[k] - r.int8:.2f} of the {r.lost:.2f} lost")
+        else:
+            k = r.best
+            lines.append(f"no K <= {max(r.kept, default=0)} recovers half of the {r.lost:.2f} lost"
+                         + (f"; keeping {k} in fp32 recovers {r.kept[k] - r.int8:.2f}" if k else ""))
         if k is None:
-            return [f"{head}; {', '.join(tried)}: no K <= {max(r.kept, default=0)} recovers half "
-                    f"of the {r.lost:.2f} lost"]
+            return lines
         keep = r.order[:k]
-        return [f"{head}; {', '.join(tried)}: keeping {k} in fp32 recovers "
-                f"{r.kept[k] - r.int8:.2f} of the {r.lost:.2f} lost",
-                f"kept: {', '.join(f'{x.module} ({x.kind} {x.index})' for x in keep)}",
+        return [*lines, f"kept: {', '.join(f'{x.module} ({x.kind} {x.index})' for x in keep)}",
                 f"vamc: {vamc_line(keep)}",
                 f"confirm in the gate: --int8-keep-fp32={keep_option(keep)}"]
 
     def to_json(self) -> str:
         return json.dumps({**{k: v for k, v in asdict(self).items() if k != "recovery"},
                            "recovery": None if self.recovery is None else
-                           {**asdict(self.recovery), "k": self.recovery.k}}, indent=1)
+                           {**asdict(self.recovery), "k": self.recovery.k}}, indent=1,
+                          allow_nan=False, default=str)
 
 
-def table(rows: Sequence[LayerRow], int8_agreement: float) -> list[str]:
+def table(rows: Sequence[LayerRow], int8_agreement: float, int8_kl: float) -> list[str]:
+    """The layer table: errors, then what keeping the layer in fp32 gives back: top-1
+    agreement with fp32 (points) and the share of the int8 build's KL from fp32 removed."""
     head = (f"{'layer':<34} {'op':<5} {'index':<9} {'single dB':>9} {'cos':>7} "
-            f"{'accum dB':>9} {'cos':>7} {'kept fp32':>10}")
+            f"{'accum dB':>9} {'cos':>7} {'kept fp32':>10} {'KL':>5}")
     lines = [head]
     for r in rows:
         e, kept = r.errors, r.kept_agreement
         recovered = "-" if kept is None else f"{kept - int8_agreement:+.1f}"
+        removed = "-" if r.kept_kl is None or int8_kl <= 0 else f"{100 * (1 - r.kept_kl / int8_kl):+.0f}%"
         lines.append(f"{r.layer.module:<34} {r.layer.op:<5} {r.layer.kind + ' ' + str(r.layer.index):<9} "
                      f"{e.single_sqnr:>9.1f} {e.single_cos:>7.4f} {e.acc_sqnr:>9.1f} {e.acc_cos:>7.4f} "
-                     f"{recovered:>10}")
+                     f"{recovered:>10} {removed:>5}")
     return lines
 
 
@@ -446,58 +502,83 @@ def triage(fp32: Any, qdq: Any, images: np.ndarray, discordant: int, *, holdout:
     agreement = 100.0 * float((q_scores.argmax(axis=1) == f_top1).mean())
     rows = sorted((LayerRow(layer, errors[layer.node]) for layer in layers if layer.node in errors),
                   key=lambda r: r.errors.single_sqnr)
-    result = Triage(rows, len(f_top1), discordant, agreement)
+    result = Triage(rows, len(f_top1), discordant, agreement, int8_kl=kl_divergence(f_scores, q_scores))
     step = (time.perf_counter() - errors_started) / 2  # one network run on the triage images, about
     for i, row in enumerate(rows[:impact_layers]):
         if not clock.allows(step):
-            result.skipped.append(f"keep-in-fp32 agreement of {min(impact_layers, len(rows)) - i} "
+            result.skipped.append(f"keep-in-fp32 effect of {min(impact_layers, len(rows)) - i} "
                                   f"more layer(s): time budget of {budget:.0f} s")
             break
         t = time.perf_counter()
-        kept = top1(keep_fp32(qdq, fp32, [row.layer.node]), images, threads)
-        row.kept_agreement = 100.0 * float((kept == f_top1).mean())
+        kept = outputs(keep_fp32(qdq, fp32, [row.layer.node]), images, threads)
+        row.kept_agreement = 100.0 * float((kept.argmax(axis=1) == f_top1).mean())
+        row.kept_kl = kl_divergence(f_scores, kept)
         step = time.perf_counter() - t
     if holdout is not None:
-        result.recovery = _recovery(result, fp32, qdq, images, f_top1, holdout, clock, threads,
+        result.recovery = _recovery(result, fp32, qdq, images, f_scores, holdout, clock, threads,
                                     top_k, step, curve)
     result.seconds = clock.elapsed
     return result
 
 
-def _recovery(result: Triage, fp32: Any, qdq: Any, images: np.ndarray, f_top1: np.ndarray,
-              holdout: Holdout, clock: Clock, threads: int, top_k: int, step: float,
-              curve: bool = False) -> Recovery:
-    """Grow the set of layers kept in fp32 greedily, one layer per K: the measured layer that
-    raises the triage images' agreement with fp32 most together with those already kept
-    (K=1: the best kept alone); after each, top-1 on the holdout images, until half of the
-    lost top-1 is back."""
+def _held_out(model: Any, holdout: Holdout, threads: int) -> np.ndarray:
+    """The graph's class scores on the held-out images."""
     from .backends.onnxruntime import run_session
 
+    return run_session(session(model, threads), holdout.batches(), fixed_batch(model))
+
+
+def _recovery(result: Triage, fp32: Any, qdq: Any, images: np.ndarray, f_scores: np.ndarray,
+              holdout: Holdout, clock: Clock, threads: int, top_k: int, step: float,
+              curve: bool = False) -> Recovery:
+    """Grow the set of layers kept in fp32 one layer per step (see the module doc): the
+    candidate that, kept with those already kept, gives the lowest KL from fp32 on the triage
+    images (step 1: the best kept alone), added only when it lowers the held-out images' KL
+    too; after each, the held-out top-1. Stops at `top_k`, when no candidate is confirmed,
+    or (without `curve`) once half of the lost top-1 is back."""
     labels = np.asarray(holdout.labels)
-    recovery = Recovery(len(labels), 100.0 * float((holdout.fp32_top1 == labels).mean()),
-                        100.0 * float((holdout.int8_top1 == labels).mean()), {}, [])
-    candidates = [r.layer for r in result.helpful() if r.kept_agreement is not None]
     per_image = step / max(1, len(images))
-    for k in range(1, min(top_k, len(candidates)) + 1):
-        if recovery.lost <= 0 or (recovery.k is not None and not curve):
+    recovery = Recovery(len(labels), 100.0 * float((holdout.fp32_top1 == labels).mean()),
+                        100.0 * float((holdout.int8_top1 == labels).mean()), None, {}, [])
+    if recovery.lost <= 0:
+        return recovery
+    if not clock.allows(2 * per_image * len(labels)):
+        result.skipped.append(f"top-K recovery: time budget of {clock.budget:.0f} s")
+        return recovery
+    reference = _held_out(fp32, holdout, threads)
+    held_kl = recovery.int8_kl = kl_divergence(reference, _held_out(qdq, holdout, threads))
+    candidates = [r.layer for r in result.helpful() if r.kept_kl is not None][:GREEDY_WIDTH]
+    alone = {r.layer: r.kept_kl for r in result.rows if r.kept_kl is not None}
+    while len(recovery.order) < min(top_k, len(candidates)):
+        k = len(recovery.order) + 1
+        if not curve and recovery.k is not None:
             break
         left = [c for c in candidates if c not in recovery.order]
-        expected = per_image * (len(labels) + (len(images) * len(left) if k > 1 else 0))
+        tries = min(CONFIRM_TRIES, len(left))
+        expected = per_image * (len(images) * len(left) * (k > 1) + len(labels) * tries)
         if not clock.allows(expected):
             result.skipped.append(f"top-K recovery from K={k}: time budget of {clock.budget:.0f} s")
             break
         if k == 1:
-            best = result.helpful()[0]
-            pick, recovery.together[1] = best.layer, best.kept_agreement
+            scores = {c: alone[c] for c in left}
         else:
-            scores = {c: 100.0 * float((top1(keep_fp32(qdq, fp32, [x.node for x in recovery.order] + [c.node]),
-                                             images, threads) == f_top1).mean()) for c in left}
-            pick = max(left, key=lambda c: scores[c])
-            recovery.together[k] = scores[pick]
-        recovery.order.append(pick)
-        model = keep_fp32(qdq, fp32, [layer.node for layer in recovery.order])
-        out = run_session(session(model, threads), holdout.batches(), fixed_batch(model))
-        recovery.kept[k] = 100.0 * float((holdout.classes(out).argmax(axis=1) == labels).mean())
+            scores = {c: kl_divergence(f_scores, outputs(keep_fp32(qdq, fp32, [x.node for x in
+                                                                         (*recovery.order, c)]),
+                                                        images, threads)) for c in left}
+        for pick in sorted(left, key=lambda c: scores[c])[:tries]:
+            model = keep_fp32(qdq, fp32, [layer.node for layer in (*recovery.order, pick)])
+            out = _held_out(model, holdout, threads)
+            kl = kl_divergence(reference, out)
+            if kl < held_kl:
+                recovery.order.append(pick)
+                recovery.together[k], recovery.kl[k], held_kl = scores[pick], kl, kl
+                recovery.kept[k] = 100.0 * float((holdout.classes(out).argmax(axis=1) == labels).mean())
+                break
+            recovery.rejected.append(f"{pick.module} ({pick.kind} {pick.index}) at K={k}: KL "
+                                     f"{kl:.4f}, not below {held_kl:.4f}")
+        else:
+            recovery.stopped = f"no candidate lowers the held-out KL at K={k}"
+            break
     return recovery
 
 
@@ -510,12 +591,12 @@ def split_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pick_images(files: Sequence[str], run_top1: np.ndarray, fp32_top1: np.ndarray,
-                least: int = MIN_IMAGES, most: int = MAX_IMAGES) -> tuple[list[int], int]:
-    """Rows of the triage images: the discordant ones first (at most `most`), then the others
-    in order up to `least`; and how many of them are discordant."""
+                most: int = TRIAGE_IMAGES) -> tuple[list[int], int]:
+    """Rows of the triage images: the discordant ones first, then the others in order, at
+    most `most` in all; and how many of them are discordant."""
     flipped = [i for i in range(len(files)) if run_top1[i] != fp32_top1[i]][:most]
     others = [i for i in range(len(files)) if run_top1[i] == fp32_top1[i]]
-    return flipped + others[:max(0, least - len(flipped))], len(flipped)
+    return flipped + others[:most - len(flipped)], len(flipped)
 
 
 def triage_case(entry: ModelEntry, precision: str, dataset: Dataset, options: RunOptions,
@@ -535,8 +616,9 @@ def triage_case(entry: ModelEntry, precision: str, dataset: Dataset, options: Ru
     with np.load(run_predictions) as run:
         files, labels, run_top1 = run["files"].tolist(), run["labels"], run["top5"][:, 0]
         paired = _fp32_rows(fp32_predictions, run)
-    if paired is None:
-        raise VaccbenchError(f"the fp32 predictions {fp32_predictions} do not cover this run's images")
+    if paired is None or isinstance(paired, str):
+        raise VaccbenchError(f"the fp32 predictions {fp32_predictions} are not of this run's images "
+                             "and network")
     fp32_top1 = paired[0]
     half, held = split_rows(len(files))
     picked, discordant = pick_images([files[i] for i in half], run_top1[half], fp32_top1[half])

@@ -15,7 +15,6 @@ predictions it does not name), or only diffed with `dry_run`. With a predictions
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,6 +24,7 @@ from .baselines import Lookup, update_diff, update_file
 from .dataset import Dataset, limit
 from .errors import VaccbenchError
 from .gate import BROKEN_KINDS
+from .report_schema import read_report
 from .run import Result
 from .store import PredictionsStore, StoreError
 
@@ -218,60 +218,18 @@ def _accepted(rec: Recording) -> str:
 
 
 def recordings_from_json(path: Path) -> list[Recording]:
-    """The results of a `--vaccbench-json` report, with each test's outcome and verdict."""
-    try:
-        document = json.loads(path.read_text())
-        tests = document["tests"]
-    except OSError as exc:
-        raise VaccbenchError(f"cannot read the report: {exc.strerror}", path) from None
-    except (ValueError, KeyError, TypeError):
-        raise VaccbenchError("not a --vaccbench-json report (JSON with a `tests` list)",
-                             path) from None
+    """The results of a `--vaccbench-json` report (validated by report_schema), with each
+    test's outcome and verdict."""
     names = [f.name for f in fields(Result)]
     found = []
-    for i, test in enumerate(tests):
-        if not isinstance(test, dict) or "family" not in test:
-            continue  # a test without a measurement (skipped, errored before measuring)
-        try:
-            result = Result(**{k: test[k] for k in names if k in test})
-            problem = _implausible(result)
-            gate = test.get("gate") or {}
-            result.predictions = _beside(path, result.predictions)
-            recording = Recording(str(test["nodeid"]), str(test["outcome"]), result,
-                                  str(gate.get("verdict", "")), _partial(gate))
-        except (KeyError, TypeError, AttributeError) as exc:
-            problem = f"lacks what an update needs ({exc})"
-        if problem:
-            raise VaccbenchError(f"test {i} of the report {problem}", path)
-        found.append(recording)
+    report = read_report(path)
+    for i, test in report.measured():
+        result = Result(**{**{k: test[k] for k in names if k in test},
+                           "predictions": str(report.predictions(i) or "")})
+        gate = test.get("gate") or {}
+        found.append(Recording(test["nodeid"], test["outcome"], result, str(gate.get("verdict", "")),
+                               _partial(gate)))
     return found
-
-
-def _beside(report: Path, predictions: Any) -> str:
-    """A report's predictions file, which lies in the report's folder (write_json copies it
-    there): its path, or "" for a name that is missing or points elsewhere."""
-    folder = report.resolve().parent
-    if not isinstance(predictions, str) or not predictions:
-        return ""
-    found = (folder / predictions).resolve()
-    return str(found) if found.is_relative_to(folder) else ""
-
-
-def _implausible(r: Result) -> str | None:
-    """What is wrong with a result read from a file, or None."""
-    names = (r.family, r.model, r.backend, r.precision, r.dataset, r.fingerprint, r.baseline)
-    if not all(isinstance(v, str) and v for v in names) or "/" in r.backend + r.precision:
-        return "has a result with missing or malformed names"
-    counts = (r.n, r.correct1, r.correct5)
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts) or \
-            not 0 <= r.correct1 <= r.correct5 <= r.n or r.n <= 0:
-        return f"has impossible counts n={r.n!r}, correct1={r.correct1!r}, correct5={r.correct5!r}"
-    if not isinstance(r.options, dict):
-        return "has a result whose options are not a mapping"
-    if not isinstance(r.covers, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) for k, v in r.covers.items()):
-        return "has a result whose `covers` is not a mapping of fingerprints to image counts"
-    return None
 
 
 def recording_of(nodeid: str, outcome: str, result: Result | None,

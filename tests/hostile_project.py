@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import struct
 import subprocess
@@ -172,3 +173,42 @@ def small_fs(path: Path, size: str = "1m", read_only: bool = False) -> Iterator[
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+# -- reports, as --vaccbench-json writes them ---------------------------------------------------
+
+NODEID = "suites/s.yaml::fam/m[hostile-fp32]"
+
+
+def report_record(**changes: object) -> dict:
+    """One measured test of a --vaccbench-json report (4 images, 3 right), with `changes`."""
+    record = {"nodeid": NODEID, "outcome": "passed", "status": "passed", "reason": "",
+              "expected": {"top1": 75.0, "top5": 100.0, "origin": "fam.yaml", "tol1": 0.5, "tol5": 0.5},
+              "gate": {"verdict": "passed", "allowed": {"top1": 0.5, "top5": 0.5}, "message": ""},
+              "family": "fam", "model": "m", "backend": "hostile", "precision": "fp32",
+              "dataset": "data", "fingerprint": "f00d", "n": 4, "correct1": 3, "correct5": 4,
+              "seconds": 0.5, "predictions": "r.predictions/m.npz", "baseline": "fam.yaml",
+              "date": "2026-01-01", "versions": "pytest-vaccbench 0.1.0", "machine": "cpu",
+              "options": {}, "excluded": 0, "device": None, "top1": 75.0, "top5": 100.0,
+              "delta_top1": 0.0, "delta_top5": 0.0, "per_class": {"1": [4, 3, 4]}}
+    record.update(changes)
+    return record
+
+
+def write_report(folder: Path, name: str = "r.json", tests: list | None = None, **session: object) -> Path:
+    """A report of one shard (group 1 of 1) with its predictions file beside it; `session`
+    keys replace the session's, `tests` the records."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "r.predictions").mkdir(exist_ok=True)
+    np.savez(folder / "r.predictions" / "m.npz", top5=np.tile(np.array([[1], [1], [1], [2]], np.int16), (1, 5)),
+             labels=np.array([1, 1, 1, 1], np.int16), files=np.array([f"img{i}.png" for i in range(4)]))
+    document = {"tool": "pytest-vaccbench 0.1.0", "session": {
+        "command": "pytest suites", "exitstatus": 0, "started": "2026-01-01T00:00:00",
+        "finished": "2026-01-01T00:01:00", "suites": {"suites/s.yaml": "0" * 64},
+        "baselines": ["baselines/fam.yaml"], "baselines_digest": "abc", "session_tests": [NODEID],
+        "dataset": "data", "fingerprint": "f00d", "splits": 1, "group": 1,
+        "ran": {NODEID: {"outcome": "passed", "seconds": 0.5, "message": ""}}, **session},
+        "tests": [report_record()] if tests is None else tests}
+    path = folder / name
+    path.write_text(json.dumps(document))
+    return path

@@ -128,3 +128,21 @@ def device_results(root: Path, labels_50k: Path, subset_labels: Path) -> None:
     names, labels = text[0::2], np.asarray(text[1::2], dtype=np.int64)
     vamp_outputs(root / "vamp" / "output", root / "vamp" / "npz_datalist.txt", names, labels,
                  exact_predictions(labels, 520, 610, seed=7))
+
+
+def stub_baseline(dataset: str, top1: float, top5: float) -> str:
+    """baselines/stub.yaml: model stub-a, with vamp/fp16 figures on `dataset`."""
+    return f"""\
+family: stub
+preprocess: {{resize: 40, resize_mode: square, crop: 32, library: cv2}}
+models:
+  stub-a:
+    name: a
+    source: stub
+    library:
+    arch:
+    input_size: 32
+    expected:
+      {dataset}:
+        vamp/fp16: {{top1: {top1}, top5: {top5}}}
+"""

@@ -42,9 +42,11 @@ def write_report(folder: Path, runs: dict[str, list[int]], files: list[str] = FI
         np.savez(npz, top5=top5, labels=labels, files=np.array(files))
         c1 = int((top5[:, 0] == labels).sum())
         c5 = int((top5 == labels[:, None]).any(axis=1).sum())
-        tests.append({"nodeid": f"s.yaml::fam/m[onnxruntime-{precision}]", "status": "passed",
-                      "family": "fam", "model": "m", "backend": "onnxruntime", "precision": precision,
-                      "dataset": "d", "fingerprint": f"f{len(files)}", "n": len(files), "correct1": c1,
+        tests.append({"nodeid": f"s.yaml::fam/m[onnxruntime-{precision}]", "outcome": "passed",
+                      "status": "passed", "family": "fam", "model": "m", "backend": "onnxruntime",
+                      "precision": precision, "dataset": "d", "fingerprint": f"f{len(files)}",
+                      "n": len(files), "correct1": c1, "correct5": c5, "seconds": 1.0,
+                      "baseline": "fam.yaml",
                       "top1": 100.0 * c1 / len(files), "top5": 100.0 * c5 / len(files),
                       "predictions": f"r.predictions/{precision}.npz",
                       "per_class": class_counts(npz)})
@@ -89,7 +91,11 @@ def test_two_reports_pair_by_file_name_and_report_partial_overlap(tmp_path, caps
     [pair] = compare_files(a, b)
     assert pair.agreement.n == 6 and pair.note == "of 8 and 6"
     assert {f.file for f in pair.flips} == {"img3.JPEG", "img5.JPEG", "img7.JPEG"}
-    html = tmp_path / "out" / "c.html"  # the folder is created
+    html = tmp_path / "out" / "c.html"
+    with pytest.raises(SystemExit):  # an output in a folder that does not exist: checked first
+        main(["compare", str(a), str(b), "--html", str(html)])
+    assert "the folder" in capsys.readouterr().err and not html.parent.exists()
+    html.parent.mkdir()
     assert main(["compare", str(a), str(b), "--html", str(html)]) == 0
     out = capsys.readouterr().out.splitlines()
     # on the 6 shared images int8 lost images 3 and 7 and gained 5: -1/6 top1; the totals

@@ -221,12 +221,15 @@ def test_broken_entry_without_a_float_figure_has_no_target(tmp_path) -> None:
 
 
 # -- finding the fp32 run to pair with (run.paired_with_fp32) ------------------------------------
-def save_predictions(path: Path, top1: list[int], labels: list[int], image: str = "img") -> Path:
-    """A predictions file as run.evaluate writes it, of the images <image>0.JPEG, <image>1.JPEG..."""
+def save_predictions(path: Path, top1: list[int], labels: list[int], image: str = "img",
+                     source: str = "weights-sha256", content: int = 100) -> Path:
+    """A predictions file as run.evaluate writes it, of the images <image>0.JPEG, <image>1.JPEG...
+    whose contents have the digests content, content + 1, ..., by a network of digest `source`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     top5 = np.tile(np.asarray(top1, dtype=np.int16)[:, None], (1, 5))
     np.savez(path, top5=top5, labels=np.asarray(labels, dtype=np.int16),
-             files=np.asarray([f"{image}{i}.JPEG" for i in range(len(top1))]))
+             files=np.asarray([f"{image}{i}.JPEG" for i in range(len(top1))]),
+             digests=np.arange(content, content + len(top1), dtype=np.uint64), source=np.asarray(source))
     return path
 
 

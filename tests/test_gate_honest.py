@@ -123,9 +123,14 @@ def test_a_report_that_is_not_one_is_a_clear_error(tmp_path: Path,
                                           "model": "m", "backend": "b", "precision": "p",
                                           "dataset": "d", "fingerprint": "f", "n": 5,
                                           "correct1": 9, "correct5": 9, "seconds": 1.0,
+                                          "top1": 180.0, "top5": 180.0,
                                           "predictions": "", "baseline": "/etc/passwd"}]}))
     assert main(["update-baselines", "--from", str(bad), "--baselines", str(tmp_path / "baselines")]) == 2
-    assert "test 0 of the report has impossible counts n=5, correct1=9" in capsys.readouterr().err
+    assert "tests[0].top1: must be a percentage between 0 and 100, got 180.0" in capsys.readouterr().err
+    bad.write_text(bad.read_text().replace("180.0", "100.0"))
+    assert main(["update-baselines", "--from", str(bad), "--baselines", str(tmp_path / "baselines")]) == 2
+    assert "tests[0]: has impossible counts: correct1 9 <= correct5 9 <= n 5 does not hold" in \
+        capsys.readouterr().err
     bad.write_text("[1, 2")
     assert main(["update-baselines", "--from", str(bad), "--baselines", str(tmp_path / "baselines")]) == 2
     assert "not a --vaccbench-json report" in capsys.readouterr().err

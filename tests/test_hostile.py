@@ -26,6 +26,7 @@ from PIL import Image
 
 from hostile_project import (TRACEBACK, Hostile, assert_clean, jpeg_claiming, model, png_header,
                              small_fs, snapshot)
+from pytest_vaccbench.errors import VaccbenchError
 from pytest_vaccbench.preprocess import MAX_PIXELS, PreprocessSpec, load_crop, resize_crop
 
 
@@ -237,6 +238,43 @@ def test_locked_history_database_is_an_error_and_the_summary_still_prints(projec
         assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 1  # the first run is kept
 
 
+@pytest.mark.parametrize("option", ["--vaccbench-json", "--vaccbench-html", "--vaccbench-history"])
+def test_a_report_option_naming_a_folder_is_a_usage_error_at_startup(project: Hostile, tmp_path: Path,
+                                                                     option: str) -> None:
+    """The output rule of the `vaccbench` commands, checked before anything is collected."""
+    result = project.run(f"{option}={tmp_path}")
+    text = assert_clean(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "collected" not in text
+    assert f"{option}: {tmp_path}: is a folder: give a file name" in text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_junitxml_under_a_file_is_a_usage_error_at_startup(project: Hostile, tmp_path: Path) -> None:
+    """pytest refuses a folder as --junitxml itself, but a file where its folder would go
+    fails only as the session ends, after every test ran: checked at startup too."""
+    (tmp_path / "taken").write_text("a file where a folder would go")
+    result = project.run(f"--junitxml={tmp_path / 'taken' / 'j.xml'}")
+    text = assert_clean(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "collected" not in text
+    assert f"--junitxml: {tmp_path / 'taken' / 'j.xml'}: cannot write here: {tmp_path / 'taken'} " \
+           "is a file, not a folder" in text
+
+
+@pytest.mark.parametrize("name", ["vaccbench_json", "vaccbench_html", "vaccbench_history", "xmlpath"])
+def test_a_report_under_a_file_is_refused_and_missing_folders_are_allowed(tmp_path: Path, name: str) -> None:
+    """As pytest makes the folder of --junitxml, missing folders of a report are made; a file
+    where one of them would go is refused, with the file named."""
+    from pytest_vaccbench.options import REPORT_FILES, check_options
+
+    (tmp_path / "taken").write_text("a file where a folder would go")
+    with pytest.raises(VaccbenchError) as refused:
+        check_options({name: str(tmp_path / "taken" / "more" / "r.json")})
+    assert str(refused.value) == (f"{REPORT_FILES[name]}: {tmp_path / 'taken' / 'more' / 'r.json'}: "
+                                  f"cannot write here: {tmp_path / 'taken'} is a file, not a folder")
+    check_options({name: str(tmp_path / "new" / "nightly" / "r.json")})  # made as the report is written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 # -- leftovers --------------------------------------------------------------------------------
 
 def _dead_pid() -> int:
@@ -262,3 +300,246 @@ def test_killed_export_leftover_is_removed_by_the_next_export(tmp_path: Path, ca
     assert TRACEBACK not in capsys.readouterr().err
     assert (tmp_path / "test_resnet_64.onnx").is_file()
     assert not stale.exists() and running.exists()
+
+
+# -- what a backend, an option or a baseline says -----------------------------------------------
+
+def test_a_backend_returning_fewer_score_rows_than_images_is_named(project: Hostile) -> None:
+    backend = project.root / "hostilebackend.py"
+    backend.write_text(backend.read_text().replace("return class_scores(scores, entry)",
+                                                   "return class_scores(scores[:-1], entry)"))
+    result = project.run()
+    text = assert_clean(result)
+    result.assert_outcomes(failed=1)
+    assert ("fam/test-m[hostile-fp32]: the hostile backend returned 3 score rows for 4 images; every "
+            "image needs one row of class scores") in text
+
+
+@pytest.mark.parametrize("option", ["--vamp-bin=/opt/vamp --config 'a b", "--vamp-args=--hw \"x"])
+def test_an_unbalanced_quote_in_a_command_line_option_is_a_usage_error(project: Hostile, option: str) -> None:
+    result = project.run(option)
+    text = assert_clean(result)
+    assert result.ret == 4
+    assert f"{option.split('=')[0]}=" in text and "not a command line (No closing quotation)" in text
+
+
+def test_control_characters_in_a_baseline_key_never_reach_the_terminal(project: Hostile) -> None:
+    path = project.baseline(model('"\\e[2J\\e[31mred"'))  # YAML's escape of ESC, as a key
+    result = project.run()
+    text = assert_clean(result)
+    assert result.ret == 2 and "\x1b" not in text
+    assert f"{path}:4: models.\\x1b[2J\\x1b[31mred is not a valid key: it holds control characters" in text
+    path.write_text(path.read_text().replace("\\e", "\x1b"))  # ESC itself: YAML refuses it
+    result = project.run()
+    text = assert_clean(result)
+    assert result.ret == 2 and "\x1b" not in text
+    assert f"{path}:4: character \\x1b is not allowed in YAML text" in text
+
+
+def test_a_dataset_key_written_as_a_number_is_the_dataset_of_that_name(project: Hostile, pytester) -> None:
+    """`2012:` (YAML reads a number) gates the dataset named 2012, and an update writes to it
+    instead of adding a second, quoted '2012' beside it."""
+    images = project.images.rename(project.images.parent / "2012")
+    path = project.baseline(model("test-m", expected=False) + "    expected:\n      2012:\n"
+                            "        hostile/fp32: {top1: 100.0, top5: 100.0}\n")
+    result = project.pytester.runpytest("suites", "-p", "no:cacheprovider", f"--dataset={images}",
+                                        f"--labels={project.labels}", f"--vaccbench-cache={project.cache}")
+    result.assert_outcomes(passed=1)
+    assert ["test-m", "100.000", "+0.000", "0.500", "4", "passed"] in \
+        [line.split() for line in result.outlines], result.outlines  # gated: +0.000 from 100.000
+    result = project.pytester.runpytest("suites", "-p", "no:cacheprovider", f"--dataset={images}",
+                                        f"--labels={project.labels}", f"--vaccbench-cache={project.cache}",
+                                        "--update-baselines")
+    result.assert_outcomes(passed=1)
+    text = path.read_text()
+    assert "      2012:\n        hostile/fp32: {top1: 100.0, top5: 100.0, n: 4" in text and "'2012'" not in text
+
+
+# -- images ------------------------------------------------------------------------------------
+
+def float_tiff(path: Path) -> None:
+    """A TIFF of 32-bit float samples (a depth map, a scientific image) under `path`'s name."""
+    values = np.linspace(0, 1, 20 * 24, dtype=np.float32).reshape(20, 24)
+    Image.fromarray(values, "F").save(path, format="TIFF")
+
+
+@pytest.mark.parametrize("library", ["pil", "cv2"])
+def test_a_float_tiff_is_refused_by_both_decoders_alike(project: Hostile, library: str) -> None:
+    float_tiff(project.images / "img2.png")
+    project.baseline(model("test-m", library=library))
+    result = project.run()
+    text = assert_clean(result)
+    result.assert_outcomes(failed=1)
+    assert (f"{project.images / 'img2.png'}: has floating-point samples (a float TIFF?), not a photo's "
+            "8 or 16 bits: convert it to 8-bit") in text
+
+
+def test_a_radiance_hdr_named_png_is_not_decoded_by_opencv(project: Hostile) -> None:
+    """OpenCV decodes formats whose header nothing checked: only images whose header Pillow
+    reads (and checks against the pixel limit) reach it."""
+    cv2 = pytest.importorskip("cv2")
+    assert cv2.imwrite(str(project.root / "x.hdr"), np.ones((20, 24, 3), np.float32))
+    (project.images / "img3.png").write_bytes((project.root / "x.hdr").read_bytes())
+    project.baseline(model("test-m", library="cv2"))
+    result = project.run()
+    text = assert_clean(result)
+    result.assert_outcomes(failed=1)
+    assert f"{project.images / 'img3.png'}: not a readable image (corrupt or unknown format)" in text
+
+
+@pytest.mark.parametrize("library", ["pil", "cv2"])
+def test_an_image_of_extreme_aspect_is_resized_only_under_its_crop(tmp_path: Path, library: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 x 12,000 pixels, short side to 224: 224 x 2,688,000 (1.8 GB) before the centre crop.
+    Every resize is watched: none may make more than RESIZE_BOUND times the crop's pixels."""
+    cv2 = pytest.importorskip("cv2")
+    from pytest_vaccbench import preprocess
+
+    path = tmp_path / "thin.png"
+    Image.fromarray(np.arange(12000, dtype=np.uint8).reshape(12000, 1)[..., None].repeat(3, 2)).save(path)
+    spec = PreprocessSpec(resize=224, crop=224, library=library, interpolation="bicubic")
+    bound = preprocess.RESIZE_BOUND * 224 * 224
+    made = []
+
+    def watch(size: tuple[int, int]) -> None:
+        made.append(size[0] * size[1])
+        assert size[0] * size[1] <= bound, f"resize to {size}: {size[0] * size[1]} pixels"
+    pil_resize, cv2_resize = Image.Image.resize, cv2.resize
+    monkeypatch.setattr(Image.Image, "resize", lambda self, size, *a, **k: (watch(size), pil_resize(self, size, *a, **k))[1])
+    monkeypatch.setattr(cv2, "resize", lambda src, dsize, *a, **k: (
+        watch(dsize if dsize else (round(src.shape[1] * k["fx"]), round(src.shape[0] * k["fy"]))),
+        cv2_resize(src, dsize, *a, **k))[1])
+    crop = load_crop(path, spec)
+    assert crop.shape == (224, 224, 3) and made
+    column = crop[:, 112, 0].astype(int)  # rows 5999.5 +- 0.5 of the source, stretched 224 times
+    assert abs(column.mean() - 6000 % 256) < 2
+
+
+def test_a_windowed_resize_gives_pillows_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window Pillow resizes (its `box`) gives the pixels the whole resize would: checked
+    on images small enough to resize whole."""
+    from pytest_vaccbench import preprocess
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:300, 0:20]
+    smooth = np.stack([128 + 100 * np.sin(yy / 15), 128 + 100 * np.cos(xx / 9), 128 + 0 * xx], -1).astype(np.uint8)
+    for interpolation in ("bilinear", "bicubic", "lanczos"):
+        spec = PreprocessSpec(resize=int(rng.integers(16, 40)), crop=16, interpolation=interpolation)
+        whole = load_crop_via(smooth, spec, bound=10**9)
+        windowed = load_crop_via(smooth, spec, bound=0)
+        assert np.abs(whole.astype(int) - windowed.astype(int)).max() <= 2, interpolation
+
+
+def load_crop_via(rgb: np.ndarray, spec: PreprocessSpec, bound: int) -> np.ndarray:
+    from pytest_vaccbench import preprocess
+
+    old, preprocess.RESIZE_BOUND = preprocess.RESIZE_BOUND, bound
+    try:
+        return resize_crop(rgb, spec)
+    finally:
+        preprocess.RESIZE_BOUND = old
+
+
+# -- the cache ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["images", "predictions"])
+def test_a_cache_folder_that_is_a_link_out_of_the_cache_is_refused(project: Hostile, tmp_path: Path,
+                                                                   kind: str) -> None:
+    """Planted at the real root the tool writes to: `<cache>/images`, not a folder below it."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    project.cache.mkdir()
+    (project.cache / kind).symlink_to(outside)
+    result = project.run()
+    text = assert_clean(result)
+    result.assert_outcomes(failed=1)
+    assert f"the cache's {kind} folder is a link to {outside}, outside the cache" in text
+    assert list(outside.iterdir()) == []
+
+
+def test_each_run_records_the_content_of_its_images_and_its_network(project: Hostile) -> None:
+    import xxhash
+
+    project.run().assert_outcomes(passed=1)
+    [saved] = (project.cache / "predictions").rglob("*.npz")
+    with np.load(saved) as run:
+        files, digests, source = run["files"].tolist(), run["digests"].tolist(), str(run["source"])
+    assert digests == [int(xxhash.xxh3_128_hexdigest((project.images / f).read_bytes())[:16], 16) for f in files]
+    assert source == ""  # this backend names no weights file: its network is unknown
+
+
+def test_weights_replaced_by_others_of_the_same_size_and_time_are_exported_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export cache was keyed by the weights' size and mtime: new weights with both put
+    back reused the old export (the gate passed at 75.0 with weights that give 0.0)."""
+    from pytest_vaccbench import export
+    from pytest_vaccbench.baselines import load_family
+
+    exported = []
+    monkeypatch.setattr(export, "export_entry",
+                        lambda entry, weights, path, options: (exported.append(weights.read_bytes()),
+                                                               path.write_bytes(weights.read_bytes()))[1])
+    entry = load_family(Path(__file__).parents[1] / "baselines" / "mobilenet_v2.yaml").models["timm-mobilenetv2_100"]
+    weights, cache = tmp_path / "w.pth", tmp_path / "cache"
+    weights.write_bytes(b"old weights " * 100)
+    first = export.cached_export(entry, weights, cache)
+    st = weights.stat()
+    weights.write_bytes(b"new weights " * 100)
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.stat().st_size == st.st_size and weights.stat().st_mtime_ns == st.st_mtime_ns
+    export._DIGESTS.clear()  # another session: only digests.json remembers
+    second = export.cached_export(entry, weights, cache)
+    assert second != first and second.read_bytes() == weights.read_bytes()
+    assert exported == [b"old weights " * 100, b"new weights " * 100]
+
+
+def _predictions(path: Path, top1: list[int], digests: list[int], source: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, top5=np.tile(np.asarray(top1, np.int16)[:, None], (1, 5)),
+             labels=np.array([1, 2, 3, 4], np.int16), files=np.array([f"img{i}.png" for i in range(4)]),
+             digests=np.array(digests, np.uint64), source=np.array(source))
+    return path
+
+
+@pytest.mark.parametrize("fp32_digests, fp32_source, note", [
+    ([1, 2, 3, 4], "old-weights", "are of other weights or another graph than this run's"),
+    ([1, 2, 3, 99], "new-weights", "no fp32 predictions of mobilenet_v2/timm-mobilenetv2_100"),
+])
+def test_an_int8_run_is_not_paired_with_fp32_predictions_of_other_weights_or_images(
+        tmp_path: Path, fp32_digests: list[int], fp32_source: str, note: str) -> None:
+    """fp32 predictions of older weights, or of other images with the same names, made a
+    false BROKEN BUILD: the paired comparison needs the same weights, graph and images."""
+    from pytest_vaccbench.baselines import load_family
+    from pytest_vaccbench.run import Case, Result, paired_with_fp32
+
+    entry = load_family(Path(__file__).parents[1] / "baselines" / "mobilenet_v2.yaml").models["timm-mobilenetv2_100"]
+    base = tmp_path / "predictions" / "mobilenet_v2" / "timm-mobilenetv2_100"
+    run = _predictions(base / "onnxruntime-int8-max" / "ds-f.npz", [1, 2, 3, 4], [1, 2, 3, 4], "new-weights")
+    _predictions(base / "onnxruntime-fp32" / "ds-f.npz", [9, 9, 9, 9], fp32_digests, fp32_source)
+    result = Result(entry.family, entry.key, "onnxruntime", "int8-max", "ds", "f", 4, 4, 4, 0.0,
+                    str(run), str(entry.baseline_path))
+    paired = paired_with_fp32(result, Case(entry, "onnxruntime", "int8-max"), tmp_path)
+    assert paired.agreement is None and note in paired.note
+    _predictions(base / "onnxruntime-fp32" / "ds-f.npz", [1, 2, 3, 4], [1, 2, 3, 4], "new-weights")
+    assert paired_with_fp32(result, Case(entry, "onnxruntime", "int8-max"), tmp_path).agreement.n == 4
+
+
+def test_onnxruntime_advice_on_pre_processing_does_not_reach_the_user(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """quantize_static logs it on the root logger for every graph it quantizes."""
+    pytest.importorskip("onnxruntime.quantization")
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    from pytest_vaccbench.backends.onnxruntime import Int8Recipe, int8_graph
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["output"], name="c")], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["b", 3, 4, 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["b", 4, 4, 4])],
+                              [weight])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
+    batches = lambda: iter([np.random.default_rng(0).normal(size=(2, 3, 4, 4)).astype(np.float32)])  # noqa: E731
+    with caplog.at_level("WARNING"):
+        out = int8_graph(tmp_path / "m.onnx", Int8Recipe("max", per_channel=False), batches, "k", tmp_path / "cache")
+    assert out.name.startswith("int8-max-per-tensor")
+    assert not [r for r in caplog.records if "pre-processing" in r.getMessage()], caplog.text

@@ -88,3 +88,104 @@ def test_vamp_child_in_its_own_session_is_killed_on_timeout(project: Project,
     assert "vamp did not finish within 3 s (--vamp-timeout)" in text
     assert test_vamp.gone_within(int(child_file.read_text()))
 
+
+
+def inflating_output(path: Path) -> Path:
+    """A deflated output_0 of 20 MB of zeros (20 kB on disk), standing for one of gigabytes."""
+    import zipfile
+
+    header = {"descr": "<f4", "fortran_order": False, "shape": (1, 5_000_000)}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("output_0.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            for _ in range(20):
+                member.write(bytes(1_000_000))
+    assert path.stat().st_size < 1_000_000
+    return path
+
+
+def test_a_vamp_output_that_inflates_to_gigabytes_is_refused_from_its_header(tmp_path) -> None:
+    """Its shape is read from the npy header before anything is inflated or stacked."""
+    import tracemalloc
+
+    from pytest_vaccbench.backends.vamp import VampError, read_outputs
+
+    np.savez(tmp_path / "output_000000.npz", output_0=np.ones((1, 1000), np.float32))
+    inflating_output(tmp_path / "output_000001.npz")
+    tracemalloc.start()
+    try:
+        with pytest.raises(VampError, match=r"output_000001.npz: output_0 has shape \(1, 5000000\), "
+                                            r"expected \(1, 1000\) like the outputs before it"):
+            read_outputs(tmp_path, 2, tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, peak  # nothing near the 20 MB it declares
+
+
+def test_a_scored_vamp_output_that_inflates_to_gigabytes_is_refused_from_its_header(tmp_path) -> None:
+    """`vaccbench score` reads vamp outputs made elsewhere under the same bound."""
+    import tracemalloc
+
+    from pytest_vaccbench.resultfiles import ResultsError, _output_scores
+
+    path = inflating_output(tmp_path / "output_000000.npz")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResultsError, match=r"output_0 has shape \(1, 5000000\): one image's scores"):
+            _output_scores(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, peak
+
+
+@pytest.mark.parametrize("runner", ["vamp", "vsx"])
+def test_the_tail_of_a_runners_stderr_is_read_from_its_end(tmp_path, runner: str) -> None:
+    """75 MB of vamp's stderr took 1.9 GB to show its last lines; 8 MB stands for it here.
+    The VastStreamX process's log is shown the same way."""
+    import importlib
+    import tracemalloc
+
+    from pytest_vaccbench.backends.compiled import TAIL_LINE
+
+    _tail = importlib.import_module(f"pytest_vaccbench.backends.{runner}")._tail
+    log = tmp_path / "vamp.stderr.log"
+    line = "W0101 something is retried " + "x" * 60 + "\n"
+    log.write_text(line * (8_000_000 // len(line)) + "last but one\n" + "y" * 10_000 + "\n")
+    tracemalloc.start()
+    try:
+        tail = _tail(log)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    lines = tail.splitlines()
+    assert len(lines) == 20 and lines[-2] == "  | last but one"
+    assert lines[-1] == "  | " + "y" * TAIL_LINE + " ..."
+    assert peak < 1_000_000, peak
+
+
+@pytest.mark.slow
+def test_a_damaged_npz_in_the_cache_is_written_again(project: Project) -> None:
+    """Every later run failed inside vamp until `cache --clear`: now the damaged input is
+    found from its zip directory and npy header, and written again."""
+    project.run(*ONE).assert_outcomes(passed=1)
+    [damaged, *_] = sorted((project.root / "cache" / "vamp-npz").rglob("*.npz"))
+    whole = damaged.read_bytes()
+    damaged.write_bytes(whole[: len(whole) // 2])  # cut short: a full disk, a copy killed
+    result = project.run(*ONE)
+    assert_clean(result)
+    result.assert_outcomes(passed=1)
+    assert damaged.read_bytes() == whole
+
+
+def test_a_vamp_npz_folder_that_is_a_link_out_of_the_cache_is_refused(project: Project, tmp_path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (project.root / "cache").mkdir()
+    (project.root / "cache" / "vamp-npz").symlink_to(outside)
+    result = project.run(*ONE)
+    text = assert_clean(result)
+    result.assert_outcomes(failed=1)
+    assert f"the cache's vamp-npz folder is a link to {outside}, outside the cache" in text
+    assert list(outside.iterdir()) == []

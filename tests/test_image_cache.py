@@ -253,6 +253,27 @@ def test_opening_an_entry_reads_no_image_and_each_batch_checks_its_own(photos: l
     batches.close()
 
 
+@pytest.mark.parametrize("cache", ["cold", "warm", "off"])
+def test_the_digests_predictions_record_are_those_taken_as_the_images_were_read(
+        photos: list[Sample], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: str) -> None:
+    """run.evaluate records image_digests: the digests the cache took as it wrote or checked
+    each row (or the decoding without it), so the pairing of runs reads no image again; a file
+    written since is read again, and only it."""
+    import xxhash
+
+    cache_dir = None if cache == "off" else tmp_path / "cache"
+    if cache == "warm":
+        _all(photos, SPEC, cache_dir)
+    monkeypatch.setattr(image_cache, "_SEEN", {})  # a new process
+    _all(photos, SPEC, cache_dir)
+    digested = _counting(monkeypatch, image_cache, "content_digest")
+    found = image_cache.image_digests(photos)
+    assert digested == []
+    assert found.tolist() == [int(xxhash.xxh3_128_hexdigest(s.path.read_bytes())[:16], 16) for s in photos]
+    photos[3].path.write_bytes(photos[5].path.read_bytes())
+    assert image_cache.image_digests(photos)[3] == found[5] and digested == [photos[3].path]
+
+
 def test_a_stale_row_is_decoded_again_and_the_entry_rebuilt_around_it(photos: list[Sample], tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"

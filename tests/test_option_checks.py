@@ -32,6 +32,9 @@ SUITE = "baselines: ../baselines\nbackends: [reference]\n"
     (["--vsx-batch=0"], "--vsx-batch=0: must be a positive integer"),
     (["--vsx-timeout=0"], "--vsx-timeout=0.0: must be a positive number of seconds"),
     (["--labels=missing.txt"], "--labels=missing.txt: no such file"),
+    (["--labels=suites"], "--labels=suites: is a folder, not a file"),
+    (["--dataset-name=\x1bimagenet"], "--dataset-name=\\x1bimagenet: holds control characters (an "
+                                       "escape sequence?), which a baseline key cannot*"),
     (["--limit=0"], "--limit=0: must be a positive integer"),
     (["--threads=-1"], "--threads=-1: must be a positive integer"),
     (["--batch-size=0"], "--batch-size=0: must be a positive integer"),

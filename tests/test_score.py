@@ -17,20 +17,6 @@ from pytest_vaccbench.baselines import load_family
 from pytest_vaccbench.cli import main
 
 N = 40
-FAMILY = """\
-family: stub
-preprocess: {{resize: 40, resize_mode: square, crop: 32, library: cv2}}
-models:
-  stub-a:
-    name: a
-    source: stub
-    library:
-    arch:
-    input_size: 32
-    expected:
-      val40:
-        vamp/fp16: {{top1: {top1}, top5: {top5}}}
-"""
 
 
 @pytest.fixture
@@ -44,8 +30,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     hits = top5 == labels.reshape(-1, 1)
     top1, top5_rate = 100 * hits[:, 0].mean(), 100 * hits.any(axis=1).mean()
     (tmp_path / "baselines").mkdir()
-    (tmp_path / "baselines" / "stub.yaml").write_text(FAMILY.format(top1=round(top1, 3),
-                                                                    top5=round(top5_rate, 3)))
+    (tmp_path / "baselines" / "stub.yaml").write_text(rf.stub_baseline("val40", round(top1, 3),
+                                                                       round(top5_rate, 3)))
     (tmp_path / "results").mkdir()
     rf.result_txt(tmp_path / "results" / "result.txt", names, labels, top5)
     rf.label_file(tmp_path / "val_label.txt", names, labels)
@@ -231,10 +217,30 @@ def test_pytest_results_usage_errors_and_missing_files(project: Path, pytester: 
     assert "strict mode (--vaccbench-strict): no result files for stub/stub-a vamp/fp16: " in done.stdout.str()
 
 
-def test_a_report_that_cannot_be_written_fails_the_command(project: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = score(capsys, "--junitxml", "results/result.txt/j.xml", "--vaccbench-json",
-                      "results/result.txt/r.json")
-    assert code == 1
-    assert "ERROR writing JUnit XML results/result.txt/j.xml" in out
-    assert "ERROR writing JSON report results/result.txt/r.json" in out
+def test_a_report_that_cannot_be_written_is_refused_before_scoring(project: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The output rule of every command (safefiles.output_target): a usage error, nothing read."""
+    with pytest.raises(SystemExit) as done:  # as argparse parses
+        main([*SCORE, "--junitxml", "results/result.txt/j.xml"])
+    out = capsys.readouterr().err
+    assert done.value.code == 4 and "argument --junitxml: results/result.txt/j.xml: cannot write here: " in out
+    assert "measured:" not in out
+
+
+def test_a_report_that_fails_as_it_is_written_fails_the_command(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A disk that fills after the start: the command still scores, says which report failed."""
+    import errno
+
+    from pytest_vaccbench import merge
+    from pytest_vaccbench.plugin import results
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(merge, "junit_xml", full)
+    monkeypatch.setattr(results, "write_json", full)
+    code, out = score(capsys, "--junitxml", "out/j.xml", "--vaccbench-json", "out/r.json")
+    assert code == 1 and "measured:" in out
+    assert "ERROR writing JUnit XML out/j.xml: [Errno 28] No space left on device" in out
+    assert "ERROR writing JSON report out/r.json: [Errno 28] No space left on device" in out

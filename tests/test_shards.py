@@ -215,7 +215,7 @@ def test_merge_explains_bad_inputs(runs: Runs, tmp_path: Path) -> None:
     old = json.loads((runs.root / "shard1.json").read_text())
     del old["session"]["baselines_digest"]
     (tmp_path / "old.json").write_text(json.dumps(old))
-    for name, message in (("junk.json", "junk.json: not a JSON report"),
+    for name, message in (("junk.json", "junk.json: not a --vaccbench-json report: not JSON"),
                           ("old.json", "old.json: this report lacks baselines_digest"),
                           ("absent.json", "absent.json: cannot read this report")):
         done = vaccbench(runs.root, "merge", str(tmp_path / name), "-o", str(tmp_path / "x.json"))

@@ -177,11 +177,11 @@ WRITER = textwrap.dedent("""
         round_ += 1
         for name, key in key_of.items():
             values = {"top1": float(round_), "top5": float(round_), "n": round_}
-            baselines.update_file(Path(name), [(key, "killed", "fake/fp32", values)])
+            baselines.update_file(Path(name), [(key, "killed", "reference/fp32", values)])
 """)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # six kills at random moments: about 12 s
 def test_kill_9_in_the_middle_of_updates_leaves_every_file_old_or_new(tmp_path):
     """A real process updating four real baseline files is SIGKILLed at random moments, six
     times; after each kill every file parses, and each holds the numbers of one whole round."""
@@ -215,7 +215,7 @@ def test_kill_9_in_the_middle_of_updates_leaves_every_file_old_or_new(tmp_path):
             path = tmp_path / name
             data = read_yaml(path)  # parses
             section = "models"
-            entry = (data[section][key].get("expected") or {}).get("killed", {}).get("fake/fp32")
+            entry = (data[section][key].get("expected") or {}).get("killed", {}).get("reference/fp32")
             if entry is None:  # never written: still the original file, byte for byte
                 assert path.read_text() == originals[name]
                 continue

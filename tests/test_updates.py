@@ -147,7 +147,8 @@ def test_results_travel_with_what_they_cover_through_a_json_report(baseline: Pat
     rec = recording(baseline, 1000, 800, "dddd", {"aaaa": 650})
     report = tmp_path / "r.json"
     report.write_text(json.dumps({"tests": [{"nodeid": rec.nodeid, "outcome": "passed",
-                                             "gate": {"verdict": "passed"}, **asdict(rec.result)}]}))
+                                             "gate": {"verdict": "passed"}, **asdict(rec.result),
+                                             "top1": rec.result.top1, "top5": rec.result.top5}]}))
     (read,) = recordings_from_json(report)
     assert read.result.covers == {"aaaa": 650}
     assert apply_updates([read]).ok and entry(baseline)["n"] == 1000
@@ -168,3 +169,17 @@ def test_covers_recognises_a_limit_draw_of_the_measured_images(tmp_path: Path) -
     assert covers({"n": 40, "fingerprint": images.fingerprint()}, images, images.fingerprint()) == {}
     assert covers({"n": 12}, images, images.fingerprint()) == {}
     assert covers(None, images, images.fingerprint()) == {}
+
+
+def test_an_update_that_would_make_an_unreadable_file_writes_nothing(baseline: Path) -> None:
+    """Every written baseline is read back through the schema first: a dataset key with an
+    escape sequence (from a caller that did not check it) leaves the file as it was."""
+    before = baseline.read_bytes()
+    rec = recording(baseline, 650, 520, "aaaa")
+    rec = replace(rec, result=replace(rec.result, dataset="\x1b[2Jval"))
+    for dry_run in (True, False):
+        done = apply_updates([rec], dry_run=dry_run)
+        assert not done.ok and done.failed_files == [str(baseline)]
+        assert "the update would make a file that cannot be read back" in done.lines[0]
+        assert "holds control characters" in done.lines[0] and "\x1b" not in done.lines[0]
+    assert baseline.read_bytes() == before

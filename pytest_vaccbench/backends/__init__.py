@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import progress
 from ..baselines import ModelEntry
+from ..cache import kind_dir
 from ..dataset import Dataset, Sample
 from ..errors import BackendError, ImageDecodeError, VaccbenchError
 from ..image_cache import DIGEST_BYTES, CacheEntry, CachedCrops, CacheMiss, PendingEntry, content_digest
@@ -49,7 +50,7 @@ class RunOptions:
     @property
     def image_cache_dir(self) -> Path | None:
         """Where iter_batches keeps preprocessed images, or None when the cache is off."""
-        return self.cache_dir / "images" if self.image_cache else None
+        return kind_dir(self.cache_dir, "images") if self.image_cache else None
 
 
 class Backend(ABC):
@@ -87,6 +88,16 @@ class Backend(ABC):
         """Per-model settings that shaped the numbers besides `option_keys` (e.g. the digest of
         a build config the run mirrored): recorded with the result."""
         return {}
+
+    def source(self, entry: ModelEntry, precision: str, options: RunOptions) -> str:
+        """sha256 of what this run's network derives from (by default its weights file; ""
+        when unknown): recorded with its predictions, so that an int8 run is paired only with
+        the fp32 run of the same weights or graph (run._fp32_rows)."""
+        from ..export import file_digest
+        from ..weights import find_weights
+
+        path = find_weights(entry, options.weights_dir).path
+        return file_digest(path, options.cache_dir) if path is not None else ""
 
     def batch_size(self, entry: ModelEntry, options: RunOptions) -> int:
         """The model's forced size (baseline `batch_size`), else --batch-size, else the default."""
@@ -309,9 +320,9 @@ def iter_batches(samples: Sequence[Sample], spec: PreprocessSpec, batch_size: in
         if decode:
             for i in range(lo, hi):
                 path = samples[start + i].path
-                try:
-                    if cached is not None:  # digested before decoding: a change meanwhile is caught next time
-                        sources[i] = np.frombuffer(content_digest(path), np.uint8)
+                try:  # digested before decoding: a change meanwhile is caught next time; without
+                    # the cache, the digest is what the run's predictions record (image_digests)
+                    sources[i] = np.frombuffer(content_digest(path), np.uint8)
                     load_crop(path, spec, out=crops[i])
                 except ImageDecodeError as exc:
                     errors.append(exc)

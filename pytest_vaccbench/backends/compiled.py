@@ -19,6 +19,7 @@ The precision is the compiled model's: `fp16` (fp16-none) or `int8-<calibration>
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..baselines import ModelEntry
+from ..cache import kind_dir
 from ..errors import BackendError, VaccbenchError
 from ..preprocess import PreprocessSpec
 from ..safefiles import safe_name
@@ -42,6 +44,8 @@ MODEL_DIR_RE = re.compile(r"^(?P<name>.+)-(?P<dtype>fp16|int8)-(?P<calib>[A-Za-z
 DEPLOY_DIR_RE = re.compile(r"^(?P<name>.+?)(?:_run_?(?:stream|model))?_(?P<dtype>fp16|int8)"
                            rf"(?:[-_](?P<calib>{'|'.join(CALIBRATIONS)}))?$")
 BLOCK_KEYS = {"model", "vdsp_params", "precision", "shape", "crop_resize_ext"}
+TAIL_BYTES = 1 << 16  # read from the end of a runner's log for its last lines
+TAIL_LINE = 400  # characters of one log line shown
 
 
 @dataclass(frozen=True)
@@ -254,7 +258,7 @@ class CompiledBackend(Backend):
 
     def run_dir(self, entry: ModelEntry, precision: str, options: RunOptions) -> Path:
         """A new folder for one run's files, `<cache>/<backend>-runs/<key>-<precision>-XXXX`."""
-        runs = options.cache_dir / f"{self.name}-runs"
+        runs = kind_dir(options.cache_dir, f"{self.name}-runs")
         runs.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{safe_name(f'{entry.key}-{precision}')}-", dir=runs))
 
@@ -278,3 +282,20 @@ class CompiledBackend(Backend):
                              f"inputs, but the compiled model {model.prefix} takes "
                              f"{model.input_size}x{model.input_size}")
         return spec
+
+
+def tail_lines(path: Path, lines: int) -> list[str] | None:
+    """The last `lines` lines of a runner's log of any size (vamp's or the vsx process's
+    stderr), read from its last TAIL_BYTES, each cut to TAIL_LINE characters; None when it
+    cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - TAIL_BYTES))
+            data = handle.read(TAIL_BYTES)
+    except OSError:
+        return None
+    text = data.decode(errors="replace").rstrip().splitlines()
+    if size > TAIL_BYTES:
+        text = text[1:]  # the first line is cut
+    return [line if len(line) <= TAIL_LINE else line[:TAIL_LINE] + " ..." for line in text[-lines:]]

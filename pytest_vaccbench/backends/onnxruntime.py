@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -42,9 +43,11 @@ from ..build_config import BuildConfig, read_build_config
 from ..calibration import DEFAULT_CALIBRATION_IMAGES, calibration_set
 from ..dataset import Dataset, Sample
 from ..errors import BackendError
+from ..cache import kind_dir
 from ..export import DEFAULT_OPSET, cached_export, file_digest, onnx_file_name, writable_dir
 from ..image_cache import CachedCrops, CacheMiss
 from ..layers import parse_keep
+from ..safefiles import inside
 from ..preprocess import PreprocessSpec, normalize
 from ..weights import find_weights
 from . import Backend, DecodeAhead, RunOptions, cached_crops, class_scores, iter_batches, open_entry
@@ -179,16 +182,23 @@ def run_session(session: Any, batches: Iterable[np.ndarray], batch: int | None =
     return np.concatenate(outputs)
 
 
-def _load_onnx(path: Path) -> Any:
+def load_onnx(path: Path) -> Any:
+    """The ONNX model at `path`; a missing, unreadable or non-ONNX file is a BackendError."""
     try:
         import onnx
     except ImportError:
-        raise BackendError("fp16 and int8 need the onnx package: pip install 'pytest-vaccbench[onnx]'") from None
+        raise BackendError("reading ONNX graphs needs the onnx package: pip install "
+                           "'pytest-vaccbench[onnx]'") from None
+    if not Path(path).is_file():
+        raise BackendError("ONNX file not found", path)
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise BackendError(f"not a readable ONNX model (corrupt or truncated file?): "
                            f"{type(exc).__name__}: {exc}", path) from None
+    if not model.graph.node:  # protobuf reads an empty file as an empty model
+        raise BackendError("not an ONNX model: it holds no graph", path)
+    return model
 
 
 def _save_onnx(model: Any, path: Path) -> Path:
@@ -201,7 +211,8 @@ def _save_onnx(model: Any, path: Path) -> Path:
 
 
 def _derived_dir(source: Path, cache_dir: Path) -> Path:
-    return writable_dir(cache_dir / "onnx" / "derived" / file_digest(source, cache_dir)[:16])
+    root = kind_dir(cache_dir, "onnx")
+    return writable_dir(inside(root, root / "derived" / file_digest(source, cache_dir)[:16]))
 
 
 def fp16_graph(source: Path, cache_dir: Path) -> Path:
@@ -210,7 +221,7 @@ def fp16_graph(source: Path, cache_dir: Path) -> Path:
     if not out.is_file():
         from onnxconverter_common import float16
 
-        model = _load_onnx(source)
+        model = load_onnx(source)
         _save_onnx(float16.convert_float_to_float16(model, keep_io_types=True), out)
     return out
 
@@ -264,7 +275,7 @@ def calibration_batches(dataset: Dataset, calibration: Dataset, eval_spec: Prepr
 
 def _per_channel_source(source: Path, out_dir: Path) -> Path:
     """`source` at opset 13 or later: per-channel QDQ needs DequantizeLinear's `axis`."""
-    model = _load_onnx(source)
+    model = load_onnx(source)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset >= PER_CHANNEL_OPSET:
         return source
@@ -317,7 +328,7 @@ def int8_graph(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[
     import onnxruntime.quantization as q
 
     quantized = _per_channel_source(source, derived) if recipe.per_channel else source
-    model = _load_onnx(quantized)
+    model = load_onnx(quantized)
     try:
         excluded = layers_mod.nodes_for(layers_mod.quantizable_layers(model), recipe.skip_conv_layers,
                                         recipe.skip_matmul_layers)
@@ -334,7 +345,7 @@ def int8_graph(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[
                   nodes_to_exclude=excluded)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints its progress
+        with contextlib.redirect_stdout(io.StringIO()), without_preprocessing_advice():
             if recipe.ort_calibrator:
                 method = CALIBRATION_METHODS[f"int8-{recipe.mode}"]
                 if method is None:
@@ -353,6 +364,30 @@ def int8_graph(source: Path, recipe: Int8Recipe, batches: Callable[[], Iterator[
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+class _Advice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def without_preprocessing_advice() -> Iterator[None]:
+    """quantize_static logs "Please consider (to run) pre-processing before quantization" on
+    the root logger for every graph: advice about its own shape-inference tool, which an
+    emulation of the accelerator's build does not follow. Dropped here; without a handler
+    of the user's, logging's stderr fallback is not installed either."""
+    root, advice = logging.getLogger(), _Advice()
+    quiet = logging.NullHandler() if not root.handlers else None
+    root.addFilter(advice)
+    if quiet is not None:
+        root.addHandler(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+        if quiet is not None:
+            root.removeHandler(quiet)
 
 
 class _OrtReader:
@@ -441,6 +476,12 @@ class OnnxRuntimeBackend(Backend):
                     "pip install 'pytest-vaccbench[torch]', or pass --onnx-dir DIR")
         return None
 
+    def source(self, entry: ModelEntry, precision: str, options: RunOptions) -> str:
+        """A ready graph's digest, else (exported from them) the weights'."""
+        graph, _ = self.given_graph(entry, options)
+        return file_digest(graph, options.cache_dir) if graph is not None else \
+            super().source(entry, precision, options)
+
     def fp32_graph(self, entry: ModelEntry, options: RunOptions) -> Path:
         graph, _ = self.given_graph(entry, options)
         if graph is not None:
@@ -477,7 +518,7 @@ class OnnxRuntimeBackend(Backend):
                                 settings.ort_calibrator)
             spec = build.calibration_spec(entry.preprocess)
         calibration = calibration_set(dataset, self._calib_count(entry, options))
-        batch = _graph_input(_load_onnx(source))[1]
+        batch = _graph_input(load_onnx(source))[1]
         batches = calibration_batches(dataset, calibration, entry.preprocess, spec, batch or CALIBRATION_BATCH,
                                       options.workers, options.image_cache_dir, drop_short=bool(batch))
         key = hashlib.sha256(f"{calibration.fingerprint()}|{spec}|{batch or CALIBRATION_BATCH}".encode()).hexdigest()[:16]

@@ -28,12 +28,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..baselines import ModelEntry
+from ..cache import kind_dir
 from ..dataset import Dataset
 from ..errors import BackendError, VaccbenchError
 from ..image_cache import files_digest
+from ..prep import npz_header
+from ..options import split_command
 from ..safefiles import inside, safe_name
 from . import RunOptions
-from .compiled import CompiledBackend, CompiledModel
+from .compiled import CompiledBackend, CompiledModel, tail_lines
 
 STDERR_TAIL_LINES = 20
 DEFAULT_TIMEOUT = 3600.0
@@ -58,7 +61,7 @@ class VampSettings:
 
     @classmethod
     def from_options(cls, extra: Mapping[str, Any]) -> "VampSettings":
-        command = tuple(shlex.split(extra.get("vamp_bin") or "vamp"))
+        command = tuple(split_command(extra.get("vamp_bin") or "vamp", "--vamp-bin"))
         if not command:
             raise VaccbenchError("--vamp-bin is empty")
         root = extra.get("vamp_root")
@@ -68,7 +71,7 @@ class VampSettings:
                    processes=int(extra.get("vamp_processes") or 1),
                    batch_size=int(extra.get("vamp_batch") or 1),
                    device=extra.get("device"),  # the one devices.DevicePool gave this process
-                   extra_args=tuple(shlex.split(extra.get("vamp_args") or "")))
+                   extra_args=tuple(split_command(extra.get("vamp_args") or "", "--vamp-args")))
 
     def executable(self) -> str | None:
         """The binary's full path, or None when it is not there."""
@@ -99,7 +102,7 @@ class VampBackend(CompiledBackend):
         model = self.compiled_model(entry, precision, options)
         self.vdsp_spec(model)  # a broken file, or one for another input size, fails here
         # keyed by the images' content, as the image cache is: a changed image is a new folder
-        npz_root = options.cache_dir / "vamp-npz"
+        npz_root = kind_dir(options.cache_dir, "vamp-npz")
         inputs = inside(npz_root, npz_root / f"{safe_name(dataset.name)}-"
                                              f"{files_digest(dataset.samples)[:16]}")
         npz = write_npz([s.path for s in dataset.samples], inputs, options.workers)
@@ -129,11 +132,11 @@ def vamp_command(settings: VampSettings, model: CompiledModel, datalist: Path,
 
 
 def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace").rstrip().splitlines()
-    except OSError:
+    """The last `lines` lines of vamp's stderr, however large it grew."""
+    shown = tail_lines(path, lines)
+    if shown is None:
         return "  (no output)"
-    return "\n".join(f"  | {line}" for line in text[-lines:]) or "  (empty)"
+    return "\n".join(f"  | {line}" for line in shown) or "  (empty)"
 
 
 POLL_SECONDS = 0.2  # how often the descendants of a running vamp are listed
@@ -221,8 +224,13 @@ def run_vamp(command: Sequence[str], timeout: float, run_dir: Path) -> None:
                         f"last lines of its stderr ({stderr}):\n{_tail(stderr)}")
 
 
+CLASSES = (1000, 1001)  # the class counts of a model's scores (1001: a background class first)
+
+
 def read_outputs(folder: Path, count: int, run_dir: Path) -> np.ndarray:
-    """`output_000000.npz` ... -> (count, classes) float32, in datalist order."""
+    """`output_000000.npz` ... -> (count, classes) float32, in datalist order. Each file's
+    shape is checked from its header before its data is read, and the rows are written
+    into one array made for `count` rows: memory is bounded by the answer's size."""
     stderr = run_dir / "vamp.stderr.log"
 
     def problem(message: str, path: Path | None = None) -> VampError:
@@ -237,28 +245,45 @@ def read_outputs(folder: Path, count: int, run_dir: Path) -> np.ndarray:
         raise problem(f"vamp wrote {len(present)} output files for {count} inputs in {folder}: "
                       f"{'missing' if missing else 'unexpected'} {', '.join(listed[:5])}"
                       f"{' ...' if len(listed) > 5 else ''}")
-    rows: list[np.ndarray] = []
-    for name in expected:
+    scores: np.ndarray | None = None
+    for i, name in enumerate(expected):
         path = folder / name
         try:
-            with np.load(path) as data:
-                if "output_0" not in data.files:
-                    raise problem(f"no `output_0` in this output (keys: {data.files})", path)
-                array = np.asarray(data["output_0"], dtype=np.float32)
+            if path.stat().st_size == 0:
+                raise EOFError
+            shape, dtype = npz_header(path, "output_0")
+        except KeyError:
+            raise problem(f"no `output_0` in this output (keys: {_keys(path)})", path) from None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             what = "an empty file" if isinstance(exc, EOFError) else f"{exc}"
             raise problem(f"cannot read vamp output ({what}): not an npz file as vamp writes "
                           "them; check the vamp version and its stderr", path) from None
-        shape = array.shape
-        if array.ndim == 2 and shape[0] == 1:
-            array = array[0]
-        if array.ndim != 1 or (rows and array.shape != rows[0].shape):
-            want = f"(1, {rows[0].size}) like the outputs before it" if rows else "(1, classes) or (classes,)"
+        classes = shape[-1] if len(shape) in (1, 2) and (len(shape) == 1 or shape[0] == 1) else None
+        if classes not in CLASSES or (scores is not None and classes != scores.shape[1]):
+            want = (f"(1, {scores.shape[1]}) like the outputs before it" if scores is not None else
+                    f"(1, classes) or (classes,), classes {' or '.join(map(str, CLASSES))}")
             raise problem(f"output_0 has shape {shape}, expected {want}: one image's class "
                           "scores per output file", path)
-        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+            raise problem(f"output_0 holds {dtype}, not class scores (numbers)", path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                row = np.asarray(data["output_0"], dtype=np.float32).reshape(-1)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise problem(f"cannot read vamp output ({exc}): not an npz file as vamp writes "
+                          "them; check the vamp version and its stderr", path) from None
+        bad = int(np.count_nonzero(~np.isfinite(row)))
         if bad:
-            raise problem(f"output_0 holds {bad} NaN/inf values of {array.size}", path)
-        rows.append(array)
-    return np.stack(rows)
+            raise problem(f"output_0 holds {bad} NaN/inf values of {row.size}", path)
+        if scores is None:
+            scores = np.empty((count, classes), np.float32)
+        scores[i] = row
+    return scores if scores is not None else np.empty((0, CLASSES[0]), np.float32)
+
+
+def _keys(path: Path) -> list[str]:
+    with contextlib.suppress(OSError, zipfile.BadZipFile):
+        with zipfile.ZipFile(path) as archive:
+            return [n.removesuffix(".npy") for n in archive.namelist()[:10]]
+    return []
 

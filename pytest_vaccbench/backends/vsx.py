@@ -19,7 +19,6 @@ compiled model's files, the vdsp JSON and the device.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import selectors
@@ -38,9 +37,11 @@ from .. import progress
 from ..baselines import ModelEntry
 from ..dataset import Dataset
 from ..errors import BackendError, VaccbenchError
+from ..export import file_digest
+from ..options import split_command
 from ..preprocess import PreprocessSpec
 from . import RunOptions
-from .compiled import CompiledBackend, CompiledModel, find_compiled
+from .compiled import CompiledBackend, CompiledModel, find_compiled, tail_lines
 from .vamp import ProcessTree
 from .vsx_runner import MARK
 
@@ -85,7 +86,7 @@ class VsxSettings:
 
     @classmethod
     def from_options(cls, extra: Mapping[str, Any]) -> "VsxSettings":
-        python = tuple(shlex.split(extra.get("vsx_python") or "")) or (sys.executable,)
+        python = tuple(split_command(extra.get("vsx_python") or "", "--vsx-python")) or (sys.executable,)
         root = extra.get("vsx_root") or extra.get("vamp_root")
         mode = extra.get("vsx_mode") or "sync"
         if mode not in MODES:
@@ -134,22 +135,6 @@ def _probe(python: tuple[str, ...]) -> Sdk:
     return Sdk(None, f"{shlex.join(python)} exited with code {done.returncode} ({tail})")
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def sha256(path: Path) -> str:
-    """The file's sha256, computed once per file version (path, size, mtime) in a process."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
-
-
 def describe(entry: ModelEntry, precision: str, model: CompiledModel, device: int) -> str:
     """The lines every vsx failure ends with: model, compiled files, vdsp JSON, device."""
     files = ", ".join(p.name for p in model.files()) or "no files"
@@ -158,11 +143,7 @@ def describe(entry: ModelEntry, precision: str, model: CompiledModel, device: in
 
 
 def _tail(path: Path) -> str:
-    try:
-        lines = path.read_text(errors="replace").rstrip().splitlines()
-    except OSError:
-        return ""
-    return "\n".join(f"  | {line}" for line in lines[-TAIL_LINES:])
+    return "\n".join(f"  | {line}" for line in tail_lines(path, TAIL_LINES) or [])
 
 
 class VsxBackend(CompiledBackend):
@@ -200,9 +181,9 @@ class VsxBackend(CompiledBackend):
         found: dict[str, Any] = {"vsx_sdk": find_sdk(settings.python).version,
                                  "vsx_device": settings.device}
         if model is not None:
-            found["compiled_sha256"] = {p.name: sha256(p) for p in model.files()}
+            found["compiled_sha256"] = {p.name: file_digest(p, options.cache_dir) for p in model.files()}
             if model.vdsp_params is not None and model.vdsp_params.is_file():
-                found["vdsp_sha256"] = sha256(model.vdsp_params)
+                found["vdsp_sha256"] = file_digest(model.vdsp_params, options.cache_dir)
             if model.crop_resize_ext:
                 found["crop_resize_ext"] = True
         return found
@@ -235,9 +216,13 @@ class VsxBackend(CompiledBackend):
                "images": [str(s.path) for s in dataset.samples]}
         (run_dir / "job.json").write_text(json.dumps(job, indent=1))
         run_script(settings, run_dir, context)
-        scores = np.load(run_dir / "scores.npy")
-        if scores.shape[0] != len(dataset.samples):
-            raise VsxError(f"the VastStreamX run gave {scores.shape[0]} score rows for "
+        try:
+            scores = np.load(run_dir / "scores.npy", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise VsxError(f"cannot read the VastStreamX run's scores ({exc}); its files are in "
+                           f"{run_dir}{context}") from None
+        if scores.ndim != 2 or scores.shape[0] != len(dataset.samples):
+            raise VsxError(f"the VastStreamX run gave scores of shape {scores.shape} for "
                            f"{len(dataset.samples)} images; its files are in {run_dir}{context}")
         return self.finish(scores, entry, run_dir, f"its scores are in {run_dir}{context}")
 
@@ -311,6 +296,8 @@ class Events:
         try:
             event = json.loads(line[len(MARK):])
         except ValueError:
+            event = None
+        if not isinstance(event, dict):  # not one of the runner's events: output like any other
             self.log.write(line + "\n")
             return
         self.step = event.get("step", self.step)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..calibration import DEFAULT_CALIBRATION_IMAGES, calibration_set, coverage
 from ..dataset import limit, resolve
 from ..safefiles import atomic_write
-from . import command, dataset_args
+from . import command, count, dataset_args, output_file
 
 
 def _calib_args(parser: argparse.ArgumentParser) -> None:
     dataset_args(parser)
-    parser.add_argument("-n", "--images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
+    parser.add_argument("-n", "--images", type=count, default=DEFAULT_CALIBRATION_IMAGES,
                         help=f"calibration images (default {DEFAULT_CALIBRATION_IMAGES})")
-    parser.add_argument("--output", default=None, metavar="FILE",
+    parser.add_argument("--output", type=output_file, default=None, metavar="FILE",
                         help="write `<image path relative to the dataset> <class index>` lines "
                              "(the val_label.txt format) instead of printing them")
 
@@ -25,11 +24,14 @@ def _calib_args(parser: argparse.ArgumentParser) -> None:
 def _calib_set(args: argparse.Namespace) -> int:
     data = limit(resolve(args.dataset, args.labels), args.limit)
     calib = calibration_set(data, args.images)
-    lines = [f"{s.path.relative_to(data.root)} {s.label}" for s in calib.samples]
+    # relative to the dataset folder; an image the label file found beside itself, outside
+    # that folder, by its absolute path
+    lines = [f"{s.path.relative_to(data.root) if s.path.is_relative_to(data.root) else s.path.resolve()}"
+             f" {s.label}" for s in calib.samples]
     summary = (f"{coverage(calib, data).describe()}, from {len(data.samples)} images of "
                f"{data.name} (fingerprint {calib.fingerprint()})")
     if args.output:
-        atomic_write(Path(args.output), "\n".join(lines) + "\n")
+        atomic_write(args.output, "\n".join(lines) + "\n")
         print(f"{summary}; written to {args.output}")
     else:
         print(f"# {summary}")

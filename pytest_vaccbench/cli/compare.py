@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import command
+from . import command, output_file
 
 
 def _compare_args(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
                         help="flipped images listed per model (default 10; the HTML lists all)")
     parser.add_argument("--classes", type=int, default=5, metavar="N",
                         help="classes that lost most, listed per model (default 5)")
-    parser.add_argument("--html", type=Path, default=None, metavar="OUT",
+    parser.add_argument("--html", type=output_file, default=None, metavar="OUT",
                         help="also write the comparison as one self-contained HTML page")
     parser.add_argument("--images", type=Path, default=None, metavar="DIR",
                         help="the dataset's images, for thumbnails of the flipped ones in --html "
@@ -31,7 +31,7 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
          _compare_args)
 def _compare(args: argparse.Namespace) -> int:
     from ..compare import compare_files, compare_html, compare_lines, images_folder
-    from ..errors import VaccbenchError
+    from ..safefiles import atomic_write
     from ..thumbnails import files_in
 
     pairs = compare_files(args.a, args.b, args.select_a, args.select_b)
@@ -46,10 +46,6 @@ def _compare(args: argparse.Namespace) -> int:
                 f"B: {args.b or args.a}{f' ({args.select_b})' if args.select_b else ''}"
         folder = args.images or images_folder(args.a) or (images_folder(args.b) if args.b else None)
         images = files_in(folder) if folder else None
-        try:
-            args.html.parent.mkdir(parents=True, exist_ok=True)
-            args.html.write_text(compare_html(pairs, title, images))
-        except OSError as exc:
-            raise VaccbenchError(f"cannot write the HTML page ({exc.strerror or exc})", args.html) from None
+        atomic_write(args.html, compare_html(pairs, title, images))
         print(f"HTML: {args.html}")
     return 0

@@ -11,7 +11,8 @@ from ..baselines import find_entry
 from ..errors import VaccbenchError
 from ..export import (DEFAULT_OPSET, INPUT_NAME, ExportOptions, adhoc_entry, export_entry, onnx_file_name,
                       writable_dir)
-from . import command
+from . import command, count, output_folder
+
 
 def _export_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=None,
@@ -24,18 +25,18 @@ def _export_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", default=None, help="architecture name in that library")
     parser.add_argument("--pretrained-weights", default=None, metavar="FILE",
                         help="weight file (state dict, checkpoint, safetensors)")
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--num-classes", type=count, default=1000)
     parser.add_argument("--key-map", choices=("names", "by-order"), default="names",
                         help="load the weights by tensor name (default) or by order")
     parser.add_argument("--train-form", action="store_true",
                         help="do not re-parameterise (RepVGG branches stay unfused)")
-    parser.add_argument("--size", type=int, default=None,
+    parser.add_argument("--size", type=count, default=None,
                         help="input size (default: the baseline's input_size, else 224)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"default {DEFAULT_OPSET}")
+    parser.add_argument("--opset", type=count, default=DEFAULT_OPSET, help=f"default {DEFAULT_OPSET}")
     parser.add_argument("--dynamic-batch", action="store_true",
                         help="batch dimension named `batch` instead of fixed 1")
     parser.add_argument("--simplify", action="store_true", help="run onnxsim (must be installed)")
-    parser.add_argument("--save-dir", default=".", help="output folder (default: here)")
+    parser.add_argument("--save-dir", type=output_folder, default=".", help="output folder (default: here)")
 
 
 @command("export", "export a timm/torchvision model with local weights to ONNX", _export_args)
@@ -62,7 +63,7 @@ def _export(args: argparse.Namespace) -> int:
         entry = replace(entry, deploy=None)
     size = args.size or entry.input_size
     options = ExportOptions(size, args.opset, args.dynamic_batch, args.simplify)
-    out = writable_dir(Path(args.save_dir)) / onnx_file_name(name, size)
+    out = writable_dir(args.save_dir) / onnx_file_name(name, size)
     export_entry(entry, weights, out, options)
     batch = "dynamic" if args.dynamic_batch else "1"
     print(f"{out}: {entry.library} {entry.arch}, input {INPUT_NAME} ({batch}, 3, {size}, {size}), "

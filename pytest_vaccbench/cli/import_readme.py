@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import command
+from . import command, output_file
 from ..importer import import_readme
 
 
 def _import_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("readme", help="the family's README (markdown, plain text or GitHub-page text)")
-    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+    parser.add_argument("-o", "--output", type=output_file, default=None, metavar="FILE",
                         help="baseline file to write or update (default: baselines/<family>.yaml)")
     parser.add_argument("--family", default=None, metavar="NAME",
                         help="family name (default: the output file's name, else the README's title)")

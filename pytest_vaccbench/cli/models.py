@@ -60,6 +60,9 @@ def _models_args(parser: argparse.ArgumentParser) -> None:
 @command("models", "list the baseline models: family, model key and the runs recorded per "
          "dataset, with n", _models_args)
 def _models(args: argparse.Namespace) -> int:
+    from ..options import check_options
+
+    check_options({"baselines": str(args.baselines)})  # a missing folder gets the closest name
     lines = model_lines(load_families(args.baselines), args.patterns, args.dataset)
     if not lines:
         print("no model matches")

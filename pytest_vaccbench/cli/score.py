@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import command
+from . import command, report_file
 
 USAGE_ERROR = 4  # as pytest's
 
@@ -51,10 +51,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "them as a sample of it (the gate adds the sampling allowance)")
     parser.add_argument("--baselines", default="baselines", metavar="DIR",
                         help="folder of the baseline files (default: ./baselines)")
-    parser.add_argument("--vaccbench-json", default=None, metavar="F", help="write the JSON report")
-    parser.add_argument("--vaccbench-html", default=None, metavar="F", help="write the HTML report")
-    parser.add_argument("--junitxml", default=None, metavar="F", help="write a JUnit XML file")
-    parser.add_argument("--vaccbench-history", default=None, metavar="DB",
+    parser.add_argument("--vaccbench-json", type=report_file, default=None, metavar="F",
+                        help="write the JSON report")
+    parser.add_argument("--vaccbench-html", type=report_file, default=None, metavar="F",
+                        help="write the HTML report")
+    parser.add_argument("--junitxml", type=report_file, default=None, metavar="F",
+                        help="write a JUnit XML file")
+    parser.add_argument("--vaccbench-history", type=report_file, default=None, metavar="DB",
                         help="append the result to a SQLite history (see `vaccbench trend`)")
     parser.add_argument("--update-baselines", action="store_true",
                         help="record the numbers in the baseline file instead of gating")
@@ -81,7 +84,7 @@ def _usage(message: str) -> int:
 
 def _problem(args: argparse.Namespace) -> str | None:
     """The first argument that cannot work, as pytest's startup checks say it."""
-    from ..errors import VaccbenchError
+    from ..errors import VaccbenchError, printable
     from ..options import check_options
 
     backend, slash, precision = args.run.partition("/")
@@ -98,10 +101,10 @@ def _problem(args: argparse.Namespace) -> str | None:
         return f"--confidence must be between 0 and 1, got {args.confidence}"
     missing = [p for p in args.results if not Path(p).exists()]
     if missing:
-        return f"no such file or folder: {', '.join(missing)}"
+        return f"no such file or folder: {', '.join(map(printable, missing))}"
     try:
         check_options({"backend": [backend], "precision": [precision], "labels": args.labels,
-                       "baselines": args.baselines})
+                       "baselines": args.baselines, "dataset_name": args.dataset_name})
     except VaccbenchError as exc:
         return str(exc).replace("--backend=", "--run backend ").replace("--precision=", "--run precision ")
     return None

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import command
+from . import command, output_file
 from ..errors import VaccbenchError
 
 
@@ -33,12 +33,13 @@ def _durations(args: argparse.Namespace) -> int:
 
 def _merge_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("shards", nargs="+", type=Path, help="the shards' --vaccbench-json reports")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="JSON",
+    parser.add_argument("-o", "--output", type=output_file, required=True, metavar="JSON",
                         help="the merged JSON report (per-image predictions beside it)")
-    parser.add_argument("--html", type=Path, default=None, metavar="FILE", help="also an HTML report")
-    parser.add_argument("--junitxml", type=Path, default=None, metavar="FILE",
+    parser.add_argument("--html", type=output_file, default=None, metavar="FILE",
+                        help="also an HTML report")
+    parser.add_argument("--junitxml", type=output_file, default=None, metavar="FILE",
                         help="also one JUnit XML file of every shard's tests")
-    parser.add_argument("--history", type=Path, default=None, metavar="DB",
+    parser.add_argument("--history", type=output_file, default=None, metavar="DB",
                         help="append the merged session to this history database, as one run")
 
 
@@ -47,11 +48,8 @@ def _merge_args(parser: argparse.ArgumentParser) -> None:
 def _merge(args: argparse.Namespace) -> int:
     from ..history import append_run
     from ..merge import junit_xml, load_shard, merge, summary, write_merged_json
-    from ..report_html import html_report
+    from ..report_html import write_html
 
-    for path in (args.output, args.html, args.junitxml, args.history):
-        if path is not None and not path.expanduser().resolve().parent.is_dir():
-            raise VaccbenchError("its folder does not exist", path)
     shards = [load_shard(path) for path in args.shards]
     options = [(flag, value) for flag, value in (("-o", args.output), ("--html", args.html),
                ("--junitxml", args.junitxml), ("--history", args.history)) if value is not None]
@@ -63,7 +61,7 @@ def _merge(args: argparse.Namespace) -> int:
         written.append(f"note: {len(lost)} test(s) without their per-image predictions (copy each "
                        "shard's <report>.predictions/ folder with its report), e.g. " + lost[0])
     if args.html:
-        args.html.write_text(html_report(merged.rows, merged.session))
+        write_html(merged.rows, args.html, merged.session)
         written.append(f"HTML report: {args.html}")
     if args.junitxml:
         junit_xml(merged, args.junitxml)

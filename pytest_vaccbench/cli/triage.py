@@ -18,7 +18,7 @@ from . import command, model_args, model_run
 def _triage_args(parser: argparse.ArgumentParser) -> None:
     model_args(parser)
     parser.add_argument("--precision", default="int8-max",
-                        help="int8-max (default), int8-percentile or int8-kl_divergence")
+                        help="int8-max (default), int8-percentile, int8-kl_divergence or int8-mse")
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                         help="stop measuring keep-in-fp32 effects after this long (default: no limit)")
     parser.add_argument("--json", action="store_true", help="print the triage as JSON")
@@ -47,8 +47,9 @@ def _triage(args: argparse.Namespace) -> int:
           f"{fp32.top1:.2f}, int8 {int8.top1:.2f} (n={int8.n}, {int8.excluded} calibration images "
           f"not counted)")
     print(f"{result.images} triage images, {result.discordant} of them flipped by int8; int8 agrees "
-          f"with fp32 on {result.int8_agreement:.1f}% of them; {result.seconds:.0f}s")
-    print("\n".join(table(result.rows, result.int8_agreement)))
+          f"with fp32 on {result.int8_agreement:.1f}% of them, KL from fp32 {result.int8_kl:.4f}; "
+          f"{result.seconds:.0f}s")
+    print("\n".join(table(result.rows, result.int8_agreement, result.int8_kl)))
     for line in [*result.recovery_lines(), *(f"skipped: {s}" for s in result.skipped)]:
         print(line)
     return 0

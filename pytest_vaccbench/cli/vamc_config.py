@@ -24,11 +24,10 @@ def _vamc_config(args: argparse.Namespace) -> int:
     for setting in build.unmirrored:
         print(f"not mirrored: {setting}")
     if args.onnx:
-        import onnx
-
+        from ..backends.onnxruntime import load_onnx
         from ..layers import nodes_for, quantizable_layers
 
-        layers = quantizable_layers(onnx.load(args.onnx))
+        layers = quantizable_layers(load_onnx(Path(args.onnx)))
         try:
             kept = set(nodes_for(layers, build.skip_conv_layers, build.skip_matmul_layers))
         except ValueError as exc:

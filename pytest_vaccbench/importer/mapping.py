@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .names import ArchCheck, find_key, installed_arch, resolve
+from .names import ArchCheck, installed_arch, resolve
 from .readme import Readme
 from .tables import Problem
 from .transforms import Undetermined, Value, derive, library_defaults
@@ -34,11 +34,13 @@ def map_models(readme: Readme, check: ArchCheck = installed_arch,
     """Each table row -> its baseline key and README-derived fields, in table order."""
     problems: list[Problem] = []
     models: dict[str, ImportedModel] = {}
+    folded: dict[str, str] = {}  # key up to case -> its first spelling
+    unsized: set[int] = set()  # tables already reported without an input size column
     for table in readme.tables:
         flops, sized = table.column("flops"), table.column("input_size") is not None
         for row in table.rows:
             key, alias = resolve(row, check, problems)
-            first = find_key(models, key)
+            first = folded.get(key.casefold())
             if first is not None:
                 problems.append(Problem(row.line, f"a second row for {key} (first at line "
                                                   f"{models[first].line}, {first}); skipped"))
@@ -57,7 +59,8 @@ def map_models(readme: Readme, check: ArchCheck = installed_arch,
                 preprocess, why = None, str(exc)  # refused (or kept from the file) by the writer
             if not sized and preprocess is not None:
                 size = preprocess["crop"].value or preprocess["resize"].value
-                if not any(p.line == table.line and "no input size column" in p.message for p in problems):
+                if table.line not in unsized:
+                    unsized.add(table.line)
                     problems.append(Problem(table.line, f"no input size column: input_size is the crop, "
                                                         f"{size}"))
             source = row.sources[0] if len(row.sources) == 1 else list(row.sources)
@@ -72,6 +75,7 @@ def map_models(readme: Readme, check: ArchCheck = installed_arch,
                 fields["params_m"] = row.cells["params"]
             fields["published"] = {k: row.cells[k] for k in ("top1", "top5") if k in row.cells}
             models[key] = ImportedModel(key, row.line, fields, alias.note, preprocess, why)
+            folded[key.casefold()] = key
         if flops and flops.unit is None:
             problems.append(Problem(table.line, f"the {flops.label!r} heading gives no unit (G, M or B); "
                                                 "flops.unit left null"))

@@ -129,12 +129,6 @@ def model_key(source: str, name: str) -> str:
     return f"{safe_name(source)}-{safe_name(name)}"
 
 
-def find_key(keys: object, key: str) -> str | None:
-    """The key among `keys` that is `key` up to case (a re-import must not duplicate it)."""
-    folded = key.casefold()
-    return next((k for k in keys if str(k).casefold() == folded), None)  # type: ignore[attr-defined]
-
-
 def _alias(source: str, name: str) -> tuple[str, Alias] | None:
     """(the alias table's spelling, its alias) of a row, matched by the normalised name."""
     wanted = normalise(name)

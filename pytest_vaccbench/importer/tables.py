@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Mapping
 
+from ..preprocess import MAX_SIDE
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -54,17 +56,29 @@ class ModelTable:
 
 
 # Column headings, matched on the heading lower-cased with its spaces removed.
+# Headings are matched without their HTML (`acc<br><sup>top1` is acctop1), spaces and a
+# trailing (%) or %.
+_ACC = r"(acc(uracy)?\.?|准确率)"
 HEADINGS: tuple[tuple[str, str], ...] = (
     ("name", r"模型|模型名称|网络|models?|modelname|name"),
     ("source", r"源码|来源|codebase|sources?|code|repo|framework"),
-    ("top1", r"top-?1(acc)?(\(%\))?|acc@1"),
-    ("top5", r"top-?5(acc)?(\(%\))?|acc@5"),
-    ("flops", r"(?P<prefix>[gmb])?flops(\((?P<unit>[gmb])\))?"),
-    ("params", r"params(\(m\))?|#params|参数量?(\(m\))?"),
-    ("input_size", r"input_?size|input|size|resolution|输入尺寸|输入大小|img_?size"),
+    ("top1", rf"top-?1{_ACC}?|{_ACC}@?(top-?)?1"),
+    ("top5", rf"top-?5{_ACC}?|{_ACC}@?(top-?)?5"),
+    ("flops", r"(?P<prefix>[gmb])?flops(@\d+)?(\((?P<unit>[gmb])\))?"),
+    ("params", r"params(\(m\))?|#params(\(m\))?|参数量?(\(m\))?"),
+    ("input_size", r"input_?size|input|size|size\(pixels\)|resolution|输入尺寸|输入大小|img_?size"),
     ("crop_pct", r"crop_?pct|crop_?ratio"),
 )
 VALUE_COLUMNS = ("top1", "top5", "flops", "params", "input_size", "crop_pct")
+# What a value column's numbers may be (a cell outside is reported, and left null).
+RANGES = {
+    "top1": (lambda v: v <= 100, "a percentage (0-100)"),
+    "top5": (lambda v: v <= 100, "a percentage (0-100)"),
+    "flops": (lambda v: True, "a number"),
+    "params": (lambda v: True, "a number"),
+    "input_size": (lambda v: v == v.to_integral_value() and 0 < v <= MAX_SIDE, f"a size in pixels (1-{MAX_SIDE})"),
+    "crop_pct": (lambda v: 0 < v <= 1, "a crop fraction in (0, 1]"),
+}
 MISSING = {"", "-", "–", "—", "/", "n/a", "na", "none", "null"}
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)%?|(\d+)\s*[x×*]\s*\d+")
 _NAV_LINE = re.compile(r"skip to content|latest commit|history|file metadata and controls|readme\.md|"
@@ -75,15 +89,19 @@ _PAPER = re.compile(r"(?P<label>[A-Za-z][^:：]{0,60}): (?P<title>\S.*)")
 _SOURCE_SPLIT = re.compile(r"</?br\s*/?>|[,/、]|\s+", re.I)
 
 
+_LINK = re.compile(r"!?\[([^\[\]]*)\]\([^()]*\)")  # no nested brackets: linear on `[[[[...`
+_TAG = re.compile(r"</?(?!br\b)[a-z][^<>]*>", re.I)
+
+
 def _plain(line: str) -> str:
     """Markdown links/images -> their text; HTML tags other than <br> and emphasis dropped."""
-    line = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", line)
-    line = re.sub(r"</?(?!br\b)[a-z][^>]*>", "", line, flags=re.I)
+    line = _TAG.sub("", _LINK.sub(r"\1", line))
     return line.replace("**", "").replace("`", "").strip()
 
 
 def _heading(label: str) -> Column:
-    norm = re.sub(r"\s+", "", _plain(label)).lower()
+    label = " ".join(re.sub(r"<[^<>]*>", " ", label).split())  # `acc<br><sup>top1`: acc top1
+    norm = re.sub(r"(\(%\)|%)$", "", re.sub(r"\s+", "", _plain(label)).lower())
     for kind, pattern in HEADINGS:
         match = re.fullmatch(pattern, norm)
         if match:
@@ -93,11 +111,12 @@ def _heading(label: str) -> Column:
     return Column("unknown", label.strip())
 
 
-def _is_table_header(columns: list[Column]) -> bool:
+def _is_table_header(columns: list[Column], markdown: bool = False) -> bool:
     """A model table: model, source and top1 columns; or, without a source column, only
-    headings this importer knows (so that a sentence naming "model" and "top1" is none)."""
+    headings this importer knows (so that a sentence naming "model" and "top1" is none),
+    unless it is a `markdown` table (its header is followed by a |---| line): it is one."""
     kinds = {c.kind for c in columns}
-    if "source" in kinds:
+    if "source" in kinds or markdown:
         return {"name", "top1"} <= kinds
     return {"name", "top1"} <= kinds and "unknown" not in kinds and len(columns) >= 3
 
@@ -173,7 +192,17 @@ def _row(columns: tuple[Column, ...], cells: Mapping[str, str], line: int,
             continue
         if raw is not None and values[column.kind] is None:
             problems.append(Problem(line, f"{label}: no {column.label} value; left null"))
+        elif values[column.kind] is not None and not RANGES[column.kind][0](values[column.kind]):
+            problems.append(Problem(line, f"{label}: {column.label} {values[column.kind]} is not "
+                                          f"{RANGES[column.kind][1]}; left null"))
+            values[column.kind] = None
     return TableRow(line, name, sources, values)
+
+
+def _is_separator(line: str) -> bool:
+    """A markdown table's line under its header: |---|:--:|---|."""
+    cells = [c for c in _pipe_cells(line) if c]
+    return bool(cells) and all(re.fullmatch(r":?-+:?", c) for c in cells)
 
 
 def _pipe_table(lines: list[str], start: int, columns: tuple[Column, ...],
@@ -258,7 +287,8 @@ def _tables(lines: list[str], problems: list[Problem]) -> list[ModelTable]:
         piped = "|" in text
         columns = [_heading(c) for c in _pipe_cells(text)] if piped else _space_header(text.split())
         unknown = [c.label for c in columns if c.kind == "unknown"]
-        header = _is_table_header(columns)
+        markdown = piped and i + 1 < len(lines) and _is_separator(lines[i + 1])
+        header = _is_table_header(columns, markdown)
         if header and not piped and (len(unknown) > 2 or len(columns) - len(unknown) < 4):
             problems.append(Problem(i + 1, f"looks like a model-table header, but {unknown} are no "
                                            "headings this importer knows: not read as a table"))
@@ -304,7 +334,34 @@ _SOURCE_URLS = (
     (re.compile(r"github\.com/open-mmlab/(mmclassification|mmpretrain)", re.I), "mmcls"),
     (re.compile(r"github\.com/PaddlePaddle/PaddleClas", re.I), "ppcls"),
     (re.compile(r"keras\.io/api/applications|github\.com/keras-team/keras", re.I), "keras"),
+    (re.compile(r"github\.com/ultralytics/(yolov5|ultralytics)", re.I), "ultralytics"),
 )
+# A source named in words: a "code source" label (or heading) and, on its line after a colon
+# or on one of the next lines, a library's name (the GitHub-page text keeps a link's text only).
+_SOURCE_LABEL = re.compile(r"^\W*(code\s*source|codebase|source\s*code|源码|来源)\s*[:：]?\s*(?P<rest>.*)$", re.I)
+_SOURCE_NAMES = {"timm": "timm", "pytorch-image-models": "timm", "torchvision": "torchvision",
+                 "mmcls": "mmcls", "mmclassification": "mmcls", "mmpretrain": "mmcls",
+                 "ppcls": "ppcls", "paddleclas": "ppcls", "keras": "keras",
+                 "ultralytics": "ultralytics", "yolov5": "ultralytics"}
+_SOURCE_WORD = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, _SOURCE_NAMES)) + r")(?![\w-])", re.I)
+LABEL_REACH = 3  # lines after a "code source" label where the library's name may stand
+
+
+def _named_sources(lines: list[str]) -> dict[str, int]:
+    """Libraries named in words under a "code source" label: source -> line."""
+    found: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        label = _SOURCE_LABEL.match(_plain(line))
+        if not label:
+            continue
+        after = [label["rest"], *(_plain(x) for x in lines[number:number + LABEL_REACH])]
+        for offset, text in enumerate(after):
+            names = {_SOURCE_NAMES[w.lower()] for w in _SOURCE_WORD.findall(text)}
+            for name in names:
+                found.setdefault(name, number + offset)
+            if names or (offset and text):  # the label's first line of words decides
+                break
+    return found
 
 
 def family_source(lines: list[str]) -> tuple[str | None, str]:
@@ -317,10 +374,13 @@ def family_source(lines: list[str]) -> tuple[str | None, str]:
         for pattern, source in _SOURCE_URLS:
             if pattern.search(line):
                 found.setdefault(source, number)
+    for source, number in _named_sources(lines).items():
+        found.setdefault(source, number)
     if len(found) == 1:
         (source, number), = found.items()
         return source, f"line {number}"
     if not found:
         return None, ("it names no source (no --model_library in the deploy steps, no link to "
-                      "timm, torchvision, mmcls, ppcls or keras)")
+                      "timm, torchvision, mmcls, ppcls, keras or ultralytics, no `Code Source:` "
+                      "naming one)")
     return None, "it names several: " + ", ".join(f"{s} (line {n})" for s, n in found.items())

@@ -14,6 +14,7 @@ nothing determines is reported, never guessed.
 from __future__ import annotations
 
 import ast
+import bisect
 import math
 import re
 from dataclasses import dataclass, field
@@ -61,12 +62,19 @@ class Undetermined(Exception):
     """A value neither the README, the row nor the library determines."""
 
 
+CALL_CHARS = 2000  # a transform call's arguments end within this many characters
+
+
+_BRACKET = re.compile(r"[(\[{)\]}]")
+
+
 def _call_args(text: str, open_paren: int) -> str | None:
+    """`(...)` from `open_paren` to its closing bracket, within CALL_CHARS characters."""
     depth = 0
-    for j in range(open_paren, len(text)):
-        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(text[j], 0)
+    for match in _BRACKET.finditer(text, open_paren, open_paren + CALL_CHARS):
+        depth += 1 if match.group() in "([{" else -1
         if depth == 0:
-            return text[open_paren:j + 1]
+            return text[open_paren:match.end()]
     return None
 
 
@@ -124,21 +132,29 @@ def _channels(value: Value) -> Value:
     return Value([float(v) for v in items], value.source)
 
 
-def _line_of(text: str, position: int) -> int:
-    return text.count("\n", 0, position) + 1
+class _Lines:
+    """Line numbers of positions in a text, by bisection over its line starts (counting the
+    newlines before every match would take time quadratic in the README's size)."""
+
+    def __init__(self, text: str) -> None:
+        self.starts = [m.end() for m in re.finditer("\n", text)]
+
+    def __call__(self, position: int) -> int:
+        return bisect.bisect_right(self.starts, position) + 1
 
 
 def read_recipe(text: str) -> tuple[Recipe, list[Problem]]:
     """The transforms list (values or variables), the values the text assigns, and the recipe
     in words. A step that appears twice keeps its first value."""
     recipe, problems = Recipe(), []
+    line_of = _Lines(text)
     for match in _TRANSFORM.finditer(text):
-        line, name = _line_of(text, match.start()), match.group(1)
+        line, name = line_of(match.start()), match.group(1)
         recipe.listed = True
         if name in _IGNORED_TRANSFORMS:
             continue
         args_src = _call_args(text, match.end() - 1) or "("
-        written = f"{name}{args_src}"
+        written = " ".join(f"{name}{args_src}".split())  # a call written over several lines
         try:
             call = ast.parse(f"f{args_src}", mode="eval").body
         except SyntaxError:
@@ -176,17 +192,17 @@ def read_recipe(text: str) -> tuple[Recipe, list[Problem]]:
         except (ValueError, SyntaxError):
             continue
         recipe.names[name] = Value(value, f"{name} = {match.group(2)} in the README "
-                                          f"(line {_line_of(text, match.start())})")
+                                          f"(line {line_of(match.start())})")
     pct = _CROP_PCT.search(text)
     if pct and "crop_pct" not in recipe.names:
         recipe.names["crop_pct"] = Value(float(pct.group(1)), f"crop_pct {pct.group(1)} in the README "
-                                                              f"(line {_line_of(text, pct.start())})")
+                                                              f"(line {line_of(pct.start())})")
     for key, pattern in (("resize", _PROSE_RESIZE), ("crop", _PROSE_CROP),
                          ("interpolation", _PROSE_INTERPOLATION)):
         found = pattern.search(text)
         if found:
             value = found.group(1).lower() if key == "interpolation" else int(found.group(1))
-            recipe.prose[key] = Value(value, f"the README text (line {_line_of(text, found.start())}): "
+            recipe.prose[key] = Value(value, f"the README text (line {line_of(found.start())}): "
                                              f"{found.group(0)!r}")
     return recipe, problems
 

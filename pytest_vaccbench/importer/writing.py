@@ -7,16 +7,20 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.nodes import ScalarNode
 
-from ..baselines import DEFAULT_TOLERANCE, MODEL_SECTIONS, _line, _yaml, atomic_write, read_yaml
-from ..errors import VaccbenchError
+from ..baselines import (DEFAULT_TOLERANCE, MODEL_SECTIONS, _line, _yaml, atomic_write, parse_family,
+                         read_yaml)
+from ..errors import BaselineError, VaccbenchError, printable
+from ..safefiles import safe_name
 from .mapping import ImportedModel, LibraryDefaults, family_preprocess, map_models
-from .names import ArchCheck, find_key, installed_arch
+from .names import ArchCheck, installed_arch
 from .readme import Readme, read_readme
 from .tables import Problem
 from .transforms import Value, library_defaults
@@ -37,17 +41,22 @@ class ImportResult:
     problems: list[Problem] = field(default_factory=list)
 
 
+def one_line(text: str) -> str:
+    """A comment as YAML can hold it: one line (a README's call may span several), printable."""
+    return printable(" ".join(text.split()))
+
+
 def _node(value: Any) -> Any:
     """A plain value -> what ruamel writes back as the README wrote it (327.650 stays 327.650).
     Mappings of Values (a preprocess block) become block mappings with a comment per key."""
     if isinstance(value, Value):
         return _node(value.value)
     if isinstance(value, Decimal):
-        return _yaml().load(str(value))
+        return _number(str(value))
     if isinstance(value, dict) and value and all(isinstance(v, Value) for v in value.values()):
         node = CommentedMap((k, _node(v)) for k, v in value.items())
         for key, item in value.items():
-            node.yaml_add_eol_comment(item.source, key, column=COMMENT_COLUMN)
+            node.yaml_add_eol_comment(one_line(item.source), key, column=COMMENT_COLUMN)
         return node
     if isinstance(value, dict):
         node = CommentedMap((k, _node(v)) for k, v in value.items())
@@ -58,6 +67,20 @@ def _node(value: Any) -> Any:
         seq.fa.set_flow_style()
         return seq
     return value
+
+
+@lru_cache(maxsize=1)
+def _constructor() -> Any:
+    return _yaml().constructor
+
+
+def _number(text: str) -> Any:
+    """A README number (digits, maybe a decimal point) as ruamel reads it back, so that it is
+    written as the README wrote it (327.650 stays 327.650); made by ruamel's own constructor
+    without parsing a document per number (most of the time of a large import)."""
+    if "." not in text:
+        return int(text)
+    return _constructor().construct_yaml_float(ScalarNode("tag:yaml.org,2002:float", text))
 
 
 def _same(old: Any, new: Any) -> bool:
@@ -107,7 +130,7 @@ def _update(target: CommentedMap, fields: Mapping[str, Any], where: str, changed
             previous = key
             continue
         if isinstance(value, Value) and key not in target.ca.items:  # a comment by hand is kept
-            target.yaml_add_eol_comment(value.source, key, column=COMMENT_COLUMN)
+            target.yaml_add_eol_comment(one_line(value.source), key, column=COMMENT_COLUMN)
         previous = key
 
 
@@ -115,7 +138,7 @@ def _new_model(model: ImportedModel) -> CommentedMap:
     entry = CommentedMap((k, _node(v)) for k, v in model.fields.items())
     entry["expected"] = CommentedMap()
     if model.note:
-        entry.yaml_add_eol_comment(model.note, "arch", column=COMMENT_COLUMN)
+        entry.yaml_add_eol_comment(one_line(model.note), "arch", column=COMMENT_COLUMN)
     return entry
 
 
@@ -129,7 +152,7 @@ def _skeleton(readme: Readme, family: str) -> CommentedMap:
     data["models"] = CommentedMap()
     data["extra_models"] = CommentedMap()
     data.yaml_set_start_comment(
-        f"{readme.title or family} baselines, imported from {readme.path.name} by "
+        f"{one_line(readme.title or family)} baselines, imported from {one_line(readme.path.name)} by "
         "`vaccbench import-readme`.\n"
         "Re-running it rewrites the README-derived fields; `expected`, `extra_models` and the\n"
         "fields added by hand (weights, tolerance, preprocess overrides, ...) are kept.\n"
@@ -137,23 +160,32 @@ def _skeleton(readme: Readme, family: str) -> CommentedMap:
     return data
 
 
-def _entry(data: CommentedMap, key: str) -> tuple[str, str] | None:
-    """(section, the file's spelling of the key) of a model, matched up to case."""
-    for section in MODEL_SECTIONS:
-        found = find_key(data.get(section) or {}, key)
-        if found is not None:
-            return section, str(found)
-    return None
+class _Entries:
+    """Where each model key of the file is (section, the file's spelling), matched up to
+    case; kept up to date as models are added (one lookup per README row, not a scan)."""
+
+    def __init__(self, data: CommentedMap) -> None:
+        self.where: dict[str, tuple[str, str]] = {}
+        for section in reversed(MODEL_SECTIONS):  # `models` wins over `extra_models`
+            for key in data.get(section) or {}:
+                self.where[str(key).casefold()] = (section, str(key))
+
+    def find(self, key: str) -> tuple[str, str] | None:
+        return self.where.get(key.casefold())
+
+    def add(self, section: str, key: str) -> None:
+        self.where.setdefault(key.casefold(), (section, key))
 
 
 def _check_preprocess(data: CommentedMap, readme: Readme, models: list[ImportedModel],
                       result: ImportResult) -> None:
     """Refuse rows whose preprocessing nothing determines, unless the file already has it."""
     missing = []
+    entries = _Entries(data)
     for model in models:
         if model.preprocess is not None:
             continue
-        found = _entry(data, model.key)
+        found = entries.find(model.key)
         entry = data[found[0]][found[1]] if found else None
         if isinstance(entry, Mapping) and entry.get("preprocess"):
             result.problems.append(Problem(model.line, f"{model.key}: its `preprocess` in "
@@ -192,12 +224,17 @@ def merge_baseline(data: CommentedMap, family: str, readme: Readme, models: list
     if preprocess is not None:
         _update(data["preprocess"], dict(preprocess), "preprocess.", result.changed)
     previous = None
-    for model in models:
-        found = _entry(data, model.key)
+    entries = _Entries(data)
+    for number, model in enumerate(models):
+        found = entries.find(model.key)
         if found is None:
             target = data["models"]
-            position = list(target).index(previous) + 1 if previous in target else 0
-            target.insert(position, model.key, _new_model(model))
+            if previous is not None and previous == next(reversed(target), None):
+                target[model.key] = _new_model(model)  # at the end: no insert, which copies the map
+            else:
+                position = list(target).index(previous) + 1 if previous in target else 0
+                target.insert(position, model.key, _new_model(model))
+            entries.add("models", model.key)
             result.added.append(model.key)
             previous = model.key
             continue
@@ -212,11 +249,12 @@ def merge_baseline(data: CommentedMap, family: str, readme: Readme, models: list
         if key != model.key:
             result.problems.append(Problem(model.line, f"{model.key} is {section}.{key} of "
                                                        f"{result.path} (keys match up to case): updated"))
-        result.models[result.models.index(model.key)] = key
+        result.models[number] = key
         _update(entry, model.fields, f"{key}.", result.changed)
         previous = key
+    rows = set(result.models)
     for key in data["models"]:
-        if key not in result.models:
+        if key not in rows:
             result.kept.append(key)
             result.problems.append(Problem(_line(data["models"], key),
                                            f"models.{key} is no row of the README: kept (delete it "
@@ -225,6 +263,10 @@ def merge_baseline(data: CommentedMap, family: str, readme: Readme, models: list
 
 def family_name(readme: Readme, family: str | None, out: Path | None) -> str:
     """--family, else the output file's name, else the README's title (lower-cased)."""
+    if family is not None and safe_name(family) != family:
+        raise VaccbenchError(f"--family {printable(family)!r} is not a plain name (letters, digits "
+                             "and ._+=-, not starting with a dot, no `..`): a family's name is the "
+                             "name of its baseline file")
     if family and out is not None and out.stem != family:
         raise VaccbenchError(f"--family {family} does not match the output file name {out.name} "
                              "(a baseline's family is its file name)", out)
@@ -256,6 +298,12 @@ def import_readme(readme_path: Path | str, out: Path | str | None = None, family
     merge_baseline(data, name, readme, models, result)
     buffer = io.StringIO()
     _yaml().dump(data, buffer)
+    try:  # what the plugin will read, read back before it replaces anything
+        parse_family(buffer.getvalue(), out_path)
+    except BaselineError as exc:
+        raise VaccbenchError(f"the baseline this import made does not load ({exc}); nothing was "
+                             f"written. This is a bug of the importer: please report it with "
+                             f"{readme.path}", out_path) from None
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out_path, buffer.getvalue())
     return result
